@@ -1,0 +1,71 @@
+"""The project's own exceptions. Adapters turn botocore errors into these; handlers map them to
+HTTP responses or Step Functions error names."""
+
+from __future__ import annotations
+
+
+class FilebatchError(Exception):
+    """Base class. `code` is machine-readable and stable; the message is for humans."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(FilebatchError):
+    code = "invalid_request"
+    http_status = 400
+
+
+class NotFoundError(FilebatchError):
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(FilebatchError):
+    code = "conflict"
+    http_status = 409
+
+
+class UnauthorizedError(FilebatchError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class StorageUnavailableError(FilebatchError):
+    """A dependency (DynamoDB, S3, Step Functions) failed or throttled: worth retrying."""
+
+    code = "storage_unavailable"
+    http_status = 503
+
+
+class FileRejectedError(FilebatchError):
+    """The uploaded bytes do not match what the client declared (size, type). Not retryable.
+
+    The class name is the Step Functions error name the state machine catches.
+    """
+
+    code = "file_rejected"
+    http_status = 422
+
+
+class RetryableDescriptionError(FilebatchError):
+    """The description provider failed in a way that may pass on retry (throttling, timeout).
+
+    The class name is matched by the state machine's Retry `ErrorEquals`: keep it stable.
+    """
+
+    code = "provider_unavailable"
+    http_status = 503
+
+
+class PermanentDescriptionError(FilebatchError):
+    """The provider cannot describe this file (unsupported or corrupt media). Not retryable."""
+
+    code = "unsupported_media"
+    http_status = 422

@@ -1,0 +1,147 @@
+"""HTTP request and response bodies of the public REST API (/v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from filebatch.models.domain import BatchStatus, FileStatus
+
+MAX_FILES_PER_REQUEST = 1000
+CONTENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
+
+
+class FileSpec(BaseModel):
+    """One file the client is about to upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=1, description="Exact size in bytes; the upload is checked against it.")
+    content_type: str = Field(pattern=CONTENT_TYPE_PATTERN)
+
+    @field_validator("content_type", mode="before")
+    @classmethod
+    def _normalise_content_type(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("filename")
+    @classmethod
+    def _printable_filename(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("filename must not contain control characters")
+        return value
+
+
+class CreateBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_REQUEST)
+
+
+class UploadInstruction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = "PUT"
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class CreatedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str
+    filename: str
+    size: int
+    content_type: str
+    upload: UploadInstruction
+
+
+class CreateBatchResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    status: BatchStatus
+    created_at: datetime
+    files: list[CreatedFile]
+
+
+class BatchCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    total: int
+    uploaded: int
+    completed: int
+    failed: int
+
+
+class BatchStatusResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    status: BatchStatus
+    is_terminal: bool
+    counts: BatchCounts
+    progress_percentage: float
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class DescriptionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    text: str
+    attributes: dict[str, Any]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    retryable: bool
+
+
+class FileResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str
+    filename: str
+    status: FileStatus
+    declared_size: int
+    declared_content_type: str
+    size_bytes: int | None
+    sha256: str | None
+    detected_content_type: str | None
+    description: DescriptionBody | None
+    error: ErrorDetail | None
+    uploaded_at: datetime | None
+    finished_at: datetime | None
+
+
+class ResultsPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    items: list[FileResult]
+    next_cursor: str | None
+
+
+class ResultsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body: {"error": {"code": ..., "message": ..., "details": [...]}}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: dict[str, Any]

@@ -1,0 +1,162 @@
+"""The business vocabulary: batches, files, what was learnt about a file, and how it ended."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+BATCH_ID_PATTERN = r"^b-[0-9a-f]{32}$"
+FILE_ID_PATTERN = r"^f[0-9]{5}$"
+UPLOAD_PREFIX = "uploads/"
+MANIFEST_PREFIX = "manifests/"
+
+_UPLOAD_KEY = re.compile(r"^uploads/(?P<tenant_id>[a-z0-9][a-z0-9-]{0,62})/(?P<batch_id>b-[0-9a-f]{32})/(?P<file_id>f[0-9]{5})$")
+
+
+class BatchStatus(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.FAILED}
+
+
+class FileStatus(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    UPLOADED = "uploaded"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {FileStatus.COMPLETED, FileStatus.FAILED}
+
+
+def file_id_for(position: int) -> str:
+    """Files are numbered in the order the client listed them, so results come back in that order."""
+    return f"f{position:05d}"
+
+
+def upload_key(tenant_id: str, batch_id: str, file_id: str) -> str:
+    """Where a file's bytes live. No client-chosen text goes into keys."""
+    return f"{UPLOAD_PREFIX}{tenant_id}/{batch_id}/{file_id}"
+
+
+def manifest_key(tenant_id: str, batch_id: str) -> str:
+    return f"{MANIFEST_PREFIX}{tenant_id}/{batch_id}.json"
+
+
+class FileRef(BaseModel):
+    """Which file an S3 object key belongs to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str
+    batch_id: str
+    file_id: str
+
+
+def parse_upload_key(key: str) -> FileRef | None:
+    """The file an object key names, or None for keys that are not uploads (manifests, results)."""
+    match = _UPLOAD_KEY.match(key)
+    return FileRef(**match.groupdict()) if match else None
+
+
+class FileFacts(BaseModel):
+    """What the process step verified about the stored bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    detected_content_type: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Description(BaseModel):
+    """A provider's account of one file: a sentence for people, attributes for programs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    text: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    retryable: bool
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    batch_id: str
+    status: BatchStatus
+    total: int = Field(ge=1)
+    uploaded: int = Field(default=0, ge=0)
+    completed: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def terminal_files(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def progress_percentage(self) -> float:
+        return round(100.0 * self.terminal_files / self.total, 1)
+
+    @property
+    def all_uploaded(self) -> bool:
+        return self.uploaded >= self.total
+
+    def final_status(self) -> BatchStatus:
+        """The terminal status once every file is terminal."""
+        if self.failed == 0:
+            return BatchStatus.COMPLETED
+        if self.completed == 0:
+            return BatchStatus.FAILED
+        return BatchStatus.COMPLETED_WITH_ERRORS
+
+
+class BatchFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    batch_id: str
+    file_id: str
+    filename: str
+    declared_size: int
+    declared_content_type: str
+    status: FileStatus
+    uploaded_at: datetime | None = None
+    finished_at: datetime | None = None
+    facts: FileFacts | None = None
+    description: Description | None = None
+    error: FileError | None = None
+
+    @property
+    def object_key(self) -> str:
+        return upload_key(self.tenant_id, self.batch_id, self.file_id)
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)

@@ -1,0 +1,119 @@
+"""Payloads between the state machine and its task Lambdas (statemachine/process_batch.asl.json).
+
+Everything here stays small: the state machine never carries the file list (see docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from filebatch.models.domain import Description, FileFacts
+
+
+class ExecutionInput(BaseModel):
+    """Input of one execution, named after the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    batch_id: str
+    manifest_key: str
+
+
+class FileTask(BaseModel):
+    """One Map item: which file to work on (built by the Map's ItemSelector)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    batch_id: str
+    file_id: str
+
+
+class ProcessedFile(FileTask):
+    """Output of the process step: the verified facts about the stored bytes."""
+
+    facts: FileFacts
+
+
+class DescribeFileInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: ProcessedFile
+    # $$.State.RetryCount: 0 on the first attempt.
+    attempt: int = Field(default=0, ge=0)
+
+
+class DescribedFile(ProcessedFile):
+    description: Description
+
+
+class StepFunctionsError(BaseModel):
+    """What a Catch puts at its ResultPath: {"Error": <error name>, "Cause": <JSON text or text>}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    Error: str
+    Cause: str | None = None
+
+
+class FailedFile(FileTask):
+    """A file whose processing or description failed: a Catch keeps the state's input (with the
+    facts when the process step had produced them) and adds the error at $.error."""
+
+    facts: FileFacts | None = None
+    error: StepFunctionsError
+
+
+class RecordSuccessInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["succeeded"]
+    file: DescribedFile
+
+
+class RecordFailureInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["failed"]
+    file: FailedFile
+
+
+RecordResultInput = Annotated[RecordSuccessInput | RecordFailureInput, Field(discriminator="outcome")]
+
+
+class RecordResultOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str
+    status: str
+    recorded: bool
+
+
+class FinalizeBatchInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    batch_id: str
+
+
+class FinalizeBatchOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    status: str
+    swept_files: int
+
+
+def error_cause(error: StepFunctionsError) -> dict[str, Any]:
+    """Lambda puts {"errorType","errorMessage",...} as JSON text in Cause; other sources plain text."""
+    if not error.Cause:
+        return {}
+    try:
+        parsed = json.loads(error.Cause)
+    except ValueError:
+        return {"errorMessage": error.Cause}
+    return parsed if isinstance(parsed, dict) else {"errorMessage": str(parsed)}

@@ -1,0 +1,95 @@
+"""Describing a file: the provider contract, the choice of provider by configuration, and the
+fault-injection wrapper used for resilience tests.
+
+A provider raises `RetryableDescriptionError` for failures that may pass on retry (throttling,
+timeouts) and `PermanentDescriptionError` for media it cannot describe; those two class names are
+what the state machine's Retry and Catch match on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from filebatch.errors import InvalidRequestError, RetryableDescriptionError
+from filebatch.models.domain import Description, FileFacts
+
+
+class DescriptionProvider(Protocol):
+    name: str
+
+    def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
+        """Say true things about `content`, whose verified facts are `facts`."""
+        ...
+
+
+ProviderFactory = Callable[[], DescriptionProvider]
+
+
+def _local_provider() -> DescriptionProvider:
+    from filebatch.media.local_provider import LocalDescriptionProvider
+
+    return LocalDescriptionProvider()
+
+
+# Name in configuration (DESCRIPTION_PROVIDER) → factory. Imports are deferred so that a function
+# only loads the provider it uses.
+PROVIDERS: dict[str, ProviderFactory] = {"local": _local_provider}
+
+
+def provider_named(name: str) -> DescriptionProvider:
+    try:
+        factory = PROVIDERS[name]
+    except KeyError:
+        raise InvalidRequestError(
+            f"unknown description provider {name!r}; known: {', '.join(sorted(PROVIDERS))}",
+            code="unknown_provider",
+        ) from None
+    return factory()
+
+
+class FaultInjection:
+    """Make the provider throttle for chosen files, for the first N attempts.
+
+    Spec "throttle:<filename fragment>:<failing attempts>", e.g. "throttle:flaky:2" makes every file
+    whose name contains "flaky" fail with a retryable error on attempts 0 and 1. Off when empty.
+    Production leaves it empty; resilience tests and game days set it (DescribeFaultInjection).
+    """
+
+    def __init__(self, fragment: str, failing_attempts: int) -> None:
+        self.fragment = fragment
+        self.failing_attempts = failing_attempts
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultInjection | None:
+        if not spec:
+            return None
+        kind, _, rest = spec.partition(":")
+        fragment, _, attempts = rest.rpartition(":")
+        if kind != "throttle" or not fragment or not attempts.isdigit():
+            raise InvalidRequestError(
+                f"bad fault injection spec {spec!r}; expected throttle:<fragment>:<attempts>",
+                code="bad_fault_injection",
+            )
+        return cls(fragment, int(attempts))
+
+    def check(self, filename: str, attempt: int) -> None:
+        if self.fragment in filename and attempt < self.failing_attempts:
+            raise RetryableDescriptionError(
+                f"injected throttling on attempt {attempt} (fault injection {self.fragment!r})",
+                code="provider_throttled",
+            )
+
+
+def describe_file(
+    provider: DescriptionProvider,
+    content: bytes,
+    facts: FileFacts,
+    filename: str,
+    *,
+    attempt: int = 0,
+    faults: FaultInjection | None = None,
+) -> Description:
+    if faults is not None:
+        faults.check(filename, attempt)
+    return provider.describe(content, facts, filename)
