@@ -16,6 +16,11 @@ class FilebatchError(Exception):
         if code is not None:
             self.code = code
 
+    def __str__(self) -> str:
+        # Lambda reports only the exception's class name and str(): keeping the code in front lets
+        # the workflow record a stable, machine-readable code for the failure.
+        return f"{self.code}: {self.message}"
+
 
 class InvalidRequestError(FilebatchError):
     code = "invalid_request"

@@ -15,7 +15,9 @@ FILE_ID_PATTERN = r"^f[0-9]{5}$"
 UPLOAD_PREFIX = "uploads/"
 MANIFEST_PREFIX = "manifests/"
 
-_UPLOAD_KEY = re.compile(r"^uploads/(?P<tenant_id>[a-z0-9][a-z0-9-]{0,62})/(?P<batch_id>b-[0-9a-f]{32})/(?P<file_id>f[0-9]{5})$")
+_UPLOAD_KEY = re.compile(
+    r"^uploads/(?P<tenant_id>[a-z0-9][a-z0-9-]{0,62})/(?P<batch_id>b-[0-9a-f]{32})/(?P<file_id>f[0-9]{5})$"
+)
 
 
 class BatchStatus(StrEnum):

@@ -36,6 +36,7 @@ class FileTask(BaseModel):
 class ProcessedFile(FileTask):
     """Output of the process step: the verified facts about the stored bytes."""
 
+    filename: str
     facts: FileFacts
 
 
@@ -64,6 +65,7 @@ class FailedFile(FileTask):
     """A file whose processing or description failed: a Catch keeps the state's input (with the
     facts when the process step had produced them) and adds the error at $.error."""
 
+    filename: str | None = None
     facts: FileFacts | None = None
     error: StepFunctionsError
 

@@ -29,7 +29,8 @@ ProviderFactory = Callable[[], DescriptionProvider]
 def _local_provider() -> DescriptionProvider:
     from filebatch.media.local_provider import LocalDescriptionProvider
 
-    return LocalDescriptionProvider()
+    provider: DescriptionProvider = LocalDescriptionProvider()
+    return provider
 
 
 # Name in configuration (DESCRIPTION_PROVIDER) → factory. Imports are deferred so that a function

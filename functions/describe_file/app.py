@@ -1,0 +1,27 @@
+"""Workflow step: describe one verified file with the configured provider (DESCRIPTION_PROVIDER)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.models.workflow import DescribeFileInput
+from filebatch.services.processing import describe
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=DescribeFileInput)
+def lambda_handler(event: DescribeFileInput, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(batch_id=event.file.batch_id, file_id=event.file.file_id, attempt=event.attempt)
+    described = describe(
+        runtime.storage(), runtime.description_provider(), event, faults=runtime.fault_injection()
+    )
+    return described.model_dump(mode="json")

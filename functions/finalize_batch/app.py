@@ -1,0 +1,27 @@
+"""Workflow step: fail whatever the Map left unfinished and give the batch its terminal status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.models.workflow import FinalizeBatchInput
+from filebatch.services.processing import finalize_batch
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=FinalizeBatchInput)
+def lambda_handler(event: FinalizeBatchInput, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(batch_id=event.batch_id)
+    result = finalize_batch(runtime.repository(), event.tenant_id, event.batch_id, now=datetime.now(UTC))
+    logger.info("batch finalized", extra={"status": result.status, "swept_files": result.swept_files})
+    return result.model_dump(mode="json")

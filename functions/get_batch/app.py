@@ -1,0 +1,30 @@
+"""GET /v1/batches/{batch_id}: status, counts and progress of one of the caller's batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.http import make_resolver, tenant_of
+from filebatch.models.api import BatchStatusResponse
+from filebatch.services.batches import get_batch_status
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+
+
+@app.get("/v1/batches/<batch_id>")
+@tracer.capture_method
+def get_batch(batch_id: str) -> BatchStatusResponse:
+    return get_batch_status(runtime.repository(), tenant_of(app), batch_id)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,37 @@
+"""GET /v1/batches/{batch_id}/results?limit=&cursor=: per-file results, in submission order."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.http import make_resolver, tenant_of
+from filebatch.models.api import ResultsPage, ResultsQuery
+from filebatch.services.batches import list_results
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+
+
+@app.get("/v1/batches/<batch_id>/results")
+@tracer.capture_method
+def get_results(
+    batch_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ResultsPage:
+    return list_results(
+        runtime.repository(), tenant_of(app), batch_id, ResultsQuery(limit=limit, cursor=cursor)
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

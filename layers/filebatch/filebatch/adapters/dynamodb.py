@@ -1,0 +1,262 @@
+"""BatchRepository on one DynamoDB table (key design in filebatch.models.records)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from filebatch.errors import StorageUnavailableError
+from filebatch.models.domain import (
+    Batch,
+    BatchFile,
+    BatchStatus,
+    Description,
+    FileError,
+    FileFacts,
+    FileStatus,
+)
+from filebatch.models.records import (
+    API_KEY_SK,
+    BATCH_SK,
+    ApiKeyRecord,
+    BatchRecord,
+    FileRecord,
+    api_key_pk,
+    batch_pk,
+    file_sk,
+)
+
+_TERMINAL_FILE = [FileStatus.COMPLETED.value, FileStatus.FAILED.value]
+_TERMINAL_BATCH = [s.value for s in BatchStatus if s.is_terminal]
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons") or []
+        codes = {r.get("Code") for r in reasons if r.get("Code") not in (None, "None")}
+        if codes:
+            return codes <= {"ConditionalCheckFailed"}
+        # Some emulations omit the reasons; the message still names the condition.
+        return "ConditionalCheckFailed" in error.response.get("Error", {}).get("Message", "")
+    return False
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
+
+
+class DynamoBatchRepository:
+    def __init__(self, table: Any) -> None:
+        """`table` is a boto3 DynamoDB Table resource (Python types in and out)."""
+        self._table = table
+        self._client = table.meta.client
+        self._table_name = table.name
+
+    # -- batches and files -------------------------------------------------------------------
+    def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
+        with _storage_errors("create batch"), self._table.batch_writer() as writer:
+            for file in files:
+                writer.put_item(Item=FileRecord.from_domain(file).to_item())
+        # Written last and only if new: until it exists the batch is invisible (GET → 404) and
+        # upload events for its files change nothing (their batch counter update fails).
+        with _storage_errors("create batch"):
+            self._table.put_item(
+                Item=BatchRecord.from_domain(batch).to_item(),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+
+    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None:
+        with _storage_errors("get batch"):
+            item = self._table.get_item(
+                Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK}, ConsistentRead=consistent
+            ).get("Item")
+        return BatchRecord.model_validate(item).to_domain() if item else None
+
+    def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None:
+        with _storage_errors("get file"):
+            item = self._table.get_item(
+                Key={"pk": batch_pk(tenant_id, batch_id), "sk": file_sk(file_id)}, ConsistentRead=True
+            ).get("Item")
+        return FileRecord.model_validate(item).to_domain() if item else None
+
+    def list_files(
+        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+    ) -> tuple[list[BatchFile], str | None]:
+        pk = batch_pk(tenant_id, batch_id)
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :files)",
+            "ExpressionAttributeValues": {":pk": pk, ":files": "FILE#"},
+            "Limit": limit,
+        }
+        if after_file_id:
+            query["ExclusiveStartKey"] = {"pk": pk, "sk": file_sk(after_file_id)}
+        with _storage_errors("list files"):
+            page = self._table.query(**query)
+        files = [FileRecord.model_validate(item).to_domain() for item in page.get("Items", [])]
+        more = "LastEvaluatedKey" in page and files
+        return files, files[-1].file_id if more else None
+
+    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
+        pk = batch_pk(tenant_id, batch_id)
+        stamp = at.isoformat()
+        return self._transact(
+            "mark uploaded",
+            [
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": pk, "sk": file_sk(file_id)},
+                        "UpdateExpression": (
+                            "SET #status = :uploaded, uploaded_at = :at, uploaded_size = :size"
+                        ),
+                        "ConditionExpression": "#status = :awaiting",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":uploaded": FileStatus.UPLOADED.value,
+                            ":awaiting": FileStatus.AWAITING_UPLOAD.value,
+                            ":at": stamp,
+                            ":size": size,
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": pk, "sk": BATCH_SK},
+                        "UpdateExpression": "ADD uploaded :one SET updated_at = :at",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":one": 1, ":at": stamp},
+                    }
+                },
+            ],
+        )
+
+    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        return self._conditional_update(
+            "mark processing",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET #status = :processing, updated_at = :at",
+            ConditionExpression="#status = :awaiting",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":processing": BatchStatus.PROCESSING.value,
+                ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                ":at": at.isoformat(),
+            },
+        )
+
+    def record_file_result(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        status: FileStatus,
+        at: datetime,
+        facts: FileFacts | None,
+        description: Description | None,
+        error: FileError | None,
+    ) -> bool:
+        pk = batch_pk(tenant_id, batch_id)
+        stamp = at.isoformat()
+        names = {"#status": "status"}
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":at": stamp,
+            ":t0": _TERMINAL_FILE[0],
+            ":t1": _TERMINAL_FILE[1],
+        }
+        assignments = ["#status = :status", "finished_at = :at"]
+        for attribute, value in (
+            ("facts_json", facts),
+            ("description_json", description),
+            ("error_json", error),
+        ):
+            if value is not None:
+                assignments.append(f"{attribute} = :{attribute}")
+                values[f":{attribute}"] = value.model_dump_json()
+        counter = "completed" if status is FileStatus.COMPLETED else "failed"
+        return self._transact(
+            "record result",
+            [
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": pk, "sk": file_sk(file_id)},
+                        "UpdateExpression": "SET " + ", ".join(assignments),
+                        # DynamoDB has no NOT IN: spell out the two terminal states.
+                        "ConditionExpression": "attribute_exists(pk) AND NOT #status IN (:t0, :t1)",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": pk, "sk": BATCH_SK},
+                        "UpdateExpression": f"ADD {counter} :one SET updated_at = :at",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":one": 1, ":at": stamp},
+                    }
+                },
+            ],
+        )
+
+    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
+        return self._conditional_update(
+            "finish batch",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET #status = :status, updated_at = :at, finished_at = :at",
+            ConditionExpression="attribute_exists(pk) AND NOT #status IN (:t0, :t1, :t2)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":status": status.value,
+                ":at": at.isoformat(),
+                ":t0": _TERMINAL_BATCH[0],
+                ":t1": _TERMINAL_BATCH[1],
+                ":t2": _TERMINAL_BATCH[2],
+            },
+        )
+
+    # -- API keys ------------------------------------------------------------------------------
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        with _storage_errors("get api key"):
+            item = self._table.get_item(Key={"pk": api_key_pk(key_hash), "sk": API_KEY_SK}).get("Item")
+        return ApiKeyRecord.model_validate(item) if item else None
+
+    def put_api_key(self, record: ApiKeyRecord) -> None:
+        with _storage_errors("put api key"):
+            self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
+        return True
+
+    def _conditional_update(self, action: str, **update: Any) -> bool:
+        try:
+            self._table.update_item(**update)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
+        return True

@@ -1,0 +1,134 @@
+"""DynamoDB items (one table, see docs/scaling.md for the key design).
+
+    pk                                   sk              item
+    TENANT#<tenant>#BATCH#<batch>        BATCH           the batch and its counters
+    TENANT#<tenant>#BATCH#<batch>        FILE#f00001     one file, its facts, description or error
+    APIKEY#<sha256 of key>               APIKEY          an API key's tenant (the key itself is never stored)
+
+The tenant is part of every batch key, so another tenant's batch is simply not found.
+Nested values (facts, description, error) are stored as JSON text: DynamoDB would otherwise turn
+floats into Decimals and the API would have to turn them back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from filebatch.models.domain import (
+    Batch,
+    BatchFile,
+    BatchStatus,
+    Description,
+    FileError,
+    FileFacts,
+    FileStatus,
+)
+
+BATCH_SK = "BATCH"
+API_KEY_SK = "APIKEY"
+FILE_SK_PREFIX = "FILE#"
+
+
+def batch_pk(tenant_id: str, batch_id: str) -> str:
+    return f"TENANT#{tenant_id}#BATCH#{batch_id}"
+
+
+def file_sk(file_id: str) -> str:
+    return f"{FILE_SK_PREFIX}{file_id}"
+
+
+def api_key_pk(key_hash: str) -> str:
+    return f"APIKEY#{key_hash}"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_item(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class BatchRecord(_Record):
+    pk: str
+    sk: Literal["BATCH"] = "BATCH"
+    entity: Literal["batch"] = "batch"
+    tenant_id: str
+    batch_id: str
+    status: BatchStatus
+    total: int
+    uploaded: int = 0
+    completed: int = 0
+    failed: int = 0
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_domain(cls, batch: Batch) -> BatchRecord:
+        return cls(pk=batch_pk(batch.tenant_id, batch.batch_id), **batch.model_dump())
+
+    def to_domain(self) -> Batch:
+        return Batch.model_validate(self.model_dump(exclude={"pk", "sk", "entity"}))
+
+
+class FileRecord(_Record):
+    pk: str
+    sk: str
+    entity: Literal["file"] = "file"
+    tenant_id: str
+    batch_id: str
+    file_id: str
+    filename: str
+    declared_size: int
+    declared_content_type: str
+    status: FileStatus
+    uploaded_at: datetime | None = None
+    uploaded_size: int | None = None
+    finished_at: datetime | None = None
+    facts_json: str | None = None
+    description_json: str | None = None
+    error_json: str | None = None
+
+    @classmethod
+    def from_domain(cls, file: BatchFile) -> FileRecord:
+        return cls(
+            pk=batch_pk(file.tenant_id, file.batch_id),
+            sk=file_sk(file.file_id),
+            **file.model_dump(exclude={"facts", "description", "error"}),
+            facts_json=file.facts.model_dump_json() if file.facts else None,
+            description_json=file.description.model_dump_json() if file.description else None,
+            error_json=file.error.model_dump_json() if file.error else None,
+        )
+
+    def to_domain(self) -> BatchFile:
+        return BatchFile(
+            **self.model_dump(
+                exclude={
+                    "pk",
+                    "sk",
+                    "entity",
+                    "uploaded_size",
+                    "facts_json",
+                    "description_json",
+                    "error_json",
+                }
+            ),
+            facts=FileFacts.model_validate_json(self.facts_json) if self.facts_json else None,
+            description=(
+                Description.model_validate_json(self.description_json) if self.description_json else None
+            ),
+            error=FileError.model_validate_json(self.error_json) if self.error_json else None,
+        )
+
+
+class ApiKeyRecord(_Record):
+    pk: str
+    sk: Literal["APIKEY"] = "APIKEY"
+    entity: Literal["api_key"] = "api_key"
+    tenant_id: str
+    key_prefix: str
+    enabled: bool = True
+    created_at: datetime

@@ -1,0 +1,190 @@
+"""Creating batches and reading their status and results (the REST API's business logic)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from filebatch.errors import InvalidRequestError, NotFoundError
+from filebatch.models.api import (
+    BatchCounts,
+    BatchStatusResponse,
+    CreateBatchRequest,
+    CreateBatchResponse,
+    CreatedFile,
+    DescriptionBody,
+    ErrorDetail,
+    FileResult,
+    ResultsPage,
+    ResultsQuery,
+    UploadInstruction,
+)
+from filebatch.models.domain import (
+    BATCH_ID_PATTERN,
+    FILE_ID_PATTERN,
+    Batch,
+    BatchFile,
+    BatchStatus,
+    FileStatus,
+    Tenant,
+    file_id_for,
+    manifest_key,
+    upload_key,
+)
+from filebatch.services.ports import BatchRepository, ObjectStorage
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_files: int
+    max_file_bytes: int
+    url_ttl_seconds: int
+
+
+def new_batch_id() -> str:
+    return f"b-{uuid.uuid4().hex}"
+
+
+def create_batch(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    tenant: Tenant,
+    request: CreateBatchRequest,
+    *,
+    limits: UploadLimits,
+    now: datetime,
+    make_batch_id: Callable[[], str] = new_batch_id,
+) -> CreateBatchResponse:
+    if len(request.files) > limits.max_files:
+        raise InvalidRequestError(
+            f"a batch holds at most {limits.max_files} files; got {len(request.files)}", code="too_many_files"
+        )
+    too_big = [f.filename for f in request.files if f.size > limits.max_file_bytes]
+    if too_big:
+        raise InvalidRequestError(
+            f"files larger than {limits.max_file_bytes} bytes are not accepted: {', '.join(too_big[:5])}",
+            code="file_too_large",
+        )
+
+    batch_id = make_batch_id()
+    files = [
+        BatchFile(
+            tenant_id=tenant.tenant_id,
+            batch_id=batch_id,
+            file_id=file_id_for(position),
+            filename=spec.filename,
+            declared_size=spec.size,
+            declared_content_type=spec.content_type,
+            status=FileStatus.AWAITING_UPLOAD,
+        )
+        for position, spec in enumerate(request.files, start=1)
+    ]
+    batch = Batch(
+        tenant_id=tenant.tenant_id,
+        batch_id=batch_id,
+        status=BatchStatus.AWAITING_UPLOAD,
+        total=len(files),
+        created_at=now,
+        updated_at=now,
+    )
+    # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
+    # complete, and the batch record (written last by create_batch) is the commit point.
+    storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
+    repo.create_batch(batch, files)
+
+    expires_at = now + timedelta(seconds=limits.url_ttl_seconds)
+    created = []
+    for file in files:
+        url, headers = storage.presign_put(
+            upload_key(tenant.tenant_id, batch_id, file.file_id),
+            content_type=file.declared_content_type,
+            size=file.declared_size,
+            expires_in=limits.url_ttl_seconds,
+        )
+        created.append(
+            CreatedFile(
+                file_id=file.file_id,
+                filename=file.filename,
+                size=file.declared_size,
+                content_type=file.declared_content_type,
+                upload=UploadInstruction(url=url, headers=headers, expires_at=expires_at),
+            )
+        )
+    return CreateBatchResponse(batch_id=batch_id, status=batch.status, created_at=now, files=created)
+
+
+def _require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batch:
+    # A malformed id cannot name a batch: same answer as an unknown one, and no read needed.
+    batch = repo.get_batch(tenant.tenant_id, batch_id) if re.match(BATCH_ID_PATTERN, batch_id) else None
+    if batch is None:
+        raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
+    return batch
+
+
+def get_batch_status(repo: BatchRepository, tenant: Tenant, batch_id: str) -> BatchStatusResponse:
+    batch = _require_batch(repo, tenant, batch_id)
+    return BatchStatusResponse(
+        batch_id=batch.batch_id,
+        status=batch.status,
+        is_terminal=batch.status.is_terminal,
+        counts=BatchCounts(
+            total=batch.total, uploaded=batch.uploaded, completed=batch.completed, failed=batch.failed
+        ),
+        progress_percentage=batch.progress_percentage,
+        created_at=batch.created_at,
+        updated_at=batch.updated_at,
+        finished_at=batch.finished_at,
+    )
+
+
+def encode_cursor(batch_id: str, after_file_id: str) -> str:
+    raw = json.dumps({"b": batch_id, "f": after_file_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(batch_id: str, cursor: str) -> str:
+    """The file id a cursor continues after. A cursor only works for the batch that issued it."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        after = data["f"]
+        valid = data["b"] == batch_id and isinstance(after, str) and re.match(FILE_ID_PATTERN, after)
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise InvalidRequestError("cursor is not one this batch's results returned", code="invalid_cursor")
+    return str(after)
+
+
+def to_file_result(file: BatchFile) -> FileResult:
+    return FileResult(
+        file_id=file.file_id,
+        filename=file.filename,
+        status=file.status,
+        declared_size=file.declared_size,
+        declared_content_type=file.declared_content_type,
+        size_bytes=file.facts.size_bytes if file.facts else None,
+        sha256=file.facts.sha256 if file.facts else None,
+        detected_content_type=file.facts.detected_content_type if file.facts else None,
+        description=DescriptionBody(**file.description.model_dump()) if file.description else None,
+        error=ErrorDetail(**file.error.model_dump()) if file.error else None,
+        uploaded_at=file.uploaded_at,
+        finished_at=file.finished_at,
+    )
+
+
+def list_results(repo: BatchRepository, tenant: Tenant, batch_id: str, query: ResultsQuery) -> ResultsPage:
+    _require_batch(repo, tenant, batch_id)
+    after = decode_cursor(batch_id, query.cursor) if query.cursor else None
+    files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
+    return ResultsPage(
+        batch_id=batch_id,
+        items=[to_file_result(f) for f in files],
+        next_cursor=encode_cursor(batch_id, last) if last else None,
+    )

@@ -1,0 +1,81 @@
+"""What the services need from the outside world. Adapters implement these with boto3; unit tests
+implement them with in-memory fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from filebatch.models.domain import (
+    Batch,
+    BatchFile,
+    BatchStatus,
+    Description,
+    FileError,
+    FileFacts,
+    FileStatus,
+)
+from filebatch.models.records import ApiKeyRecord
+
+
+class BatchRepository(Protocol):
+    def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
+        """Write the files, then the batch (the batch item makes the batch visible)."""
+
+    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None: ...
+
+    def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None: ...
+
+    def list_files(
+        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+    ) -> tuple[list[BatchFile], str | None]:
+        """Files in file-id order; the second value is the last file id when more may follow."""
+
+    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
+        """awaiting_upload → uploaded and count it on the batch, atomically. False if it was not
+        awaiting upload (a duplicate or late event): nothing is changed then."""
+
+    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        """awaiting_upload → processing. False when the batch had already moved on."""
+
+    def record_file_result(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        status: FileStatus,
+        at: datetime,
+        facts: FileFacts | None,
+        description: Description | None,
+        error: FileError | None,
+    ) -> bool:
+        """Non-terminal → terminal and count it on the batch, atomically. False if the file was
+        already terminal: the first recorded result stands."""
+
+    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
+        """Give the batch its terminal status once. False if it already had one."""
+
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def put_api_key(self, record: ApiKeyRecord) -> None: ...
+
+
+class ObjectStorage(Protocol):
+    def presign_put(
+        self, key: str, *, content_type: str, size: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A URL and the headers the client must send with its PUT."""
+
+    def put_json(self, key: str, document: Any) -> None: ...
+
+    def object_size(self, key: str) -> int | None:
+        """Size of the stored object, None if there is none."""
+
+    def read(self, key: str) -> bytes: ...
+
+
+class WorkflowStarter(Protocol):
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        """Start an execution with this name. False if one with the name already exists."""
