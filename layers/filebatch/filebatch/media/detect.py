@@ -148,7 +148,7 @@ def is_compatible(declared: str, detected: str) -> bool:
     """True when `declared` (what the client said) is an honest name for bytes detected as `detected`."""
     declared_type = normalize_content_type(declared)
     detected_type = normalize_content_type(detected)
-    if declared_type == UNKNOWN or declared_type == detected_type:
+    if declared_type in (UNKNOWN, detected_type):
         return True
     # An empty file is a valid (empty) text file, and nothing else.
     if detected_type in (TEXT, EMPTY):

@@ -34,7 +34,7 @@ PILLOW_FORMATS: dict[str, str] = {
     "image/bmp": "BMP",
 }
 
-# EXIF orientations 5–8 rotate by 90° or 270°: the image is displayed with width and height swapped.
+# EXIF orientations 5 to 8 rotate by 90° or 270°: the image is displayed with width and height swapped.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _ORIENTATION_TAG = 0x0112
 
@@ -206,11 +206,12 @@ def _pdf_metadata(content: bytes) -> dict[str, Any]:
 
 
 def _unlock_with_empty_password(reader: PdfReader) -> bool:
-    from pypdf.constants import PasswordType
+    from pypdf import PasswordType
     from pypdf.errors import DependencyError
 
     try:
-        return reader.decrypt("") != PasswordType.NOT_DECRYPTED
+        result: PasswordType = reader.decrypt("")
+        return result != PasswordType.NOT_DECRYPTED
     except DependencyError:
         # AES needs the optional `cryptography` package, which the layer does not ship.
         return False

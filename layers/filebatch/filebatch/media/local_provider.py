@@ -1,0 +1,625 @@
+"""The default description provider: offline, deterministic, and limited to what it can measure.
+
+It cannot see what a picture shows, so it never says: every word of a description is a fact computed
+from the bytes (dimensions, colours, EXIF tags, page counts, words). The description depends on the
+bytes alone, not on the client-chosen file name, so the same bytes always get the same description.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from filebatch.errors import FileRejectedError, PermanentDescriptionError
+from filebatch.media.detect import EMPTY, TEXT, UNKNOWN, detect_content_type
+from filebatch.media.inspect import (
+    PILLOW_FORMATS,
+    clean_text,
+    decode_text,
+    displayed_size,
+    frame_count,
+    open_image,
+    open_pdf,
+    pdf_title,
+    read_exif,
+    text_statistics,
+)
+from filebatch.models.domain import Description, FileFacts
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from pypdf import PageObject, PdfReader
+
+# Colour statistics are taken on a thumbnail no larger than this: 4,096 pixels are plenty for shares
+# rounded to whole percents, and keep the work per image constant.
+ANALYSIS_SIZE = 64
+DOMINANT_COLOURS = 5
+EXCERPT_WORDS = 20
+PDF_TEXT_PAGES = 3
+# A pixel at least half opaque counts as visible; colours and brightness describe visible pixels only.
+_VISIBLE_ALPHA = 128
+_DARK_BELOW = 85
+# Written as an escape: the character itself is easily mistaken for an "x" when editing.
+_TIMES = "\u00d7"
+_BRIGHT_FROM = 170
+
+# Named colours a person would use, as sRGB. Each dominant colour gets the nearest name in CIELAB.
+PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("black", (0, 0, 0)),
+    ("dark grey", (64, 64, 64)),
+    ("grey", (128, 128, 128)),
+    ("light grey", (192, 192, 192)),
+    ("white", (255, 255, 255)),
+    ("red", (255, 0, 0)),
+    ("dark red", (139, 0, 0)),
+    ("pink", (255, 182, 193)),
+    ("magenta", (255, 0, 255)),
+    ("purple", (128, 0, 128)),
+    ("orange", (255, 140, 0)),
+    ("brown", (139, 69, 19)),
+    ("beige", (245, 222, 179)),
+    ("yellow", (255, 255, 0)),
+    ("olive", (128, 128, 0)),
+    ("bright green", (0, 255, 0)),
+    ("green", (0, 128, 0)),
+    ("dark green", (0, 80, 0)),
+    ("teal", (0, 128, 128)),
+    ("cyan", (0, 255, 255)),
+    ("light blue", (135, 206, 235)),
+    ("blue", (0, 0, 255)),
+    ("dark blue", (0, 0, 128)),
+)
+
+_FORMAT_LABELS: dict[str, str] = {
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "PNG": "PNG",
+    "GIF": "GIF",
+    "WEBP": "WebP",
+    "TIFF": "TIFF",
+    "BMP": "BMP",
+}
+
+# Types the provider reports by name and size only: (what it is, why nothing more is said).
+_OPAQUE_TYPES: dict[str, tuple[str, str]] = {
+    "application/zip": ("ZIP archive", "the local provider does not look inside archives"),
+    "application/gzip": ("gzip-compressed file", "the local provider does not decompress it"),
+    "image/heic": ("HEIF/HEIC image", "the local provider cannot decode HEIF images"),
+    "image/avif": ("AVIF image", "the local provider cannot decode AVIF images"),
+}
+
+# Paper sizes in millimetres (portrait), for naming a PDF page size.
+_PAPER_SIZES_MM: tuple[tuple[str, float, float], ...] = (
+    ("A3", 297.0, 420.0),
+    ("A4", 210.0, 297.0),
+    ("A5", 148.0, 210.0),
+    ("US Letter", 215.9, 279.4),
+    ("US Legal", 215.9, 355.6),
+)
+_PAPER_TOLERANCE_MM = 2.0
+_POINTS_PER_MM = 72 / 25.4
+
+# EXIF tags (IFD0, Exif IFD, GPS IFD pointers) the description reads.
+_TAG_MAKE = 0x010F
+_TAG_MODEL = 0x0110
+_TAG_ORIENTATION = 0x0112
+_TAG_SOFTWARE = 0x0131
+_TAG_DATETIME = 0x0132
+_IFD_EXIF = 0x8769
+_IFD_GPS = 0x8825
+_TAG_EXPOSURE_TIME = 0x829A
+_TAG_F_NUMBER = 0x829D
+_TAG_ISO = 0x8827
+_TAG_DATETIME_ORIGINAL = 0x9003
+_TAG_FOCAL_LENGTH = 0x920A
+_TAG_LENS_MAKE = 0xA433
+_TAG_LENS_MODEL = 0xA434
+_EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})([ T].*)?$")
+
+
+class LocalDescriptionProvider:
+    name = "local"
+
+    def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
+        """Describe `content` from the bytes alone; `facts` and `filename` are not trusted or needed."""
+        detected = detect_content_type(content)
+        try:
+            if detected in PILLOW_FORMATS:
+                text, attributes = _describe_image(content, detected)
+            elif detected == "application/pdf":
+                text, attributes = _describe_pdf(content)
+            elif detected == TEXT:
+                text, attributes = _describe_text(content)
+            else:
+                text, attributes = _describe_opaque(content, detected)
+        except FileRejectedError as exc:
+            # Nothing in a local computation is transient: media that cannot be read now never will be.
+            code = "unsupported_media" if exc.code == "image_too_large" else "corrupt_media"
+            raise PermanentDescriptionError(exc.message, code=code) from exc
+        return Description(provider=self.name, text=text, attributes=attributes)
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def _describe_image(content: bytes, detected: str) -> tuple[str, dict[str, Any]]:
+    from PIL import Image
+
+    with open_image(content) as image:
+        exif = read_exif(image, content)
+        width, height = displayed_size(image, exif)
+        frames = frame_count(image)
+        image_format = image.format or PILLOW_FORMATS[detected]
+        mode = image.mode
+        # On a JPEG, decode at a reduced DCT scale: a 12 MP photo then costs a few milliseconds.
+        image.draft(None, (ANALYSIS_SIZE * 4, ANALYSIS_SIZE * 4))
+        rgba = _to_rgba(image)
+        lowest_alpha = rgba.getchannel("A").getextrema()[0] if image.has_transparency_data else 255
+        has_transparency = isinstance(lowest_alpha, int) and lowest_alpha < 255
+        thumbnail = rgba.resize(
+            (min(rgba.width, ANALYSIS_SIZE), min(rgba.height, ANALYSIS_SIZE)), Image.Resampling.BOX
+        )
+
+    colours, mean_luminance = _colour_statistics(thumbnail)
+    animated = frames > 1 and image_format != "TIFF"
+    attributes: dict[str, Any] = {
+        "kind": "image",
+        "content_type": detected,
+        "size_bytes": len(content),
+        "format": image_format,
+        "width": width,
+        "height": height,
+        "orientation": _orientation(width, height),
+        "mode": mode,
+        "frames": frames,
+        "animated": animated,
+        "has_transparency": has_transparency,
+        "dominant_colors": colours,
+        "mean_luminance": mean_luminance,
+        "brightness": _brightness(mean_luminance),
+        "has_exif": len(exif) > 0,
+    }
+    exif_facts = _exif_facts(exif)
+    if exif_facts:
+        attributes["exif"] = exif_facts
+
+    sentences = [_image_sentence(attributes)]
+    exif_sentence = _exif_sentence(exif_facts)
+    if exif_sentence:
+        sentences.append(exif_sentence)
+    return " ".join(sentences), attributes
+
+
+def _to_rgba(image: Image.Image) -> Image.Image:
+    """Eight bits per channel, with alpha; 16-bit and float images are scaled, not clipped to white."""
+    if image.mode.startswith("I;16"):
+        image = image.convert("I").point(lambda value: value * (1 / 256))
+    elif image.mode in ("I", "F"):
+        highest = image.getextrema()[1]
+        if isinstance(highest, (int, float)) and highest > 255:
+            image = image.point(lambda value: value * (1 / 256))
+        elif image.mode == "F" and isinstance(highest, (int, float)) and highest <= 1.0:
+            image = image.point(lambda value: value * 255)
+    if image.mode in ("I", "F"):
+        image = image.convert("L")
+    return image.convert("RGBA")
+
+
+def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], float | None]:
+    """The dominant colours of the visible pixels (median cut, which is deterministic) and their mean
+    luminance (Rec. 601 luma, 0 to 255); ([], None) when no pixel is visible."""
+    from PIL import Image
+
+    data = thumbnail.tobytes()
+    visible = bytearray()
+    luma_total = 0.0
+    for offset in range(0, len(data), 4):
+        red, green, blue, alpha = data[offset : offset + 4]
+        if alpha >= _VISIBLE_ALPHA:
+            visible += bytes((red, green, blue))
+            luma_total += 0.299 * red + 0.587 * green + 0.114 * blue
+    count = len(visible) // 3
+    if count == 0:
+        return [], None
+
+    pixels = Image.frombytes("RGB", (count, 1), bytes(visible))
+    quantized = pixels.quantize(colors=DOMINANT_COLOURS, method=Image.Quantize.MEDIANCUT)
+    palette = quantized.getpalette() or []
+    colours: list[dict[str, Any]] = []
+    for pixels_of_colour, index in quantized.getcolors() or []:
+        if not isinstance(index, int):
+            continue
+        rgb = (palette[3 * index], palette[3 * index + 1], palette[3 * index + 2])
+        colours.append(
+            {
+                "hex": "#{:02x}{:02x}{:02x}".format(*rgb),
+                "name": colour_name(rgb),
+                "share_percent": round(100 * pixels_of_colour / count, 1),
+            }
+        )
+    # Ties broken by hex so that the order never depends on palette indices.
+    colours.sort(key=lambda colour: (-colour["share_percent"], colour["hex"]))
+    return colours, round(luma_total / count, 1)
+
+
+def colour_name(rgb: tuple[int, int, int]) -> str:
+    """The nearest PALETTE name by CIE76 distance in CIELAB, where distance follows perception."""
+    lab = _lab(rgb)
+    return min(PALETTE, key=lambda entry: math.dist(lab, _lab(entry[1])))[0]
+
+
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    def linear(channel: int) -> float:
+        value = channel / 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(channel) for channel in rgb)
+    # sRGB → XYZ, relative to the D65 white point.
+    x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / 0.95047
+    y = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    z = (0.0193 * red + 0.1192 * green + 0.9505 * blue) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def _orientation(width: int, height: int) -> str:
+    if width > height:
+        return "landscape"
+    return "portrait" if height > width else "square"
+
+
+def _brightness(mean_luminance: float | None) -> str | None:
+    if mean_luminance is None:
+        return None
+    if mean_luminance < _DARK_BELOW:
+        return "dark"
+    return "bright" if mean_luminance >= _BRIGHT_FROM else "medium"
+
+
+def _image_sentence(attributes: dict[str, Any]) -> str:
+    label = _FORMAT_LABELS.get(attributes["format"], attributes["format"])
+    frames = attributes["frames"]
+    if attributes["animated"]:
+        kind = f"animated {label} image ({frames} frames)"
+    elif frames > 1:
+        kind = f"{label} image ({frames} pages)"
+    else:
+        kind = f"{label} image"
+    if attributes["has_transparency"]:
+        kind += " with transparency"
+    head = f"{attributes['width']}{_TIMES}{attributes['height']} {attributes['orientation']} {kind}"
+    if not attributes["dominant_colors"]:
+        return f"{_article(head)} {head}, fully transparent."
+    brightness = {"dark": "dark overall", "medium": "of medium brightness", "bright": "bright overall"}
+    return (
+        f"{_article(head)} {head}, {_colour_phrase(attributes['dominant_colors'])}, "
+        f"{brightness[attributes['brightness']]}."
+    )
+
+
+def _colour_phrase(colours: list[dict[str, Any]]) -> str:
+    # Two shades that share a name are one colour to a reader.
+    shares: dict[str, float] = {}
+    for colour in colours:
+        shares[colour["name"]] = shares.get(colour["name"], 0.0) + colour["share_percent"]
+    ranked = sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:3]
+    named = [f"{name} ({_percent(share)})" for name, share in ranked]
+    top_name, top_share = ranked[0]
+    if top_share >= 99.5:
+        return f"entirely {top_name}"
+    if top_share >= 50:
+        return f"mostly {named[0]} with {_join(named[1:])}"
+    return f"a mix of {_join(named)}"
+
+
+def _percent(share: float) -> str:
+    return f"{round(share)}%" if share >= 0.5 else "<1%"
+
+
+# --- EXIF ---------------------------------------------------------------------------------------
+
+
+def _exif_facts(exif: Image.Exif) -> dict[str, Any]:
+    """The EXIF fields a person cares about, only those present, as JSON values."""
+    if len(exif) == 0:
+        return {}
+    details = exif.get_ifd(_IFD_EXIF)
+    facts: dict[str, Any] = {}
+    for key, value in (
+        ("make", exif.get(_TAG_MAKE)),
+        ("model", exif.get(_TAG_MODEL)),
+        ("lens_make", details.get(_TAG_LENS_MAKE)),
+        ("lens", details.get(_TAG_LENS_MODEL)),
+        ("software", exif.get(_TAG_SOFTWARE)),
+    ):
+        text = clean_text(value, limit=80)
+        if text:
+            facts[key] = text
+    for key, value in (
+        ("taken_at", details.get(_TAG_DATETIME_ORIGINAL)),
+        ("modified_at", exif.get(_TAG_DATETIME)),
+    ):
+        date = _exif_date(value)
+        if date:
+            facts[key] = date
+    for key, value in (
+        ("exposure_time_s", details.get(_TAG_EXPOSURE_TIME)),
+        ("f_number", details.get(_TAG_F_NUMBER)),
+        ("focal_length_mm", details.get(_TAG_FOCAL_LENGTH)),
+    ):
+        number = _positive_number(value)
+        if number is not None:
+            facts[key] = number
+    iso = _positive_number(details.get(_TAG_ISO))
+    if iso is not None:
+        facts["iso"] = int(iso)
+    orientation = exif.get(_TAG_ORIENTATION)
+    if isinstance(orientation, int) and orientation != 1:
+        facts["orientation_tag"] = orientation
+    facts["gps_present"] = len(exif.get_ifd(_IFD_GPS)) > 0
+    return facts
+
+
+def _exif_date(value: object) -> str | None:
+    text = clean_text(value, limit=40)
+    if text is None:
+        return None
+    match = _EXIF_DATE.match(text)
+    # EXIF writes dates as 2019:05:03 14:22:11; ISO-style dashes read better and sort the same.
+    return f"{match[1]}-{match[2]}-{match[3]}{match[4] or ''}" if match else text
+
+
+def _positive_number(value: object) -> float | None:
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    # IFDRational with a zero denominator is NaN; zero means "unknown" in EXIF.
+    return round(number, 6) if math.isfinite(number) and number > 0 else None
+
+
+def _exif_sentence(facts: dict[str, Any]) -> str | None:
+    if not facts:
+        return None
+    camera = _camera(facts.get("make"), facts.get("model"))
+    settings = []
+    if "exposure_time_s" in facts:
+        exposure = facts["exposure_time_s"]
+        settings.append(f"1/{round(1 / exposure)} s" if exposure < 1 else f"{exposure:g} s")
+    if "f_number" in facts:
+        settings.append(f"f/{facts['f_number']:g}")
+    if "iso" in facts:
+        settings.append(f"ISO {facts['iso']}")
+    if "focal_length_mm" in facts:
+        settings.append(f"{facts['focal_length_mm']:g} mm")
+
+    taken = "taken"
+    if camera:
+        taken += f" with {_article(camera)} {camera}"
+    if "lens" in facts:
+        taken += f" and {_article(facts['lens'])} {facts['lens']} lens"
+    if "taken_at" in facts:
+        taken += f" on {facts['taken_at']}"
+    if settings:
+        taken += f" at {', '.join(settings)}"
+
+    extras = []
+    if facts["gps_present"]:
+        extras.append("includes a GPS position")
+    if "software" in facts:
+        extras.append(f"names the software {facts['software']}")
+    if "modified_at" in facts and "taken_at" not in facts:
+        extras.append(f"is dated {facts['modified_at']}")
+
+    clauses = []
+    if taken != "taken":
+        clauses.append(taken)
+    if extras:
+        clauses.append(f"its EXIF data {_join(extras)}")
+    if not clauses:
+        return None
+    sentence = "; ".join(clauses)
+    return sentence[0].upper() + sentence[1:] + "."
+
+
+def _camera(make: str | None, model: str | None) -> str | None:
+    if not model:
+        return make
+    # Models usually repeat the make ("Canon" + "Canon EOS 5D"; "NIKON CORPORATION" + "NIKON D750").
+    if not make or model.lower().startswith(make.split()[0].lower()):
+        return model
+    return f"{make} {model}"
+
+
+# --- PDF ----------------------------------------------------------------------------------------
+
+
+def _describe_pdf(content: bytes) -> tuple[str, dict[str, Any]]:
+    with open_pdf(content) as pdf:
+        reader = pdf.reader
+        attributes: dict[str, Any] = {
+            "kind": "document",
+            "content_type": "application/pdf",
+            "size_bytes": len(content),
+            "format": "PDF",
+            "encrypted": bool(reader.is_encrypted),
+        }
+        if not pdf.readable:
+            return (
+                f"An encrypted {len(content):,}-byte PDF document; the local provider cannot open it "
+                "without its password.",
+                attributes,
+            )
+        page_count = len(reader.pages)
+        attributes["page_count"] = page_count
+        attributes.update(_pdf_document_info(reader))
+        if page_count:
+            attributes.update(_page_size(reader.pages[0]))
+            attributes.update(_pdf_text(reader, page_count))
+
+    head = f"{page_count}-page PDF document" if page_count else "PDF document with no pages"
+    parts = [f"{_article(head)} {head}"]
+    if "title" in attributes:
+        parts.append(f" titled “{attributes['title']}”")
+    if "author" in attributes:
+        parts.append(f" by {attributes['author']}")
+    if page_count:
+        paper = attributes.get("page_size_name")
+        size = f"{attributes['page_width_mm']:g}{_TIMES}{attributes['page_height_mm']:g} mm"
+        parts.append(
+            f", first page {paper} {attributes['page_orientation']} ({size})"
+            if paper
+            else f", first page {size}"
+        )
+        parts.append("; " + _pdf_text_phrase(attributes))
+    return "".join(parts) + ".", attributes
+
+
+def _pdf_document_info(reader: PdfReader) -> dict[str, str]:
+    info = reader.metadata
+    if info is None:
+        return {}
+    found = {
+        "title": pdf_title(reader),
+        "author": clean_text(info.author),
+        "producer": clean_text(info.producer),
+    }
+    return {key: value for key, value in found.items() if value}
+
+
+def _page_size(page: PageObject) -> dict[str, Any]:
+    width_pt, height_pt = abs(float(page.mediabox.width)), abs(float(page.mediabox.height))
+    # A page rotated by a quarter turn is displayed with its sides swapped.
+    if page.rotation % 180 == 90:
+        width_pt, height_pt = height_pt, width_pt
+    width_mm, height_mm = round(width_pt / _POINTS_PER_MM), round(height_pt / _POINTS_PER_MM)
+    facts: dict[str, Any] = {
+        "page_width_pt": round(width_pt, 1),
+        "page_height_pt": round(height_pt, 1),
+        "page_width_mm": width_mm,
+        "page_height_mm": height_mm,
+        "page_orientation": _orientation(round(width_pt), round(height_pt)),
+    }
+    short, long = sorted((width_pt / _POINTS_PER_MM, height_pt / _POINTS_PER_MM))
+    for name, paper_short, paper_long in _PAPER_SIZES_MM:
+        if abs(short - paper_short) <= _PAPER_TOLERANCE_MM and abs(long - paper_long) <= _PAPER_TOLERANCE_MM:
+            facts["page_size_name"] = name
+            break
+    return facts
+
+
+def _pdf_text(reader: PdfReader, page_count: int) -> dict[str, Any]:
+    scanned = min(page_count, PDF_TEXT_PAGES)
+    words: list[str] = []
+    failed_pages = []
+    for number in range(scanned):
+        try:
+            words.extend(reader.pages[number].extract_text().split())
+        except Exception:
+            # A content stream pypdf cannot interpret leaves that page's text unknown; the document as a
+            # whole was readable, so this is reported rather than raised.
+            failed_pages.append(number + 1)
+    facts: dict[str, Any] = {"text_pages_scanned": scanned, "word_count_scanned": len(words)}
+    if words:
+        facts["excerpt"] = _excerpt(words)
+    if failed_pages:
+        facts["text_unreadable_pages"] = failed_pages
+    return facts
+
+
+def _pdf_text_phrase(attributes: dict[str, Any]) -> str:
+    scanned, total = attributes["text_pages_scanned"], attributes["page_count"]
+    if total == 1:
+        pages = "its only page"
+    elif scanned == total:
+        pages = f"its {scanned} pages"
+    else:
+        pages = f"its first {scanned} pages"
+    singular = scanned == 1
+    words = attributes["word_count_scanned"]
+    if not words:
+        return f"{pages} {'has' if singular else 'have'} no extractable text"
+    verb = "holds" if singular else "hold"
+    return f"{pages} {verb} {_plural(words, 'word')} of text, beginning: “{attributes['excerpt']}”"
+
+
+# --- text and the rest --------------------------------------------------------------------------
+
+
+def _describe_text(content: bytes) -> tuple[str, dict[str, Any]]:
+    text = decode_text(content)
+    statistics = text_statistics(text)
+    attributes: dict[str, Any] = {
+        "kind": "text",
+        "content_type": TEXT,
+        "size_bytes": len(content),
+        "encoding": "utf-8",
+        **statistics,
+    }
+    words = text.split()
+    lines, characters = statistics["line_count"], statistics["character_count"]
+    head = (
+        f"A plain-text file of {_plural(lines, 'line')}, {_plural(statistics['word_count'], 'word')} "
+        f"and {_plural(characters, 'character')}"
+    )
+    if not words:
+        return f"{head}, all of them whitespace.", attributes
+    attributes["excerpt"] = _excerpt(words)
+    return f"{head}, beginning: “{attributes['excerpt']}”.", attributes
+
+
+def _describe_opaque(content: bytes, detected: str) -> tuple[str, dict[str, Any]]:
+    attributes: dict[str, Any] = {"kind": "other", "content_type": detected, "size_bytes": len(content)}
+    if detected == EMPTY:
+        return "An empty file (0 bytes).", attributes
+    if detected == UNKNOWN or detected not in _OPAQUE_TYPES:
+        return (
+            f"A {len(content):,}-byte file in a format the local provider does not recognise.",
+            attributes,
+        )
+    label, reason = _OPAQUE_TYPES[detected]
+    head = f"{len(content):,}-byte {label}"
+    return f"{_article(head)} {head}; {reason}.", attributes
+
+
+# --- wording ------------------------------------------------------------------------------------
+
+
+def _excerpt(words: list[str]) -> str:
+    excerpt = clean_text(" ".join(words[:EXCERPT_WORDS]), limit=300) or ""
+    return excerpt + ("…" if len(words) > EXCERPT_WORDS else "")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _article(phrase: str) -> str:
+    """ "a" or "an" by sound: "an 800 by 600 image", "an 11-page PDF", "a 1,100-byte file", "an EF lens".
+
+    Letters are judged as written, which is right for the names that occur here (camera makes and
+    models, lenses) except initialisms read letter by letter, which are rare enough to accept.
+    """
+    number = re.match(r"[\d,]+", phrase)
+    if number:
+        groups = number[0].split(",")
+        leading = groups[0] if len(groups) > 1 else _leading_group(groups[0])
+        return "an" if leading.startswith("8") or leading in ("11", "18") else "a"
+    return "an" if phrase[:1].lower() in ("a", "e", "i", "o") else "a"
+
+
+def _leading_group(digits: str) -> str:
+    # Read aloud in thousands: 11000 starts with "eleven", 110 with "one hundred".
+    return digits[: (len(digits) - 1) % 3 + 1]

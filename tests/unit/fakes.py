@@ -1,0 +1,141 @@
+"""In-memory stand-ins for the service ports, with the same conditional semantics as the DynamoDB
+adapter (tests/integration checks the adapter itself against moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from filebatch.errors import NotFoundError
+from filebatch.models.domain import (
+    Batch,
+    BatchFile,
+    BatchStatus,
+    Description,
+    FileError,
+    FileFacts,
+    FileStatus,
+)
+from filebatch.models.records import ApiKeyRecord
+
+
+class InMemoryRepository:
+    def __init__(self) -> None:
+        self.batches: dict[tuple[str, str], Batch] = {}
+        self.files: dict[tuple[str, str, str], BatchFile] = {}
+        self.api_keys: dict[str, ApiKeyRecord] = {}
+
+    def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
+        for file in files:
+            self.files[(file.tenant_id, file.batch_id, file.file_id)] = file.model_copy(deep=True)
+        self.batches[(batch.tenant_id, batch.batch_id)] = batch.model_copy(deep=True)
+
+    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None:
+        batch = self.batches.get((tenant_id, batch_id))
+        return batch.model_copy(deep=True) if batch else None
+
+    def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None:
+        file = self.files.get((tenant_id, batch_id, file_id))
+        return file.model_copy(deep=True) if file else None
+
+    def list_files(
+        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+    ) -> tuple[list[BatchFile], str | None]:
+        ids = sorted(f for (t, b, f) in self.files if (t, b) == (tenant_id, batch_id))
+        if after_file_id:
+            ids = [i for i in ids if i > after_file_id]
+        page = [self.files[(tenant_id, batch_id, i)].model_copy(deep=True) for i in ids[:limit]]
+        return page, (page[-1].file_id if len(ids) > limit else None)
+
+    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
+        file = self.files.get((tenant_id, batch_id, file_id))
+        batch = self.batches.get((tenant_id, batch_id))
+        if file is None or batch is None or file.status is not FileStatus.AWAITING_UPLOAD:
+            return False
+        file.status, file.uploaded_at = FileStatus.UPLOADED, at
+        batch.uploaded += 1
+        batch.updated_at = at
+        return True
+
+    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status is not BatchStatus.AWAITING_UPLOAD:
+            return False
+        batch.status, batch.updated_at = BatchStatus.PROCESSING, at
+        return True
+
+    def record_file_result(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        status: FileStatus,
+        at: datetime,
+        facts: FileFacts | None,
+        description: Description | None,
+        error: FileError | None,
+    ) -> bool:
+        file = self.files.get((tenant_id, batch_id, file_id))
+        batch = self.batches.get((tenant_id, batch_id))
+        if file is None or batch is None or file.status.is_terminal:
+            return False
+        file.status, file.finished_at = status, at
+        file.facts = facts or file.facts
+        file.description, file.error = description, error
+        if status is FileStatus.COMPLETED:
+            batch.completed += 1
+        else:
+            batch.failed += 1
+        return True
+
+    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status.is_terminal:
+            return False
+        batch.status, batch.finished_at, batch.updated_at = status, at, at
+        return True
+
+    def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        return next((r for r in self.api_keys.values() if r.pk == f"APIKEY#{key_hash}"), None)
+
+    def put_api_key(self, record: ApiKeyRecord) -> None:
+        self.api_keys[record.pk] = record
+
+
+class InMemoryStorage:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.documents: dict[str, Any] = {}
+
+    def presign_put(
+        self, key: str, *, content_type: str, size: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        return f"https://uploads.example/{key}?expires={expires_in}", {"Content-Type": content_type}
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.documents[key] = document
+
+    def object_size(self, key: str) -> int | None:
+        return len(self.objects[key]) if key in self.objects else None
+
+    def read(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise NotFoundError(f"object {key} does not exist", code="object_missing")
+        return self.objects[key]
+
+
+class RecordingStarter:
+    """Refuses a second start with the same name, as Step Functions does."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}
+        self.attempts = 0
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        self.attempts += 1
+        if name in self.started:
+            return False
+        self.started[name] = payload
+        return True

@@ -1,0 +1,159 @@
+"""Creating batches, reading status and paginating results (service level, with fakes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from filebatch.errors import InvalidRequestError, NotFoundError
+from filebatch.models.api import CreateBatchRequest, FileSpec, ResultsQuery
+from filebatch.models.domain import BatchStatus, FileStatus, Tenant, manifest_key
+from filebatch.services.batches import (
+    UploadLimits,
+    create_batch,
+    decode_cursor,
+    encode_cursor,
+    get_batch_status,
+    list_results,
+)
+from tests.unit.fakes import InMemoryRepository, InMemoryStorage
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+ACME = Tenant(tenant_id="acme")
+LIMITS = UploadLimits(max_files=10, max_file_bytes=1000, url_ttl_seconds=900)
+BATCH_ID = "b-" + "0" * 32
+
+
+def request(*sizes: int) -> CreateBatchRequest:
+    return CreateBatchRequest(
+        files=[
+            FileSpec(filename=f"photo-{i}.jpg", size=s, content_type="image/jpeg")
+            for i, s in enumerate(sizes)
+        ]
+    )
+
+
+def make(repo: InMemoryRepository, storage: InMemoryStorage, *sizes: int) -> str:
+    created = create_batch(
+        repo, storage, ACME, request(*sizes), limits=LIMITS, now=NOW, make_batch_id=lambda: BATCH_ID
+    )
+    return created.batch_id
+
+
+def test_create_batch_records_files_in_order_and_returns_presigned_puts() -> None:
+    # Given an empty store
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    # When a tenant creates a batch of three files
+    created = create_batch(
+        repo, storage, ACME, request(10, 20, 30), limits=LIMITS, now=NOW, make_batch_id=lambda: BATCH_ID
+    )
+    # Then every file gets an id in submission order and a PUT with the declared content type
+    assert [f.file_id for f in created.files] == ["f00001", "f00002", "f00003"]
+    assert all(
+        f.upload.method == "PUT" and f.upload.headers == {"Content-Type": "image/jpeg"} for f in created.files
+    )
+    assert created.files[0].upload.url.endswith(f"uploads/acme/{BATCH_ID}/f00001?expires=900")
+    assert created.files[0].upload.expires_at == datetime(2026, 11, 22, 2, 15, tzinfo=UTC)
+    # And the batch, its files and the workflow's manifest are stored
+    batch = repo.get_batch("acme", BATCH_ID)
+    assert batch is not None and batch.total == 3 and batch.status is BatchStatus.AWAITING_UPLOAD
+    assert storage.documents[manifest_key("acme", BATCH_ID)] == [
+        {"file_id": "f00001"},
+        {"file_id": "f00002"},
+        {"file_id": "f00003"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "code"),
+    [((1,) * 11, "too_many_files"), ((10, 1001), "file_too_large")],
+)
+def test_create_batch_refuses_requests_beyond_the_limits_and_writes_nothing(
+    sizes: tuple[int, ...], code: str
+) -> None:
+    # Given an empty store
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    # When the request breaks a limit
+    with pytest.raises(InvalidRequestError) as raised:
+        create_batch(repo, storage, ACME, request(*sizes), limits=LIMITS, now=NOW)
+    # Then it is refused with a code and nothing was half-written
+    assert raised.value.code == code
+    assert repo.batches == {} and repo.files == {} and storage.documents == {}
+
+
+def test_status_reports_counts_and_progress() -> None:
+    # Given a batch of four files, one completed and one failed
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    batch_id = make(repo, storage, 1, 2, 3, 4)
+    for file_id in ("f00001", "f00002"):
+        repo.mark_uploaded("acme", batch_id, file_id, size=1, at=NOW)
+    repo.record_file_result(
+        "acme",
+        batch_id,
+        "f00001",
+        status=FileStatus.COMPLETED,
+        at=NOW,
+        facts=None,
+        description=None,
+        error=None,
+    )
+    repo.record_file_result(
+        "acme", batch_id, "f00002", status=FileStatus.FAILED, at=NOW, facts=None, description=None, error=None
+    )
+    # When its status is read
+    status = get_batch_status(repo, ACME, batch_id)
+    # Then counts and progress reflect it
+    assert (status.counts.total, status.counts.uploaded, status.counts.completed, status.counts.failed) == (
+        4,
+        2,
+        1,
+        1,
+    )
+    assert status.progress_percentage == 50.0
+    assert status.is_terminal is False
+
+
+@pytest.mark.parametrize("batch_id", [BATCH_ID, "b-" + "f" * 32, "not-a-batch-id", "../../etc"])
+def test_another_tenants_or_unknown_batch_is_not_found(batch_id: str) -> None:
+    # Given a batch that belongs to acme
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    make(repo, storage, 1)
+    # When another tenant (or anyone, for unknown ids) asks for it
+    # Then it does not exist for them
+    with pytest.raises(NotFoundError):
+        get_batch_status(repo, Tenant(tenant_id="globex") if batch_id == BATCH_ID else ACME, batch_id)
+
+
+def test_results_paginate_with_an_opaque_cursor_until_exhausted() -> None:
+    # Given a batch of five files
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    batch_id = make(repo, storage, 1, 2, 3, 4, 5)
+    # When results are read two at a time following next_cursor
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = list_results(repo, ACME, batch_id, ResultsQuery(limit=2, cursor=cursor))
+        seen += [item.file_id for item in page.items]
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    # Then every file comes exactly once, in order, over three pages
+    assert seen == ["f00001", "f00002", "f00003", "f00004", "f00005"]
+    assert pages == 3
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage!", encode_cursor("b-" + "1" * 32, "f00001"), encode_cursor(BATCH_ID, "x")]
+)
+def test_a_cursor_from_elsewhere_is_refused(cursor: str) -> None:
+    # Given a cursor that is corrupt, from another batch, or names no file
+    # When it is decoded for this batch
+    # Then it is refused with invalid_cursor
+    with pytest.raises(InvalidRequestError) as raised:
+        decode_cursor(BATCH_ID, cursor)
+    assert raised.value.code == "invalid_cursor"
+
+
+def test_cursor_round_trips() -> None:
+    assert decode_cursor(BATCH_ID, encode_cursor(BATCH_ID, "f00042")) == "f00042"

@@ -1,0 +1,186 @@
+"""The workflow's per-file steps and the batch's finalisation (service level, with fakes)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import UTC, datetime
+
+import pytest
+from PIL import Image
+
+from filebatch.errors import FileRejectedError, RetryableDescriptionError
+from filebatch.models.api import CreateBatchRequest, FileSpec
+from filebatch.models.domain import BatchStatus, Description, FileFacts, FileStatus, Tenant, upload_key
+from filebatch.models.workflow import (
+    DescribedFile,
+    DescribeFileInput,
+    FailedFile,
+    FileTask,
+    RecordFailureInput,
+    StepFunctionsError,
+)
+from filebatch.services.batches import UploadLimits, create_batch
+from filebatch.services.description import FaultInjection
+from filebatch.services.processing import (
+    describe,
+    failure_from,
+    finalize_batch,
+    process_file,
+    record_failure,
+    record_success,
+)
+from tests.conftest import load_event
+from tests.unit.fakes import InMemoryRepository, InMemoryStorage
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+BATCH_ID = "b-0123456789abcdef0123456789abcdef"
+
+
+def png_bytes(width: int = 40, height: int = 20) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def batch_with(*specs: tuple[str, int, str]) -> tuple[InMemoryRepository, InMemoryStorage]:
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    create_batch(
+        repo,
+        storage,
+        Tenant(tenant_id="acme"),
+        CreateBatchRequest(files=[FileSpec(filename=n, size=s, content_type=t) for n, s, t in specs]),
+        limits=UploadLimits(max_files=100, max_file_bytes=10**7, url_ttl_seconds=60),
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
+    )
+    return repo, storage
+
+
+def task(file_id: str = "f00001") -> FileTask:
+    return FileTask(tenant_id="acme", batch_id=BATCH_ID, file_id=file_id)
+
+
+def test_process_verifies_size_hash_and_type_of_the_stored_bytes() -> None:
+    # Given a declared PNG whose exact bytes were uploaded
+    content = png_bytes()
+    repo, storage = batch_with(("red.png", len(content), "image/png"))
+    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    # When the process step runs
+    processed = process_file(repo, storage, task())
+    # Then it reports the real size, SHA-256, type from magic bytes and dimensions
+    assert processed.filename == "red.png"
+    assert processed.facts.size_bytes == len(content)
+    assert processed.facts.sha256 == hashlib.sha256(content).hexdigest()
+    assert processed.facts.detected_content_type == "image/png"
+    assert (processed.facts.metadata["width"], processed.facts.metadata["height"]) == (40, 20)
+
+
+@pytest.mark.parametrize(
+    ("declared_size", "declared_type", "code"),
+    [
+        (999, "image/png", "size_mismatch"),
+        (None, "image/jpeg", "type_mismatch"),
+        (None, "application/pdf", "type_mismatch"),
+    ],
+)
+def test_process_rejects_bytes_that_do_not_match_the_declaration(
+    declared_size: int | None, declared_type: str, code: str
+) -> None:
+    # Given a PNG was uploaded under a different size or type than declared
+    content = png_bytes()
+    repo, storage = batch_with(("x", declared_size or len(content), declared_type))
+    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    # When the process step runs
+    # Then the file is rejected (not retryable) with a clear code
+    with pytest.raises(FileRejectedError) as raised:
+        process_file(repo, storage, task())
+    assert raised.value.code == code
+
+
+def test_fault_injection_throttles_matching_files_for_the_first_attempts_only() -> None:
+    # Given a processed file named like the fault injection's fragment
+    content = png_bytes()
+    repo, storage = batch_with(("flaky-red.png", len(content), "image/png"))
+    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    processed = process_file(repo, storage, task())
+    faults = FaultInjection.parse("throttle:flaky:2")
+
+    class Provider:
+        name = "fake"
+
+        def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
+            return Description(provider="fake", text=f"{len(content)} bytes", attributes={})
+
+    # When it is described on attempts 0, 1 and 2
+    for attempt in (0, 1):
+        with pytest.raises(RetryableDescriptionError):
+            describe(storage, Provider(), DescribeFileInput(file=processed, attempt=attempt), faults=faults)
+    described = describe(storage, Provider(), DescribeFileInput(file=processed, attempt=2), faults=faults)
+    # Then the first two throttle and the third succeeds
+    assert described.description.text == f"{len(content)} bytes"
+
+
+def test_a_caught_lambda_error_becomes_a_coded_non_retryable_failure() -> None:
+    # Given what Step Functions' Catch recorded for a FileRejectedError (real Cause format)
+    failed = RecordFailureInput.model_validate(load_event("sfn_catch_lambda_error")).file
+    # When it is turned into the file's error
+    error = failure_from(failed)
+    # Then the code and message come from the Lambda error, and it is not retryable
+    assert error.code == "size_mismatch"
+    assert error.message == "size_mismatch: uploaded 10 bytes but 1234 were declared"
+    assert error.retryable is False
+
+
+def test_exhausted_retryable_errors_are_recorded_as_retryable() -> None:
+    failed = FailedFile(
+        tenant_id="acme",
+        batch_id=BATCH_ID,
+        file_id="f00001",
+        error=StepFunctionsError(
+            Error="RetryableDescriptionError", Cause='{"errorMessage": "provider_throttled: slow down"}'
+        ),
+    )
+    error = failure_from(failed)
+    assert (error.code, error.retryable) == ("provider_throttled", True)
+
+
+def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
+    # Given a batch of three uploaded files
+    repo, _ = batch_with(*[(f"{i}.png", 1, "image/png") for i in range(3)])
+    for file_id in ("f00001", "f00002", "f00003"):
+        repo.mark_uploaded("acme", BATCH_ID, file_id, size=1, at=NOW)
+    facts = FileFacts(size_bytes=1, sha256="0" * 64, detected_content_type="image/png")
+    described = DescribedFile(
+        **task().model_dump(),
+        filename="0.png",
+        facts=facts,
+        description=Description(provider="local", text="t", attributes={}),
+    )
+    # When the first succeeds twice (a retried Lambda), the second fails, and the third never ran
+    first = record_success(repo, described, now=NOW)
+    replay = record_success(repo, described, now=NOW)
+    record_failure(
+        repo,
+        FailedFile(**task("f00002").model_dump(), error=StepFunctionsError(Error="States.Timeout")),
+        now=NOW,
+    )
+    outcome = finalize_batch(repo, "acme", BATCH_ID, now=NOW, page_size=2)
+    # Then each file has exactly one terminal state and the counters add up
+    assert (first.recorded, replay.recorded) == (True, False)
+    statuses = [repo.files[("acme", BATCH_ID, f)].status for f in ("f00001", "f00002", "f00003")]
+    assert statuses == [FileStatus.COMPLETED, FileStatus.FAILED, FileStatus.FAILED]
+    assert repo.files[("acme", BATCH_ID, "f00003")].error.code == "not_processed"  # type: ignore[union-attr]
+    batch = repo.batches[("acme", BATCH_ID)]
+    assert (batch.completed, batch.failed) == (1, 2)
+    assert outcome.swept_files == 1
+    assert batch.status is BatchStatus.COMPLETED_WITH_ERRORS
+
+
+def test_finalize_is_idempotent() -> None:
+    repo, _ = batch_with(("a.png", 1, "image/png"))
+    first = finalize_batch(repo, "acme", BATCH_ID, now=NOW)
+    second = finalize_batch(repo, "acme", BATCH_ID, now=NOW)
+    assert (first.status, first.swept_files) == ("failed", 1)
+    assert (second.status, second.swept_files) == ("failed", 0)
+    assert repo.batches[("acme", BATCH_ID)].failed == 1
