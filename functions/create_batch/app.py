@@ -1,12 +1,13 @@
 """POST /v1/batches: record a batch and its files; answer with a presigned PUT per file."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Powertools reads the route's annotations at run
+# time to bind the body and query parameters.
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -23,7 +24,7 @@ app = make_resolver()
 
 @app.post("/v1/batches")
 @tracer.capture_method
-def post_batch(request: CreateBatchRequest) -> Response[CreateBatchResponse]:
+def post_batch(request: Annotated[CreateBatchRequest, Body()]) -> Response[CreateBatchResponse]:
     settings = get_settings()
     tenant = tenant_of(app)
     created = create_batch(

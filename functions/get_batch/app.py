@@ -1,7 +1,7 @@
 """GET /v1/batches/{batch_id}: status, counts and progress of one of the caller's batches."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Powertools reads the route's annotations at run
+# time to bind the body and query parameters.
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer

@@ -1,7 +1,7 @@
 """GET /v1/batches/{batch_id}/results?limit=&cursor=: per-file results, in submission order."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Powertools reads the route's annotations at run
+# time to bind the body and query parameters.
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Tracer

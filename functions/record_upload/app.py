@@ -40,7 +40,7 @@ def handle_record(record: UploadEventRecord) -> str:
         runtime.repository(),
         runtime.workflow(),
         key=key,
-        size=event.detail.object.size or 0,
+        size=int(event.detail.object.size or 0),
         now=datetime.now(UTC),
     )
     logger.info("upload event", extra={"key": key, "outcome": outcome.value})

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 ANALYSIS_SIZE = 64
 DOMINANT_COLOURS = 5
 EXCERPT_WORDS = 20
+_EXCERPT_CHARACTERS = 160
 PDF_TEXT_PAGES = 3
 # A pixel at least half opaque counts as visible; colours and brightness describe visible pixels only.
 _VISIBLE_ALPHA = 128
@@ -44,32 +45,34 @@ _DARK_BELOW = 85
 _TIMES = "\u00d7"
 _BRIGHT_FROM = 170
 
-# Named colours a person would use, as sRGB. Each dominant colour gets the nearest name in CIELAB.
-PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
-    ("black", (0, 0, 0)),
-    ("dark grey", (64, 64, 64)),
-    ("grey", (128, 128, 128)),
-    ("light grey", (192, 192, 192)),
-    ("white", (255, 255, 255)),
-    ("red", (255, 0, 0)),
-    ("dark red", (139, 0, 0)),
-    ("pink", (255, 182, 193)),
-    ("magenta", (255, 0, 255)),
-    ("purple", (128, 0, 128)),
-    ("orange", (255, 140, 0)),
-    ("brown", (139, 69, 19)),
-    ("beige", (245, 222, 179)),
-    ("yellow", (255, 255, 0)),
-    ("olive", (128, 128, 0)),
-    ("bright green", (0, 255, 0)),
-    ("green", (0, 128, 0)),
-    ("dark green", (0, 80, 0)),
-    ("teal", (0, 128, 128)),
-    ("cyan", (0, 255, 255)),
-    ("light blue", (135, 206, 235)),
-    ("blue", (0, 0, 255)),
-    ("dark blue", (0, 0, 128)),
+# Every name colour_name() can give: the vocabulary of descriptions.
+COLOUR_NAMES = (
+    "black",
+    "dark grey",
+    "grey",
+    "light grey",
+    "white",
+    "dark red",
+    "red",
+    "pink",
+    "orange",
+    "brown",
+    "beige",
+    "yellow",
+    "olive",
+    "dark green",
+    "green",
+    "light green",
+    "teal",
+    "cyan",
+    "dark blue",
+    "blue",
+    "light blue",
+    "purple",
+    "magenta",
 )
+# Below this CIELAB chroma a colour reads as a grey.
+_GREY_CHROMA = 14
 
 _FORMAT_LABELS: dict[str, str] = {
     "JPEG": "JPEG",
@@ -207,63 +210,117 @@ def _to_rgba(image: Image.Image) -> Image.Image:
 
 
 def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], float | None]:
-    """The dominant colours of the visible pixels (median cut, which is deterministic) and their mean
-    luminance (Rec. 601 luma, 0 to 255); ([], None) when no pixel is visible."""
-    from PIL import Image
+    """The most common colour names among visible pixels, each with the average colour of its pixels
+    and its share, and the pixels' mean luminance (Rec. 601 luma, 0 to 255); ([], None) when no pixel
+    is visible.
 
+    Each pixel is named before counting: clustering first (median cut, k-means) averages a blue sky
+    and a face into a grey that is in neither.
+    """
     data = thumbnail.tobytes()
-    visible = bytearray()
+    # name → [pixels, sum of red, sum of green, sum of blue]
+    totals: dict[str, list[int]] = {}
+    names: dict[tuple[int, int, int], str] = {}
+    visible = 0
     luma_total = 0.0
     for offset in range(0, len(data), 4):
         red, green, blue, alpha = data[offset : offset + 4]
-        if alpha >= _VISIBLE_ALPHA:
-            visible += bytes((red, green, blue))
-            luma_total += 0.299 * red + 0.587 * green + 0.114 * blue
-    count = len(visible) // 3
-    if count == 0:
-        return [], None
-
-    pixels = Image.frombytes("RGB", (count, 1), bytes(visible))
-    quantized = pixels.quantize(colors=DOMINANT_COLOURS, method=Image.Quantize.MEDIANCUT)
-    palette = quantized.getpalette() or []
-    colours: list[dict[str, Any]] = []
-    for pixels_of_colour, index in quantized.getcolors() or []:
-        if not isinstance(index, int):
+        if alpha < _VISIBLE_ALPHA:
             continue
-        rgb = (palette[3 * index], palette[3 * index + 1], palette[3 * index + 2])
-        colours.append(
-            {
-                "hex": "#{:02x}{:02x}{:02x}".format(*rgb),
-                "name": colour_name(rgb),
-                "share_percent": round(100 * pixels_of_colour / count, 1),
-            }
-        )
-    # Ties broken by hex so that the order never depends on palette indices.
-    colours.sort(key=lambda colour: (-colour["share_percent"], colour["hex"]))
-    return colours, round(luma_total / count, 1)
+        rgb = (red, green, blue)
+        name = names.get(rgb)
+        if name is None:
+            name = names[rgb] = colour_name(rgb)
+        total = totals.setdefault(name, [0, 0, 0, 0])
+        total[0] += 1
+        total[1] += red
+        total[2] += green
+        total[3] += blue
+        visible += 1
+        luma_total += 0.299 * red + 0.587 * green + 0.114 * blue
+    if visible == 0:
+        return [], None
+    # Ties broken by name so that the order never depends on dictionary order.
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:DOMINANT_COLOURS]
+    colours = [
+        {
+            "name": name,
+            "hex": "#" + "".join(f"{round(channel / count):02x}" for channel in sums),
+            "share_percent": round(100 * count / visible, 1),
+        }
+        for name, (count, *sums) in ranked
+    ]
+    return colours, round(luma_total / visible, 1)
 
 
 def colour_name(rgb: tuple[int, int, int]) -> str:
-    """The nearest PALETTE name by CIE76 distance in CIELAB, where distance follows perception."""
-    lab = _lab(rgb)
-    return min(PALETTE, key=lambda entry: math.dist(lab, _lab(entry[1])))[0]
+    """The everyday name of an sRGB colour, from its CIELAB lightness, chroma and hue.
+
+    Hue, lightness and chroma are judged separately because a nearest-reference-colour rule calls
+    every muted colour (a dusk sky, a wooden table) grey.
+    """
+    lightness, a, b = _lab(rgb)
+    chroma = math.hypot(a, b)
+    hue = math.degrees(math.atan2(b, a)) % 360
+    if lightness < 12 and chroma < 25:
+        return "black"
+    if chroma < _GREY_CHROMA or (lightness > 93 and chroma < 15):
+        return _grey(lightness)
+    # Hue angles in CIELAB: red is near 40, orange 65, yellow 100, green 135, cyan 195, blue 305.
+    if hue < 20 or hue >= 350:
+        return "dark red" if lightness < 35 else "pink" if lightness > 60 else "red"
+    if hue < 50:
+        if lightness > 65:
+            return "pink" if hue < 40 else "beige"
+        return "dark red" if lightness < 35 else "red" if chroma > 55 else "brown"
+    if hue < 80:
+        if lightness > 70 and chroma < 45:
+            return "beige"
+        return "brown" if lightness < 70 and chroma < 60 else "orange"
+    if hue < 110:
+        if lightness < 55:
+            return "olive" if chroma > 25 else "brown"
+        return "beige" if chroma < 50 else "yellow"
+    if hue < 170:
+        if lightness < 40:
+            return "dark green"
+        return "light green" if lightness > 80 and chroma < 80 else "green"
+    if hue < 235:
+        if lightness < 55:
+            return "teal"
+        return "cyan" if chroma > 30 else "light blue"
+    if hue < 312:
+        return "dark blue" if lightness < 28 else "light blue" if lightness > 68 else "blue"
+    if lightness > 65:
+        return "pink"
+    return "magenta" if chroma > 60 and lightness >= 45 else "purple"
 
 
 def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """sRGB to CIELAB (D65): a space where equal distances look like equal differences."""
+
     def linear(channel: int) -> float:
         value = channel / 255
         return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
 
-    red, green, blue = (linear(channel) for channel in rgb)
-    # sRGB → XYZ, relative to the D65 white point.
-    x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / 0.95047
-    y = 0.2126 * red + 0.7152 * green + 0.0722 * blue
-    z = (0.0193 * red + 0.1192 * green + 0.9505 * blue) / 1.08883
-
     def f(t: float) -> float:
         return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
 
+    red, green, blue = (linear(channel) for channel in rgb)
+    x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / 0.95047
+    y = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    z = (0.0193 * red + 0.1192 * green + 0.9505 * blue) / 1.08883
     return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def _grey(lightness: float) -> str:
+    if lightness < 12:
+        return "black"
+    if lightness < 38:
+        return "dark grey"
+    if lightness < 68:
+        return "grey"
+    return "light grey" if lightness < 90 else "white"
 
 
 def _orientation(width: int, height: int) -> str:
@@ -293,25 +350,20 @@ def _image_sentence(attributes: dict[str, Any]) -> str:
         kind += " with transparency"
     head = f"{attributes['width']}{_TIMES}{attributes['height']} {attributes['orientation']} {kind}"
     if not attributes["dominant_colors"]:
-        return f"{_article(head)} {head}, fully transparent."
+        return f"{_opening(head)}, fully transparent."
     brightness = {"dark": "dark overall", "medium": "of medium brightness", "bright": "bright overall"}
     return (
-        f"{_article(head)} {head}, {_colour_phrase(attributes['dominant_colors'])}, "
+        f"{_opening(head)}, {_colour_phrase(attributes['dominant_colors'])}, "
         f"{brightness[attributes['brightness']]}."
     )
 
 
 def _colour_phrase(colours: list[dict[str, Any]]) -> str:
-    # Two shades that share a name are one colour to a reader.
-    shares: dict[str, float] = {}
-    for colour in colours:
-        shares[colour["name"]] = shares.get(colour["name"], 0.0) + colour["share_percent"]
-    ranked = sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:3]
-    named = [f"{name} ({_percent(share)})" for name, share in ranked]
-    top_name, top_share = ranked[0]
-    if top_share >= 99.5:
-        return f"entirely {top_name}"
-    if top_share >= 50:
+    named = [f"{colour['name']} ({_percent(colour['share_percent'])})" for colour in colours[:3]]
+    top = colours[0]
+    if top["share_percent"] >= 99.5:
+        return f"entirely {top['name']}"
+    if top["share_percent"] >= 60:
         return f"mostly {named[0]} with {_join(named[1:])}"
     return f"a mix of {_join(named)}"
 
@@ -464,7 +516,7 @@ def _describe_pdf(content: bytes) -> tuple[str, dict[str, Any]]:
             attributes.update(_pdf_text(reader, page_count))
 
     head = f"{page_count}-page PDF document" if page_count else "PDF document with no pages"
-    parts = [f"{_article(head)} {head}"]
+    parts = [_opening(head)]
     if "title" in attributes:
         parts.append(f" titled “{attributes['title']}”")
     if "author" in attributes:
@@ -585,15 +637,24 @@ def _describe_opaque(content: bytes, detected: str) -> tuple[str, dict[str, Any]
         )
     label, reason = _OPAQUE_TYPES[detected]
     head = f"{len(content):,}-byte {label}"
-    return f"{_article(head)} {head}; {reason}.", attributes
+    return f"{_opening(head)}; {reason}.", attributes
 
 
 # --- wording ------------------------------------------------------------------------------------
 
 
 def _excerpt(words: list[str]) -> str:
-    excerpt = clean_text(" ".join(words[:EXCERPT_WORDS]), limit=300) or ""
-    return excerpt + ("…" if len(words) > EXCERPT_WORDS else "")
+    """The first EXCERPT_WORDS words, bounded in characters too: a CSV line or a URL is one "word"."""
+    kept: list[str] = []
+    length = 0
+    for word in words[:EXCERPT_WORDS]:
+        if length + len(word) > _EXCERPT_CHARACTERS:
+            kept.append(word[: max(_EXCERPT_CHARACTERS - length, 1)])
+            break
+        kept.append(word)
+        length += len(word) + 1
+    excerpt = clean_text(" ".join(kept), limit=_EXCERPT_CHARACTERS * 2) or ""
+    return excerpt + ("…" if len(kept) < len(words) or excerpt != " ".join(words[: len(kept)]) else "")
 
 
 def _plural(count: int, noun: str) -> str:
@@ -604,6 +665,11 @@ def _join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _opening(phrase: str) -> str:
+    """The start of a sentence about `phrase`: "A 12-page PDF...", "An 800..."."""
+    return f"{_article(phrase).capitalize()} {phrase}"
 
 
 def _article(phrase: str) -> str:

@@ -1,0 +1,160 @@
+"""One Lambda execution environment: imports a handler once, then runs invocations one at a time.
+
+Started by filebatch_local.lambdas as `python -I -u _worker.py <config json>` with exactly the
+environment the template gives the function. Standard library only, and nothing from
+filebatch_local is imported: the handler's process must look like Lambda's, not like ours.
+
+Protocol on two inherited pipe fds: 4-byte big-endian length + UTF-8 JSON, in both directions.
+First {"ready": true} once the handler is imported (init), then per request
+{"request_id", "event", "deadline_ms"} -> {"error": bool, "payload": "<json text>"}.
+stdout/stderr are the function's log stream (the parent copies them to the log file).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+import uuid
+from types import ModuleType
+from typing import Any
+
+
+class LambdaContext:
+    """The attributes and method of the Python runtime's context object."""
+
+    def __init__(self, config: dict[str, Any], request_id: str, deadline_ms: int, log_stream: str) -> None:
+        self.function_name: str = config["function_name"]
+        self.function_version = "$LATEST"
+        self.invoked_function_arn: str = config["function_arn"]
+        self.memory_limit_in_mb = int(config["memory_mb"])
+        self.aws_request_id = request_id
+        self.log_group_name: str = config["log_group"]
+        self.log_stream_name = log_stream
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks = b""
+    while len(chunks) < size:
+        chunk = os.read(fd, size - len(chunks))
+        if not chunk:
+            return None  # the parent went away: this environment is over
+        chunks += chunk
+    return chunks
+
+
+def _receive(fd: int) -> dict[str, Any] | None:
+    header = _read_exactly(fd, 4)
+    if header is None:
+        return None
+    body = _read_exactly(fd, struct.unpack(">I", header)[0])
+    return None if body is None else json.loads(body)
+
+
+def _send(fd: int, message: dict[str, Any]) -> None:
+    data = json.dumps(message).encode()
+    os.write(fd, struct.pack(">I", len(data)) + data)
+
+
+def _error_payload(error: BaseException, error_type: str | None = None, message: str | None = None) -> str:
+    # The shape Lambda's Python runtime returns for an unhandled exception. The class name alone is
+    # the errorType: Step Functions matches it against ErrorEquals.
+    frames = traceback.format_list(traceback.extract_tb(error.__traceback__))
+    return json.dumps(
+        {
+            "errorMessage": str(error) if message is None else message,
+            "errorType": error_type or type(error).__name__,
+            "requestId": "",
+            "stackTrace": frames,
+        }
+    )
+
+
+def _log_error(payload: str) -> None:
+    error = json.loads(payload)
+    print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
+    for frame in error["stackTrace"]:
+        print(frame.rstrip(), file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _import_handler(config: dict[str, Any]) -> Any:
+    # A module name unique per function, so handlers never share a module object by accident.
+    module_name = "filebatch_fn_" + config["logical_id"]
+    spec = importlib.util.spec_from_file_location(module_name, config["handler_file"])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"Unable to import module '{config['handler_module']}': no such file")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, config["handler_attr"])
+
+
+def main() -> int:
+    config: dict[str, Any] = json.loads(sys.argv[1])
+    request_fd, response_fd = config["request_fd"], config["response_fd"]
+    # Like Lambda: the function's code first (/var/task), then the layers (/opt/python).
+    sys.path[0:0] = [config["code_dir"], *config["layer_dirs"]]
+    log_stream = time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
+
+    init_error: str | None = None
+    try:
+        handler = _import_handler(config)
+    except ImportError as error:
+        init_error = _error_payload(
+            error, "Runtime.ImportModuleError", f"Unable to import module '{config['handler_module']}': {error}"
+        )
+    except SyntaxError as error:
+        init_error = _error_payload(error, "Runtime.UserCodeSyntaxError")
+    except AttributeError as error:
+        init_error = _error_payload(error, "Runtime.HandlerNotFound")
+    except Exception as error:
+        init_error = _error_payload(error)
+    if init_error is not None:
+        _log_error(init_error)
+    sys.stdout.flush()
+    # Init is over: the parent starts the invocation's clock only now, as Lambda does.
+    _send(response_fd, {"ready": True})
+
+    while True:
+        request = _receive(request_fd)
+        if request is None:
+            return 0
+        if init_error is not None:
+            # Lambda fails the invocation and throws the environment away; the next one re-inits.
+            _send(response_fd, {"error": True, "payload": init_error})
+            return 1
+        context = LambdaContext(config, request["request_id"], request["deadline_ms"], log_stream)
+        try:
+            result = handler(request["event"], context)
+        except Exception as error:
+            payload = _error_payload(error)
+            _log_error(payload)
+            _send(response_fd, {"error": True, "payload": payload})
+            continue
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        try:
+            text = json.dumps(result)
+        except (TypeError, ValueError) as error:
+            payload = _error_payload(error, "Runtime.MarshalError", f"Unable to marshal response: {error}")
+            _log_error(payload)
+            _send(response_fd, {"error": True, "payload": payload})
+            continue
+        _send(response_fd, {"error": False, "payload": text})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Run the real handlers the way Lambda does: in worker subprocesses (execution environments) with
+the environment the template gives each function, a pool per function that grows with concurrent
+invocations, timeouts, crashes replaced, and Lambda's error payloads.
+
+moto's Lambda backend is patched to dispatch here, so Step Functions Task states (and any boto3
+`lambda.invoke` against the moto endpoint) run the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from filebatch_local.template import FunctionSpec
+
+WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
+DEFAULT_MAX_WORKERS = 16
+# Lambda allows 10 s of init; local imports on a busy 2-core machine get more slack.
+INIT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """What Lambda's Invoke returns: the payload (JSON text) and whether it is a function error."""
+
+    payload_json: str
+    function_error: bool
+    duration_ms: float = 0.0
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.payload_json)
+
+
+def lambda_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
+    """The template's variables plus what the Lambda service sets, pointed at the local endpoint."""
+    env = dict(spec.environment)
+    env.update(
+        {
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - dummy credentials for moto
+            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            # boto3 (>= 1.28) sends every client here: the handlers need no code change.
+            "AWS_ENDPOINT_URL": endpoint_url,
+            # Tracing: Active gives Lambda an X-Ray daemon; locally there is none.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        }
+    )
+    return env
+
+
+class LogSink:
+    """One function's log file (`.local/logs/<LogicalId>.log`), optionally echoed to the console."""
+
+    def __init__(self, path: Path, label: str, echo: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8", buffering=1)
+        self._label = label
+        self._echo = echo
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        line = line.rstrip("\n")
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.write(line + "\n")
+            if self._echo:
+                print(f"[{self._label}] {line}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """One execution environment (a subprocess) of one function."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink) -> None:
+        self.spec = spec
+        self._ready = False
+        request_read, self._request_write = os.pipe()
+        self._response_read, response_write = os.pipe()
+        config = {
+            "logical_id": spec.logical_id,
+            "function_name": spec.name,
+            "function_arn": spec.arn,
+            "memory_mb": spec.memory_mb,
+            "log_group": spec.log_group,
+            "code_dir": str(spec.code_dir),
+            "layer_dirs": [str(d) for d in spec.layer_dirs],
+            "handler_file": str(spec.handler_file),
+            "handler_module": spec.handler_file.stem,
+            "handler_attr": spec.handler_attr,
+            "request_fd": request_read,
+            "response_fd": response_write,
+        }
+        try:
+            # -I: no script dir or PYTHON* variables on the path, so the handler sees only its code
+            # and its layers (plus the venv's packages, standing in for the runtime's). Own session:
+            # Ctrl-C in the terminal reaches the stack, which then stops the workers itself.
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+                [sys.executable, "-I", "-u", str(WORKER_SCRIPT), json.dumps(config)],
+                env=env,
+                cwd=spec.code_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(request_read, response_write),
+                start_new_session=True,
+            )
+        finally:
+            os.close(request_read)
+            os.close(response_write)
+        self._log_thread = threading.Thread(
+            target=self._copy_logs, args=(self.process.stdout, sink), daemon=True, name=f"log-{spec.logical_id}"
+        )
+        self._log_thread.start()
+
+    @staticmethod
+    def _copy_logs(stream: IO[bytes], sink: LogSink) -> None:
+        for raw in iter(stream.readline, b""):
+            sink.write(raw.decode("utf-8", "replace"))
+        stream.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        header = self._read(4, deadline)
+        return dict(json.loads(self._read(struct.unpack(">I", header)[0], deadline)))
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait for the end of init (the handler module imported), which Lambda does not count
+        against the invocation's Timeout."""
+        if not self._ready:
+            self._receive(time.time() + timeout_s)
+            self._ready = True
+
+    def call(self, event: Any, request_id: str, timeout_s: float) -> tuple[bool, str]:
+        deadline = time.time() + timeout_s
+        message = json.dumps(
+            {"request_id": request_id, "event": event, "deadline_ms": int(deadline * 1000)}
+        ).encode()
+        try:
+            os.write(self._request_write, struct.pack(">I", len(message)) + message)
+        except OSError as error:
+            raise WorkerDied(str(error)) from error
+        response = self._receive(deadline)
+        return bool(response["error"]), str(response["payload"])
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        data = b""
+        while len(data) < size:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self._response_read], [], [], remaining)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self._response_read, size - len(data))
+            if not chunk:
+                raise WorkerDied(f"exit status {self.process.wait()}")
+            data += chunk
+        return data
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for fd in (self._request_write, self._response_read):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._log_thread.join(timeout=2)
+
+    def stop(self) -> None:
+        # Closing the request pipe is the worker's signal to exit (it reads EOF).
+        try:
+            os.close(self._request_write)
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+class FunctionPool:
+    """Execution environments of one function: started lazily as concurrent calls need them (as
+    Lambda scales), reused afterwards, replaced when they crash or time out."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink, max_workers: int) -> None:
+        self.spec = spec
+        self.env = env
+        self.sink = sink
+        self.max_workers = max_workers
+        self._idle: list[Worker] = []
+        self._count = 0
+        self._closed = False
+        self._condition = threading.Condition()
+
+    def _acquire(self) -> Worker:
+        with self._condition:
+            while True:
+                if self._closed:
+                    raise RuntimeError(f"{self.spec.logical_id}: the local stack is stopping")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive:
+                        return worker
+                    self._count -= 1
+                    worker.kill()
+                if self._count < self.max_workers:
+                    self._count += 1
+                    break
+                self._condition.wait()
+        try:
+            return Worker(self.spec, self.env, self.sink)
+        except BaseException:
+            with self._condition:
+                self._count -= 1
+                self._condition.notify()
+            raise
+
+    def _release(self, worker: Worker, reusable: bool) -> None:
+        with self._condition:
+            if reusable and worker.alive and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._count -= 1
+                reusable = False
+            self._condition.notify()
+        if not reusable:
+            worker.kill()
+
+    def invoke(self, event: Any, request_id: str | None = None) -> InvokeResult:
+        request_id = request_id or str(uuid.uuid4())
+        started = time.monotonic()
+        worker = self._acquire()
+        self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
+        reusable = True
+        try:
+            worker.wait_ready(INIT_TIMEOUT_S)
+            function_error, payload = worker.call(event, request_id, self.spec.timeout_s)
+        except TimeoutError:
+            reusable = False
+            function_error = True
+            payload = _runtime_error(
+                "Sandbox.Timedout",
+                f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds",
+            )
+        except WorkerDied as error:
+            reusable = False
+            function_error = True
+            payload = _runtime_error(
+                "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {error}"
+            )
+        finally:
+            duration_ms = (time.monotonic() - started) * 1000
+            self.sink.write(f"END RequestId: {request_id}")
+            self.sink.write(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms")
+        self._release(worker, reusable)
+        if function_error:
+            self.sink.write(f"{request_id}\tfunction error: {payload[:500]}")
+        return InvokeResult(payload, function_error, duration_ms)
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._condition.notify_all()
+        for worker in idle:
+            worker.stop()
+
+
+def _runtime_error(error_type: str, message: str) -> str:
+    return json.dumps({"errorType": error_type, "errorMessage": message})
+
+
+class LambdaRuntime:
+    """All functions of the template, by logical id, name and ARN."""
+
+    def __init__(
+        self,
+        functions: dict[str, FunctionSpec],
+        endpoint_url: str,
+        region: str,
+        log_dir: Path,
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        echo_logs: bool = False,
+    ) -> None:
+        self.pools: dict[str, FunctionPool] = {}
+        self.environments: dict[str, dict[str, str]] = {}
+        self._by_name: dict[str, FunctionPool] = {}
+        for logical_id, spec in functions.items():
+            env = lambda_environment(spec, endpoint_url, region)
+            sink = LogSink(log_dir / f"{logical_id}.log", logical_id, echo_logs)
+            pool = FunctionPool(spec, env, sink, max_workers)
+            self.pools[logical_id] = pool
+            self.environments[logical_id] = env
+            self._by_name[spec.name] = pool
+            self._by_name[spec.arn] = pool
+
+    def pool_for(self, function_name_or_arn: str) -> FunctionPool | None:
+        # Accepts a name, an ARN, or either with a `:$LATEST` / `:version` qualifier.
+        if function_name_or_arn in self._by_name:
+            return self._by_name[function_name_or_arn]
+        base = function_name_or_arn.rsplit(":", 1)[0]
+        return self._by_name.get(base)
+
+    def invoke(self, logical_id: str, event: Any) -> InvokeResult:
+        return self.pools[logical_id].invoke(event)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        for pool in self.pools.values():
+            pool.sink.close()
+
+
+# ------------------------------------------------------------------------------ moto dispatch
+_active_runtime: LambdaRuntime | None = None
+_original_invoke: Callable[..., Any] | None = None
+_patch_lock = threading.Lock()
+
+
+def _dispatching_invoke(
+    self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+) -> Any:
+    runtime = _active_runtime
+    pool = runtime.pool_for(function_name) if runtime else None
+    if pool is None:
+        assert _original_invoke is not None
+        return _original_invoke(self, function_name, qualifier, body, headers, response_headers)
+    text = body.decode() if isinstance(body, bytes) else (body or "")
+    event = json.loads(text) if text.strip() else {}
+    response_headers["x-amz-executed-version"] = "$LATEST"
+    if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
+        # Asynchronous invoke: Lambda queues it and answers 202 at once.
+        threading.Thread(target=pool.invoke, args=(event,), daemon=True).start()
+        return b""
+    result = pool.invoke(event)
+    if result.function_error:
+        # What makes boto3 report FunctionError, and Step Functions raise the payload's errorType.
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return result.payload_json.encode()
+
+
+def install_lambda_dispatch(runtime: LambdaRuntime | None) -> None:
+    """Point moto's (docker-less) Lambda backend at `runtime`; None restores canned results."""
+    global _active_runtime, _original_invoke
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    with _patch_lock:
+        if _original_invoke is None:
+            _original_invoke = LambdaSimpleBackend.invoke
+            LambdaSimpleBackend.invoke = _dispatching_invoke  # type: ignore[method-assign]
+        _active_runtime = runtime

@@ -1,0 +1,374 @@
+"""An in-process moto server, the fixes it needs for a concurrent stack, and the template's
+resources created in it from their own properties.
+
+Deploying the (SAM-translated) template into moto's CloudFormation does not work (see
+/work/shared/notes/local-aws-emulation.md), so each supported resource type is created here with
+the API call CloudFormation would make.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import requests
+from botocore.config import Config
+
+from filebatch_local.template import LOCAL_ROLE_ARN, Template
+
+log = logging.getLogger("filebatch_local")
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+# Resource types the local stack does not create, and why that is fine locally.
+IGNORED_TYPES = {
+    "AWS::S3::BucketPolicy": "moto does not enforce bucket policies (and local S3 is plain HTTP)",
+    "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
+    "AWS::Logs::LogGroup": "function logs go to .local/logs/<LogicalId>.log",
+    "AWS::CloudWatch::Alarm": "no metrics locally",
+    "AWS::Serverless::LayerVersion": "layers are put on the workers' sys.path",
+    "AWS::Serverless::Api": "served by filebatch_local.api",
+    "AWS::IAM::Role": "moto does not enforce IAM; one local role is used",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def client(service: str, endpoint: str, region: str) -> Any:
+    # A session of its own: no credentials or endpoint from the caller's environment leak in.
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region  # noqa: S106
+    )
+    return session.client(
+        service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+    )
+
+
+# ------------------------------------------------------------------------------------ moto fixes
+_patches_installed = False
+_patches_lock = threading.Lock()
+
+
+def install_moto_patches() -> None:
+    """Process-wide fixes measured in the notes; idempotent."""
+    global _patches_installed
+    with _patches_lock:
+        if _patches_installed:
+            return
+        _serialise_dynamodb()
+        _cache_step_functions_clients()
+        _patches_installed = True
+
+
+def _serialise_dynamodb() -> None:
+    # Concurrent ADD updates to one item are lost in moto otherwise (917/1000 measured). One
+    # re-entrant lock over every public backend method makes each request atomic, as DynamoDB is.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+
+    def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    for name, member in list(vars(DynamoDBBackend).items()):
+        if not name.startswith("_") and callable(member) and not isinstance(member, staticmethod | classmethod):
+            setattr(DynamoDBBackend, name, locked(member))
+
+
+def _cache_step_functions_clients() -> None:
+    # The interpreter builds a new boto3 client for every task (~3x slower Maps). Clients are
+    # thread-safe once built; building them on the shared default session is not, hence the lock.
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
+
+    original = boto_client_module.boto_client_for
+    cache: dict[tuple[str, str, str, bool], Any] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(original)
+    def cached(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, moto_server_port(), bool(botocore_stubber.enabled))
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service, state_credentials=state_credentials)
+            return cache[key]
+
+    boto_client_module.boto_client_for = cached  # type: ignore[assignment]
+    # Modules that did `from ... import boto_client_for` hold the original: patch each of them.
+    # Modules imported later pick up the cached function from boto_client_module.
+    import moto.stepfunctions.parser.backend.execution  # noqa: F401 - imports the task modules
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = cached  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------ moto server
+class MotoServer:
+    """moto's server in this process (one shared state with the Step Functions interpreter)."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request at INFO; the stack's own logs are what matter.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        # The interpreter's own clients call http://localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(port)
+        session = requests.Session()
+        # One process-wide moto state: a previous stack in this process must not leak into this one.
+        session.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        session.post(f"{self.endpoint}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+        return self.endpoint
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+# ------------------------------------------------------------------------------------ resources
+def _dummy_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+def _cfn_to_api(value: Any, renames: dict[str, str]) -> Any:
+    """CloudFormation property names → S3 API names (they differ in a few places)."""
+    if isinstance(value, dict):
+        return {renames.get(k, k): _cfn_to_api(v, renames) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cfn_to_api(v, renames) for v in value]
+    return value
+
+
+class Provisioner:
+    def __init__(self, template: Template, endpoint: str) -> None:
+        self.template = template
+        self.endpoint = endpoint
+        self.region = template.region
+        self.skipped: dict[str, str] = {}
+
+    def _client(self, service: str) -> Any:
+        return client(service, self.endpoint, self.region)
+
+    def provision(self) -> None:
+        creators: dict[str, Callable[[str], None]] = {
+            "AWS::DynamoDB::Table": self._table,
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::Events::Rule": self._rule,
+            "AWS::Serverless::Function": self._function,
+            "AWS::Serverless::StateMachine": self._state_machine,
+            "AWS::StepFunctions::StateMachine": self._state_machine,
+        }
+        self._role()
+        # Queues before rules (targets) and redrive; functions before state machines (task ARNs).
+        order = list(creators)
+        by_type = sorted(
+            self.template.resources,
+            key=lambda lid: order.index(self.template.type_of(lid)) if self.template.type_of(lid) in order else 99,
+        )
+        for logical_id in by_type:
+            kind = self.template.type_of(logical_id)
+            if kind in creators:
+                creators[kind](logical_id)
+            else:
+                self.skipped[logical_id] = IGNORED_TYPES.get(kind, f"{kind} is not emulated locally")
+        self._queue_redrive()
+
+    def _role(self) -> None:
+        iam = self._client("iam")
+        iam.create_role(
+            RoleName=LOCAL_ROLE_ARN.rsplit("/", 1)[1],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+
+    def _table(self, logical_id: str) -> None:
+        properties = self.template.properties(logical_id)
+        request: dict[str, Any] = {
+            "TableName": self.template.physical_name(logical_id),
+            "KeySchema": properties["KeySchema"],
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+        }
+        for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if key in properties:
+                request[key] = properties[key]
+        if "StreamSpecification" in properties:
+            request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+        if request["BillingMode"] == "PROVISIONED" and "ProvisionedThroughput" not in request:
+            raise ValueError(f"{logical_id}: BillingMode PROVISIONED needs ProvisionedThroughput")
+        dynamodb = self._client("dynamodb")
+        dynamodb.create_table(**request)
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled") in (True, "true"):
+            dynamodb.update_time_to_live(
+                TableName=request["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+
+    def _bucket(self, logical_id: str) -> None:
+        properties = self.template.properties(logical_id)
+        name = self.template.physical_name(logical_id)
+        s3 = self._client("s3")
+        s3.create_bucket(Bucket=name)  # us-east-1: no LocationConstraint
+        cors = properties.get("CorsConfiguration")
+        if cors:
+            rules = _cfn_to_api(cors["CorsRules"], {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"})
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+        lifecycle = properties.get("LifecycleConfiguration")
+        if lifecycle:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in lifecycle["Rules"]]}
+            )
+        versioning = properties.get("VersioningConfiguration")
+        if versioning:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
+        encryption = properties.get("BucketEncryption")
+        if encryption:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={"Rules": encryption["ServerSideEncryptionConfiguration"]},
+            )
+        block = properties.get("PublicAccessBlockConfiguration")
+        if block:
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+        ownership = properties.get("OwnershipControls")
+        if ownership:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=ownership)
+        notifications = properties.get("NotificationConfiguration") or {}
+        request: dict[str, Any] = {}
+        if (notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled") in (True, "true"):
+            request["EventBridgeConfiguration"] = {}
+        for key in ("QueueConfigurations", "LambdaConfigurations", "TopicConfigurations"):
+            if notifications.get(key):
+                self.skipped[f"{logical_id}.{key}"] = "direct S3 notifications are not emulated"
+        if request:
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=request)
+
+    def _queue(self, logical_id: str) -> None:
+        properties = self.template.properties(logical_id)
+        attributes = {
+            key: str(properties[key]).lower() if isinstance(properties[key], bool) else str(properties[key])
+            for key in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "DelaySeconds",
+                "MaximumMessageSize",
+                "ReceiveMessageWaitTimeSeconds",
+                "FifoQueue",
+                "ContentBasedDeduplication",
+            )
+            if key in properties
+        }
+        self._client("sqs").create_queue(QueueName=self.template.physical_name(logical_id), Attributes=attributes)
+
+    def _queue_redrive(self) -> None:
+        # Set after every queue exists, since the dead-letter queue may come later in the template.
+        sqs = self._client("sqs")
+        for logical_id in self.template.logical_ids("AWS::SQS::Queue"):
+            redrive = self.template.properties(logical_id).get("RedrivePolicy")
+            if redrive:
+                sqs.set_queue_attributes(
+                    QueueUrl=self.template.ref(logical_id),
+                    Attributes={"RedrivePolicy": json.dumps(redrive) if isinstance(redrive, dict) else redrive},
+                )
+
+    def _rule(self, logical_id: str) -> None:
+        properties = self.template.properties(logical_id)
+        if "EventPattern" not in properties:
+            self.skipped[logical_id] = "scheduled rules are not emulated"
+            return
+        name = self.template.physical_name(logical_id)
+        bus = properties.get("EventBusName", "default")
+        events = self._client("events")
+        pattern = properties["EventPattern"]
+        events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=pattern if isinstance(pattern, str) else json.dumps(pattern),
+            State=properties.get("State", "ENABLED"),
+            Description=properties.get("Description", ""),
+        )
+        targets = [
+            {k: (json.dumps(v) if k == "InputTransformer" and isinstance(v, str) else v) for k, v in target.items()}
+            for target in properties.get("Targets") or []
+        ]
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+
+    def _function(self, logical_id: str) -> None:
+        # A placeholder in moto's Lambda backend so ARNs resolve; invocations are dispatched to the
+        # real handler by filebatch_local.lambdas.
+        spec = self.template.function(logical_id)
+        self._client("lambda").create_function(
+            FunctionName=spec.name,
+            Runtime=spec.runtime,
+            Role=LOCAL_ROLE_ARN,
+            Handler=f"{spec.handler_file.stem}.{spec.handler_attr}",
+            Code={"ZipFile": _dummy_zip()},
+            Timeout=spec.timeout_s,
+            MemorySize=spec.memory_mb,
+            Environment={"Variables": spec.environment},
+        )
+
+    def _state_machine(self, logical_id: str) -> None:
+        spec = self.template.state_machine(logical_id)
+        self._client("stepfunctions").create_state_machine(
+            name=spec.name, definition=spec.definition, roleArn=LOCAL_ROLE_ARN, type=spec.type
+        )
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule → the S3 API's shape."""
+    api: dict[str, Any] = {"Status": rule["Status"]}
+    if "Id" in rule:
+        api["ID"] = rule["Id"]
+    api["Filter"] = {"Prefix": rule["Prefix"]} if "Prefix" in rule else {"Prefix": ""}
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
+    if "NoncurrentVersionExpirationInDays" in rule:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+    return api

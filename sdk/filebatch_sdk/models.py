@@ -1,0 +1,409 @@
+"""Typed views of the REST API's JSON bodies, as small frozen dataclasses.
+
+They mirror the API field for field (see the API reference), so `to_json(obj)` gives back the
+API's shape. Parsing ignores fields it does not know and keeps statuses as plain strings, so an
+older SDK keeps working when the service adds a field or a status. Compare statuses with the
+`BatchState` / `FileState` constants::
+
+    if result.status == FileState.COMPLETED:
+        print(result.description.text if result.description else "")
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path, PurePath
+from typing import Any
+
+from filebatch_sdk.errors import InvalidFileError
+
+OCTET_STREAM = "application/octet-stream"
+
+# mimetypes reads the machine's /etc/mime.types and differs between Python versions (.webp only
+# arrived in 3.13, .bmp was image/x-ms-bmp for years): the types people batch most often are
+# pinned here so a batch declares the same content type wherever the SDK runs.
+CONTENT_TYPE_OVERRIDES: Mapping[str, str] = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
+
+# mimetypes reports "x.tar.gz" as (application/x-tar, gzip): the bytes on the wire are gzip, so
+# the declared type must be the compression's, or the service's type check would reject the file.
+_COMPRESSION_TYPES: Mapping[str, str] = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+}
+
+
+class BatchState(StrEnum):
+    """Values of a batch's `status`."""
+
+    AWAITING_UPLOAD = "awaiting_upload"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+class FileState(StrEnum):
+    """Values of a file result's `status`."""
+
+    AWAITING_UPLOAD = "awaiting_upload"
+    UPLOADED = "uploaded"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def guess_content_type(filename: str) -> str:
+    """The content type to declare for `filename`, from its extension.
+
+    Common image types come from `CONTENT_TYPE_OVERRIDES`, everything else from `mimetypes`, and
+    unknown extensions fall back to application/octet-stream.
+    """
+    name = PurePath(filename).name
+    pinned = CONTENT_TYPE_OVERRIDES.get(PurePath(name).suffix.lower())
+    if pinned:
+        return pinned
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    if encoding:
+        return _COMPRESSION_TYPES.get(encoding, OCTET_STREAM)
+    return guessed.lower() if guessed else OCTET_STREAM
+
+
+def _datetime(value: str) -> datetime:
+    # The API sends ISO 8601 with a "Z" suffix, which fromisoformat reads since Python 3.11.
+    return datetime.fromisoformat(value)
+
+
+def _optional_datetime(value: str | None) -> datetime | None:
+    return _datetime(value) if value else None
+
+
+def to_json(value: Any) -> Any:
+    """`value` (a model, or lists/dicts of them) as JSON-ready data in the API's own shape."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """One file to declare in `POST /v1/batches`. Usually built with `FileSpec.from_path`."""
+
+    filename: str
+    size: int
+    content_type: str
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], *, content_type: str | None = None) -> FileSpec:
+        """Declare a local file: its name, its size on disk, and a content type from its extension."""
+        local = Path(path)
+        try:
+            stat = local.stat()
+        except OSError as error:
+            raise InvalidFileError(f"{local}: cannot read file ({error.strerror or error})") from error
+        if not local.is_file():
+            raise InvalidFileError(f"{local}: not a regular file")
+        if stat.st_size == 0:
+            # The API requires size >= 1; failing here names the file instead of a schema error.
+            raise InvalidFileError(f"{local}: empty files cannot be submitted")
+        return cls(
+            filename=local.name,
+            size=stat.st_size,
+            content_type=content_type or guess_content_type(local.name),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"filename": self.filename, "size": self.size, "content_type": self.content_type}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInstruction:
+    """How to upload one file: send its raw bytes with exactly these method, URL and headers."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UploadInstruction:
+        return cls(
+            method=data.get("method", "PUT"),
+            url=data["url"],
+            headers=dict(data.get("headers") or {}),
+            expires_at=_datetime(data["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedFile:
+    """A file of a newly created batch. `file_id`s follow the order the files were declared in."""
+
+    file_id: str
+    filename: str
+    size: int
+    content_type: str
+    upload: UploadInstruction
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CreatedFile:
+        return cls(
+            file_id=data["file_id"],
+            filename=data["filename"],
+            size=data["size"],
+            content_type=data["content_type"],
+            upload=UploadInstruction.from_json(data["upload"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedBatch:
+    """The answer to `POST /v1/batches`: the batch id and one upload instruction per file."""
+
+    batch_id: str
+    status: str
+    created_at: datetime
+    files: list[CreatedFile]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CreatedBatch:
+        return cls(
+            batch_id=data["batch_id"],
+            status=data["status"],
+            created_at=_datetime(data["created_at"]),
+            files=[CreatedFile.from_json(item) for item in data["files"]],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    total: int
+    uploaded: int
+    completed: int
+    failed: int
+
+    @property
+    def finished(self) -> int:
+        """Files with a final result, successful or not."""
+        return self.completed + self.failed
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchCounts:
+        return cls(
+            total=data["total"], uploaded=data["uploaded"], completed=data["completed"], failed=data["failed"]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    """`GET /v1/batches/{batch_id}`: where a batch stands."""
+
+    batch_id: str
+    status: str
+    is_terminal: bool
+    counts: BatchCounts
+    progress_percentage: float
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchStatus:
+        return cls(
+            batch_id=data["batch_id"],
+            status=data["status"],
+            is_terminal=bool(data["is_terminal"]),
+            counts=BatchCounts.from_json(data["counts"]),
+            progress_percentage=float(data["progress_percentage"]),
+            created_at=_datetime(data["created_at"]),
+            updated_at=_datetime(data["updated_at"]),
+            finished_at=_optional_datetime(data.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What the description provider said about a file: `text` for people, `attributes` for code."""
+
+    provider: str
+    text: str
+    attributes: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Description:
+        return cls(provider=data["provider"], text=data["text"], attributes=dict(data.get("attributes") or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    """Why a file failed. `retryable` files may succeed if submitted again."""
+
+    code: str
+    message: str
+    retryable: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FileError:
+        return cls(code=data["code"], message=data["message"], retryable=bool(data.get("retryable", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One file's outcome, from `GET /v1/batches/{batch_id}/results`."""
+
+    file_id: str
+    filename: str
+    status: str
+    declared_size: int
+    declared_content_type: str
+    size_bytes: int | None
+    sha256: str | None
+    detected_content_type: str | None
+    description: Description | None
+    error: FileError | None
+    uploaded_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == FileState.COMPLETED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FileState.FAILED
+
+    @property
+    def retryable(self) -> bool:
+        """Failed, but for a reason that may pass on another attempt (throttling, timeouts)."""
+        return self.failed and self.error is not None and self.error.retryable
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FileResult:
+        description = data.get("description")
+        error = data.get("error")
+        return cls(
+            file_id=data["file_id"],
+            filename=data["filename"],
+            status=data["status"],
+            declared_size=data["declared_size"],
+            declared_content_type=data["declared_content_type"],
+            size_bytes=data.get("size_bytes"),
+            sha256=data.get("sha256"),
+            detected_content_type=data.get("detected_content_type"),
+            description=Description.from_json(description) if description else None,
+            error=FileError.from_json(error) if error else None,
+            uploaded_at=_optional_datetime(data.get("uploaded_at")),
+            finished_at=_optional_datetime(data.get("finished_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsPage:
+    """One page of results. Pass `next_cursor` back to get the next page; None means the last page."""
+
+    batch_id: str
+    items: list[FileResult]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResultsPage:
+        return cls(
+            batch_id=data["batch_id"],
+            items=[FileResult.from_json(item) for item in data["items"]],
+            next_cursor=data.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """Reported after each file's upload finished (in the thread that called `upload`)."""
+
+    file_id: str
+    filename: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+    @property
+    def percentage(self) -> float:
+        return round(100.0 * self.bytes_done / self.bytes_total, 1) if self.bytes_total else 100.0
+
+
+@dataclass(slots=True)
+class BatchRun:
+    """What `FilebatchClient.submit` did: the batch, its final status, and every file's result.
+
+    With `submit(..., wait=False)` only `batch` and `paths` are set; `status` is None and
+    `results` empty.
+    """
+
+    batch: CreatedBatch
+    paths: list[Path]
+    status: BatchStatus | None = None
+    results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def batch_id(self) -> str:
+        return self.batch.batch_id
+
+    @property
+    def ok(self) -> bool:
+        """True when the batch finished and every file completed."""
+        return self.status is not None and self.status.status == BatchState.COMPLETED
+
+    @property
+    def has_failures(self) -> bool:
+        return any(result.failed for result in self.results)
+
+    def summary(self) -> dict[str, int]:
+        """Number of files per status, e.g. {"completed": 9, "failed": 1}."""
+        counts = Counter(result.status for result in self.results)
+        known = [state.value for state in FileState if state.value in counts]
+        return {status: counts[status] for status in [*known, *sorted(set(counts) - set(known))]}
+
+    def completed(self) -> list[FileResult]:
+        return [result for result in self.results if result.ok]
+
+    def failed(self) -> list[FileResult]:
+        return [result for result in self.results if result.failed]
+
+    def retryable(self) -> list[FileResult]:
+        """Failed files worth submitting again: `client.submit([run.path_for(r) for r in run.retryable()])`."""
+        return [result for result in self.results if result.retryable]
+
+    def path_for(self, result: FileResult | CreatedFile) -> Path:
+        """The local file a result belongs to (file ids follow the order the paths were given in)."""
+        for created, path in zip(self.batch.files, self.paths, strict=True):
+            if created.file_id == result.file_id:
+                return path
+        raise KeyError(result.file_id)

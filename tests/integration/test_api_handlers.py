@@ -1,0 +1,173 @@
+"""The API handlers in-process under moto: status codes, error bodies, tenant scoping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import load_event
+from tests.integration.conftest import BUCKET, Aws, api_event
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+FILES = [
+    {"filename": "cat.png", "size": 5, "content_type": "image/png"},
+    {"filename": "notes.txt", "size": 3, "content_type": "text/plain"},
+]
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def create(invoke: Invoke, tenant: str = "acme", files: list[dict[str, Any]] = FILES) -> dict[str, Any]:
+    response = invoke(
+        "create_batch", api_event("POST", "/v1/batches", tenant_id=tenant, body={"files": files})
+    )
+    assert response["statusCode"] == 201, response["body"]
+    return body_of(response)
+
+
+def test_create_batch_answers_201_with_presigned_puts_and_stores_batch_files_and_manifest(
+    aws: Aws, invoke: Invoke
+) -> None:
+    # Given the real API Gateway proxy event for POST /v1/batches
+    event = load_event("apigw_rest_proxy_create_batch")
+    # When the handler runs
+    response = invoke("create_batch", event)
+    # Then it answers 201 with a batch id and one presigned PUT per file
+    assert response["statusCode"] == 201
+    created = body_of(response)
+    assert created["status"] == "awaiting_upload"
+    assert [f["filename"] for f in created["files"]] == ["cat.png", "notes.txt"]
+    upload = created["files"][0]["upload"]
+    assert upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": "image/png"}
+    assert "X-Amz-Signature=" in upload["url"]
+    assert f"uploads/acme/{created['batch_id']}/f00001" in upload["url"]
+    # And the batch, both files and the manifest are stored
+    items = aws.dynamodb.scan(TableName="filebatch-test-table")["Items"]
+    assert sorted(i["sk"]["S"] for i in items) == ["BATCH", "FILE#f00001", "FILE#f00002"]
+    manifest = aws.s3.get_object(Bucket=BUCKET, Key=f"manifests/acme/{created['batch_id']}.json")
+    assert json.loads(manifest["Body"].read()) == [{"file_id": "f00001"}, {"file_id": "f00002"}]
+
+
+def test_presigned_put_stores_the_bytes(aws: Aws, invoke: Invoke) -> None:
+    # Given a created batch
+    upload = create(invoke)["files"][0]["upload"]
+    # When the client PUTs the bytes with the given headers
+    response = requests.put(upload["url"], data=b"\x89PNG\r", headers=upload["headers"], timeout=10)
+    # Then S3 has them under the file's key
+    assert response.status_code == 200
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["Contents"]]
+    assert len(keys) == 1
+    assert keys[0].endswith("/f00001")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("{not json", "malformed_json"),
+        ("", "validation_error"),
+        ({"files": []}, "validation_error"),
+        ({"files": [{"filename": "a", "size": -1, "content_type": "image/png"}]}, "validation_error"),
+        ({"files": FILES, "extra": True}, "validation_error"),
+        ({"files": [{**FILES[0], "size": 10**12}]}, "file_too_large"),
+    ],
+)
+def test_bad_create_requests_get_400_json_errors_and_write_nothing(
+    aws: Aws, invoke: Invoke, body: Any, code: str
+) -> None:
+    # When a malformed or invalid request arrives
+    response = invoke("create_batch", api_event("POST", "/v1/batches", body=body))
+    # Then it is a 400 with a machine-readable code and a message, and nothing was stored
+    assert response["statusCode"] == 400
+    error = body_of(response)["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert aws.dynamodb.scan(TableName="filebatch-test-table")["Count"] == 0
+
+
+def test_validation_errors_say_where_the_problem_is(aws: Aws, invoke: Invoke) -> None:
+    response = invoke(
+        "create_batch",
+        api_event("POST", "/v1/batches", body={"files": [{"filename": "a", "size": 0, "content_type": "x"}]}),
+    )
+    details = body_of(response)["error"]["details"]
+    locations = {d["location"] for d in details}
+    assert any(loc.endswith("files.0.size") for loc in locations)
+    assert any(loc.endswith("files.0.content_type") for loc in locations)
+
+
+def test_status_of_own_batch_and_404_for_another_tenant(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch created by acme
+    batch_id = create(invoke)["batch_id"]
+    path = f"/v1/batches/{batch_id}"
+    # When acme and globex ask for it
+    own = invoke("get_batch", api_event("GET", path, path_parameters={"batch_id": batch_id}))
+    other = invoke(
+        "get_batch", api_event("GET", path, tenant_id="globex", path_parameters={"batch_id": batch_id})
+    )
+    # Then acme sees its counts and globex gets a 404 JSON error
+    assert own["statusCode"] == 200
+    status = body_of(own)
+    assert status["counts"] == {"total": 2, "uploaded": 0, "completed": 0, "failed": 0}
+    assert status["progress_percentage"] == 0.0
+    assert other["statusCode"] == 404
+    assert body_of(other)["error"]["code"] == "batch_not_found"
+
+
+def test_results_paginate_and_refuse_bad_cursors_and_limits(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch of three files
+    batch_id = create(invoke, files=[{**FILES[0], "filename": f"{i}.png"} for i in range(3)])["batch_id"]
+    path = f"/v1/batches/{batch_id}/results"
+    params = {"batch_id": batch_id}
+    # When results are read two at a time
+    first = body_of(
+        invoke("list_results", api_event("GET", path, path_parameters=params, query={"limit": "2"}))
+    )
+    second = body_of(
+        invoke(
+            "list_results",
+            api_event(
+                "GET", path, path_parameters=params, query={"limit": "2", "cursor": first["next_cursor"]}
+            ),
+        )
+    )
+    # Then the pages cover every file once, in order
+    assert [i["filename"] for i in first["items"] + second["items"]] == ["0.png", "1.png", "2.png"]
+    assert second["next_cursor"] is None
+    assert first["items"][0]["status"] == "awaiting_upload"
+    # And bad cursors and limits are 400s
+    for query, code in (({"cursor": "nonsense"}, "invalid_cursor"), ({"limit": "0"}, "validation_error")):
+        response = invoke("list_results", api_event("GET", path, path_parameters=params, query=query))
+        assert response["statusCode"] == 400
+        assert body_of(response)["error"]["code"] == code
+
+
+def test_a_request_without_an_authorizer_tenant_is_refused(aws: Aws, invoke: Invoke) -> None:
+    response = invoke("create_batch", api_event("POST", "/v1/batches", tenant_id=None, body={"files": FILES}))
+    assert response["statusCode"] == 401
+    assert body_of(response)["error"]["code"] == "unauthorized"
+
+
+def test_authorizer_allows_a_known_key_with_its_tenant_and_refuses_others(aws: Aws, invoke: Invoke) -> None:
+    # Given a key issued to acme, and the real TOKEN authorizer event
+    key = aws.api_key("acme")
+    event = load_event("apigw_token_authorizer")
+    event["authorizationToken"] = f"Bearer {key}"
+    # When the authorizer runs
+    policy = invoke("authorize_request", event)
+    # Then it allows every route of the stage and passes the tenant on
+    assert policy["principalId"] == "acme"
+    assert policy["context"] == {"tenant_id": "acme"}
+    statement = policy["policyDocument"]["Statement"][0]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*"]
+    # And an unknown key is refused the way API Gateway turns into a 401
+    event["authorizationToken"] = "Bearer fbk_not-a-real-key-but-well-formed"
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke("authorize_request", event)

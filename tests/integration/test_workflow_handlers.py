@@ -1,0 +1,214 @@
+"""Upload consumer and workflow steps in-process under moto, chained the way the state machine
+chains them (the e2e tests run the real ASL)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.conftest import load_event
+from tests.integration.conftest import BUCKET, Aws, api_event
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 20, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def create(invoke: Invoke, files: list[tuple[str, bytes, str]]) -> dict[str, Any]:
+    body = {"files": [{"filename": n, "size": len(b), "content_type": t} for n, b, t in files]}
+    response = invoke("create_batch", api_event("POST", "/v1/batches", body=body))
+    assert response["statusCode"] == 201
+    return json.loads(response["body"])
+
+
+def upload_all(created: dict[str, Any], contents: list[bytes]) -> None:
+    for file, content in zip(created["files"], contents, strict=True):
+        upload = file["upload"]
+        assert (
+            requests.put(upload["url"], data=content, headers=upload["headers"], timeout=10).status_code
+            == 200
+        )
+
+
+def s3_event(batch_id: str, file_id: str, size: int, message_id: str = "m-1") -> dict[str, Any]:
+    """The real SQS event shape whose body is EventBridge's S3 'Object Created' event."""
+    event = load_event("sqs_s3_object_created_via_eventbridge")
+    record = event["Records"][0]
+    body = json.loads(record["body"])
+    body["detail"]["bucket"]["name"] = BUCKET
+    body["detail"]["object"].update(key=f"uploads/acme/{batch_id}/{file_id}", size=size)
+    record.update(body=json.dumps(body), messageId=message_id)
+    return event
+
+
+def batch_status(invoke: Invoke, batch_id: str) -> dict[str, Any]:
+    response = invoke(
+        "get_batch", api_event("GET", f"/v1/batches/{batch_id}", path_parameters={"batch_id": batch_id})
+    )
+    return json.loads(response["body"])
+
+
+def test_upload_events_count_once_and_the_last_starts_one_execution_named_after_the_batch(
+    aws: Aws, invoke: Invoke
+) -> None:
+    # Given a batch of two uploaded files
+    contents = [png(4, 4), png(8, 8)]
+    created = create(invoke, [("a.png", contents[0], "image/png"), ("b.png", contents[1], "image/png")])
+    batch_id = created["batch_id"]
+    upload_all(created, contents)
+    # When the first file's event arrives twice, then the second file's
+    for _ in range(2):
+        assert invoke("record_upload", s3_event(batch_id, "f00001", len(contents[0]))) == {
+            "batchItemFailures": []
+        }
+    assert batch_status(invoke, batch_id)["counts"]["uploaded"] == 1
+    invoke("record_upload", s3_event(batch_id, "f00002", len(contents[1])))
+    invoke("record_upload", s3_event(batch_id, "f00002", len(contents[1])))
+    # Then it counted two uploads, and one execution named after the batch was started
+    status = batch_status(invoke, batch_id)
+    assert status["counts"]["uploaded"] == 2
+    assert status["status"] == "processing"
+    executions = aws.sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"]
+    assert [e["name"] for e in executions] == [batch_id]
+    execution_input = json.loads(
+        aws.sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"]
+    )
+    assert execution_input == {
+        "tenant_id": "acme",
+        "batch_id": batch_id,
+        "manifest_key": f"manifests/acme/{batch_id}.json",
+    }
+
+
+def test_an_unreadable_message_is_reported_alone_as_a_failed_item(aws: Aws, invoke: Invoke) -> None:
+    # Given an SQS batch with a good upload event and a record whose body is not an S3 event
+    content = png(4, 4)
+    created = create(invoke, [("a.png", content, "image/png")])
+    upload_all(created, [content])
+    event = s3_event(created["batch_id"], "f00001", len(content), message_id="good")
+    bad = {**event["Records"][0], "messageId": "bad", "body": "not json"}
+    event["Records"].append(bad)
+    # When the consumer gets the batch
+    response = invoke("record_upload", event)
+    # Then only the bad record is reported failed (SQS retries it, then dead-letters it)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert batch_status(invoke, created["batch_id"])["counts"]["uploaded"] == 1
+
+
+def test_a_batch_of_only_unreadable_messages_fails_the_invocation(aws: Aws, invoke: Invoke) -> None:
+    # Given an SQS batch where every record is unreadable
+    event = load_event("sqs_s3_object_created_via_eventbridge")
+    event["Records"][0]["body"] = "not json"
+    # When the consumer gets it, then the whole invocation fails and SQS will redeliver it
+    with pytest.raises(Exception, match="All records failed"):
+        invoke("record_upload", event)
+
+
+def test_process_describe_record_and_finalize_a_batch_with_one_good_and_one_lying_file(
+    aws: Aws, invoke: Invoke
+) -> None:
+    # Given a batch whose second file declares one size and uploads another
+    good, liar = png(30, 20), png(5, 5)
+    created = create(invoke, [("wide.png", good, "image/png"), ("liar.png", liar, "image/png")])
+    batch_id = created["batch_id"]
+    lie = created["files"][1]["upload"]
+    upload_all(created, [good, liar + b"\x00" * 0])
+    requests.put(lie["url"], data=liar + b"extra", headers=lie["headers"], timeout=10)
+    for file_id, content in (("f00001", good), ("f00002", liar)):
+        invoke("record_upload", s3_event(batch_id, file_id, len(content)))
+    task = {"tenant_id": "acme", "batch_id": batch_id}
+
+    # When the workflow's steps run for each file, as the state machine chains them
+    processed = invoke("process_file", {**task, "file_id": "f00001"})
+    described = invoke("describe_file", {"file": processed, "attempt": 0})
+    recorded = invoke("record_result", {"outcome": "succeeded", "file": described})
+    with pytest.raises(Exception) as rejected:
+        invoke("process_file", {**task, "file_id": "f00002"})
+    caught = {
+        **task,
+        "file_id": "f00002",
+        "error": {
+            "Error": type(rejected.value).__name__,
+            "Cause": json.dumps(
+                {"errorType": type(rejected.value).__name__, "errorMessage": str(rejected.value)}
+            ),
+        },
+    }
+    failed = invoke("record_result", {"outcome": "failed", "file": caught})
+    finished = invoke("finalize_batch", task)
+
+    # Then the good file is described truthfully and the liar failed with size_mismatch, not retryable
+    assert type(rejected.value).__name__ == "FileRejectedError"
+    assert (recorded["status"], failed["status"]) == ("completed", "failed")
+    assert finished == {"batch_id": batch_id, "status": "completed_with_errors", "swept_files": 0}
+    results = json.loads(
+        invoke(
+            "list_results",
+            api_event("GET", f"/v1/batches/{batch_id}/results", path_parameters={"batch_id": batch_id}),
+        )["body"]
+    )["items"]
+    assert results[0]["status"] == "completed"
+    assert results[0]["detected_content_type"] == "image/png"
+    assert results[0]["description"]["attributes"]["width"] == 30
+    assert "30" in results[0]["description"]["text"]
+    assert results[1]["error"] == {
+        "code": "size_mismatch",
+        "message": f"size_mismatch: uploaded {len(liar) + 5} bytes but {len(liar)} were declared",
+        "retryable": False,
+    }
+    status = batch_status(invoke, batch_id)
+    assert status["status"] == "completed_with_errors"
+    assert status["counts"] == {"total": 2, "uploaded": 2, "completed": 1, "failed": 1}
+    assert status["progress_percentage"] == 100.0
+
+
+def test_recording_the_same_result_twice_counts_it_once(aws: Aws, invoke: Invoke) -> None:
+    # Given a processed and described file
+    content = png(3, 3)
+    created = create(invoke, [("one.png", content, "image/png")])
+    upload_all(created, [content])
+    batch_id = created["batch_id"]
+    invoke("record_upload", s3_event(batch_id, "f00001", len(content)))
+    processed = invoke("process_file", {"tenant_id": "acme", "batch_id": batch_id, "file_id": "f00001"})
+    described = invoke("describe_file", {"file": processed, "attempt": 0})
+    # When Step Functions retries the record step after it had succeeded
+    first = invoke("record_result", {"outcome": "succeeded", "file": described})
+    second = invoke("record_result", {"outcome": "succeeded", "file": described})
+    # Then the first result stands and the batch counts one completion
+    assert (first["recorded"], second["recorded"]) == (True, False)
+    assert batch_status(invoke, batch_id)["counts"]["completed"] == 1
+
+
+def test_describe_throttled_by_fault_injection_raises_the_retryable_error_name(
+    aws: Aws, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given fault injection throttles files named 'flaky' for two attempts
+    monkeypatch.setenv("DESCRIBE_FAULT_INJECTION", "throttle:flaky:2")
+    from filebatch import runtime
+    from filebatch.config import get_settings
+
+    get_settings.cache_clear()
+    runtime.fault_injection.cache_clear()
+    content = png(3, 3)
+    created = create(invoke, [("flaky.png", content, "image/png")])
+    upload_all(created, [content])
+    processed = invoke(
+        "process_file", {"tenant_id": "acme", "batch_id": created["batch_id"], "file_id": "f00001"}
+    )
+    # When it is described on attempt 0, then on attempt 2
+    with pytest.raises(Exception) as throttled:
+        invoke("describe_file", {"file": processed, "attempt": 0})
+    described = invoke("describe_file", {"file": processed, "attempt": 2})
+    # Then the first raises the class name the ASL retries on; the later attempt succeeds
+    assert type(throttled.value).__name__ == "RetryableDescriptionError"
+    assert described["description"]["provider"] == "local"

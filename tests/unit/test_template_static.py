@@ -1,0 +1,160 @@
+"""Static checks of template.yaml and the ASL: the promises the deployment makes, read off the files.
+
+(cfn-lint, `sam validate --lint` and the ASL lint run in `make check-template`; these tests check
+what those linters do not know about: our conventions and the wiring between files.)"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode_str
+
+import filebatch.errors
+from tests.conftest import PROJECT_ROOT
+
+TEMPLATE: dict[str, Any] = decode_str((PROJECT_ROOT / "template.yaml").read_text())[0]
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+STATE_MACHINES = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::StateMachine"}
+
+
+def asl(resource: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((PROJECT_ROOT / resource["Properties"]["DefinitionUri"]).read_text())
+
+
+def walk_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for name, state in states.items():
+        found.append((name, state))
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found += walk_states(processor["States"])
+        for branch in state.get("Branches", []):
+            found += walk_states(branch["States"])
+    return found
+
+
+ALL_STATES = [s for machine in STATE_MACHINES.values() for s in walk_states(asl(machine)["States"])]
+
+
+def test_globals_pin_the_lambda_runtime_architecture_and_tracing() -> None:
+    function_globals = TEMPLATE["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Handler"] == "app.lambda_handler"
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(
+        function_globals["Environment"]["Variables"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_is_a_thin_app_module_with_its_own_retained_log_group(name: str) -> None:
+    properties = FUNCTIONS[name]["Properties"]
+    code_dir = PROJECT_ROOT / properties["CodeUri"]
+    assert (code_dir / "app.py").is_file()
+    assert "def lambda_handler(" in (code_dir / "app.py").read_text()
+    assert "Handler" not in properties or properties["Handler"] == "app.lambda_handler"
+    log_group = RESOURCES[properties["LoggingConfig"]["LogGroup"]["Ref"]]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_every_function_directory_is_declared_in_the_template() -> None:
+    declared = {Path(f["Properties"]["CodeUri"]).name for f in FUNCTIONS.values()}
+    on_disk = {p.name for p in (PROJECT_ROOT / "functions").iterdir() if (p / "app.py").exists()}
+    assert declared == on_disk
+
+
+def test_bucket_blocks_public_access_encrypts_requires_tls_and_aborts_stale_multipart_uploads() -> None:
+    bucket = RESOURCES["UploadBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert any("AbortIncompleteMultipartUpload" in rule for rule in rules)
+    statements = RESOURCES["UploadBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
+    )
+
+
+def test_upload_events_reach_the_consumer_through_a_queue_with_a_dead_letter_queue() -> None:
+    queue = RESOURCES["UploadEventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["UploadEventsDeadLetterQueue", "Arn"]
+    }
+    rule = RESOURCES["UploadCreatedRule"]["Properties"]
+    assert rule["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "uploads/"}]
+    consumer = FUNCTIONS["RecordUploadFunction"]["Properties"]["Events"]["UploadEvents"]
+    assert consumer["Type"] == "SQS"
+    assert consumer["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Lambda's guidance: visibility timeout at least six times the consumer's timeout.
+    timeout = FUNCTIONS["RecordUploadFunction"]["Properties"].get(
+        "Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]
+    )
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_every_api_route_is_behind_the_authorizer() -> None:
+    api = RESOURCES["Api"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "ApiKeyAuthorizer"
+    for function in FUNCTIONS.values():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                assert "Auth" not in event["Properties"], "no route may opt out of the authorizer"
+
+
+def test_state_machine_is_wired_by_definition_uri_and_every_placeholder_is_substituted() -> None:
+    for machine in STATE_MACHINES.values():
+        properties = machine["Properties"]
+        text = (PROJECT_ROOT / properties["DefinitionUri"]).read_text()
+        placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+        assert placeholders == set(properties["DefinitionSubstitutions"])
+
+
+def test_every_map_bounds_its_concurrency_and_reads_items_from_s3() -> None:
+    maps = [state for _, state in ALL_STATES if state["Type"] == "Map"]
+    assert maps
+    for state in maps:
+        assert isinstance(state.get("MaxConcurrency"), int) and 0 < state["MaxConcurrency"] <= 100
+        assert state["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+        assert "ResultWriter" in state, "a 10,000-item Map must not return its results inline"
+
+
+def test_retry_and_catch_error_names_exist() -> None:
+    # ErrorEquals matches the Lambda errorType, i.e. the Python exception's class name.
+    ours = {name for name, obj in inspect.getmembers(filebatch.errors, inspect.isclass)}
+    for _, state in ALL_STATES:
+        for clause in state.get("Retry", []) + state.get("Catch", []):
+            for name in clause["ErrorEquals"]:
+                assert name.startswith(("States.", "Lambda.")) or name in ours, name
+
+
+def test_describe_retries_retryable_errors_with_backoff_and_jitter_and_catches_the_rest() -> None:
+    describe = dict(ALL_STATES)["DescribeFile"]
+    retry = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["RetryableDescriptionError"])
+    assert retry["BackoffRate"] > 1
+    assert retry["MaxAttempts"] >= 2
+    assert retry["JitterStrategy"] == "FULL"
+    assert describe["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    assert describe["Catch"][0]["Next"] == "RecordFailure"
+
+
+def test_functions_receive_only_settings_the_config_knows() -> None:
+    from filebatch.config import _ENVIRONMENT
+
+    known = set(_ENVIRONMENT) | {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+    variables = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    for function in FUNCTIONS.values():
+        variables |= set(function["Properties"].get("Environment", {}).get("Variables", {}))
+    assert variables <= known
