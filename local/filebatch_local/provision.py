@@ -114,10 +114,8 @@ def _cache_step_functions_clients() -> None:
             return cache[key]
 
     boto_client_module.boto_client_for = cached  # type: ignore[assignment]
-    # Modules that did `from ... import boto_client_for` hold the original: patch each of them.
+    # Modules that already did `from ... import boto_client_for` hold the original: patch each.
     # Modules imported later pick up the cached function from boto_client_module.
-    import moto.stepfunctions.parser.backend.execution  # noqa: F401 - imports the task modules
-
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = cached  # type: ignore[attr-defined]
@@ -174,9 +172,12 @@ class Provisioner:
         self.endpoint = endpoint
         self.region = template.region
         self.skipped: dict[str, str] = {}
+        self._clients: dict[str, Any] = {}
 
     def _client(self, service: str) -> Any:
-        return client(service, self.endpoint, self.region)
+        if service not in self._clients:
+            self._clients[service] = client(service, self.endpoint, self.region)
+        return self._clients[service]
 
     def provision(self) -> None:
         creators: dict[str, Callable[[str], None]] = {
@@ -266,7 +267,12 @@ class Provisioner:
         if encryption:
             s3.put_bucket_encryption(
                 Bucket=name,
-                ServerSideEncryptionConfiguration={"Rules": encryption["ServerSideEncryptionConfiguration"]},
+                ServerSideEncryptionConfiguration={
+                    "Rules": _cfn_to_api(
+                        encryption["ServerSideEncryptionConfiguration"],
+                        {"ServerSideEncryptionByDefault": "ApplyServerSideEncryptionByDefault"},
+                    )
+                },
             )
         block = properties.get("PublicAccessBlockConfiguration")
         if block:
@@ -352,9 +358,34 @@ class Provisioner:
 
     def _state_machine(self, logical_id: str) -> None:
         spec = self.template.state_machine(logical_id)
+        definition, changes = moto_compatible_definition(spec.definition)
+        for change in changes:
+            log.warning("%s: %s (moto's ASL parser only; AWS gets the file as written)", logical_id, change)
         self._client("stepfunctions").create_state_machine(
-            name=spec.name, definition=spec.definition, roleArn=LOCAL_ROLE_ARN, type=spec.type
+            name=spec.name, definition=definition, roleArn=LOCAL_ROLE_ARN, type=spec.type
         )
+
+
+def moto_compatible_definition(definition: str) -> tuple[str, list[str]]:
+    """moto 5.2's ASL grammar refuses an integer ToleratedFailurePercentage (AWS accepts it); moto
+    ignores the value anyway, so it is written as a float. Nothing else is changed."""
+    changes: list[str] = []
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            fixed = {}
+            for key, value in node.items():
+                if key == "ToleratedFailurePercentage" and isinstance(value, int) and not isinstance(value, bool):
+                    changes.append(f"ToleratedFailurePercentage {value} -> {float(value)}")
+                    value = float(value)
+                fixed[key] = fix(value)
+            return fixed
+        if isinstance(node, list):
+            return [fix(item) for item in node]
+        return node
+
+    document = fix(json.loads(definition))
+    return (json.dumps(document) if changes else definition), changes
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class Backoff:
         """Seconds to wait before retry number `attempt + 1` (attempt counts from 0)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.cap, self.base * (2**attempt))
+        ceiling = min(self.cap, self.base * 2.0**attempt)
         # "Equal jitter": always wait at least half the step, so delays still grow, while the random
         # half spreads out concurrent uploads that failed together instead of retrying in lockstep.
         return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -261,7 +261,7 @@ class FilebatchClient:
         # Exactly the headers the API returned: they are part of the signature. Setting
         # Authorization to None drops any default a caller's session carries, since S3 rejects a
         # presigned request that also carries another credential (and the key must not leak there).
-        headers: dict[str, str | None] = {**instruction.headers, "Authorization": None}
+        headers: dict[str, Any] = {**instruction.headers, "Authorization": None}
 
         def send() -> requests.Response:
             # Reopened on every attempt so a retry sends the file from its first byte. An open
@@ -425,4 +425,3 @@ def _api_error(response: requests.Response) -> FilebatchApiError:
         )
     text = (response.text or response.reason or "").strip()
     return FilebatchApiError(status, f"http_{status}", text[:500], request_id=_request_id(response))
-

@@ -1,4 +1,6 @@
-"""Exceptions the SDK raises. All derive from `FilebatchError`, so one `except` catches them all::
+"""Exceptions the SDK raises.
+
+All derive from `FilebatchError`, so one `except` catches them all::
 
     try:
         run = client.submit(paths)

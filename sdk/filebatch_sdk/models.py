@@ -260,7 +260,8 @@ class Description:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Description:
-        return cls(provider=data["provider"], text=data["text"], attributes=dict(data.get("attributes") or {}))
+        attributes = dict(data.get("attributes") or {})
+        return cls(provider=data["provider"], text=data["text"], attributes=attributes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +399,10 @@ class BatchRun:
         return [result for result in self.results if result.failed]
 
     def retryable(self) -> list[FileResult]:
-        """Failed files worth submitting again: `client.submit([run.path_for(r) for r in run.retryable()])`."""
+        """Failed files worth submitting again.
+
+        To resubmit them: `client.submit([run.path_for(r) for r in run.retryable()])`.
+        """
         return [result for result in self.results if result.retryable]
 
     def path_for(self, result: FileResult | CreatedFile) -> Path:

@@ -40,10 +40,11 @@ _EXCERPT_CHARACTERS = 160
 PDF_TEXT_PAGES = 3
 # A pixel at least half opaque counts as visible; colours and brightness describe visible pixels only.
 _VISIBLE_ALPHA = 128
-_DARK_BELOW = 85
+# Mean CIELAB lightness (L*, 0 to 100) bounds: perceptual, so a vivid red is not called dark.
+_DARK_BELOW = 35
 # Written as an escape: the character itself is easily mistaken for an "x" when editing.
 _TIMES = "\u00d7"
-_BRIGHT_FROM = 170
+_BRIGHT_FROM = 65
 
 # Every name colour_name() can give: the vocabulary of descriptions.
 COLOUR_NAMES = (
@@ -164,7 +165,7 @@ def _describe_image(content: bytes, detected: str) -> tuple[str, dict[str, Any]]
             (min(rgba.width, ANALYSIS_SIZE), min(rgba.height, ANALYSIS_SIZE)), Image.Resampling.BOX
         )
 
-    colours, mean_luminance = _colour_statistics(thumbnail)
+    colours, mean_lightness = _colour_statistics(thumbnail)
     animated = frames > 1 and image_format != "TIFF"
     attributes: dict[str, Any] = {
         "kind": "image",
@@ -179,8 +180,8 @@ def _describe_image(content: bytes, detected: str) -> tuple[str, dict[str, Any]]
         "animated": animated,
         "has_transparency": has_transparency,
         "dominant_colors": colours,
-        "mean_luminance": mean_luminance,
-        "brightness": _brightness(mean_luminance),
+        "mean_lightness": mean_lightness,
+        "brightness": _brightness(mean_lightness),
         "has_exif": len(exif) > 0,
     }
     exif_facts = _exif_facts(exif)
@@ -211,8 +212,8 @@ def _to_rgba(image: Image.Image) -> Image.Image:
 
 def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], float | None]:
     """The most common colour names among visible pixels, each with the average colour of its pixels
-    and its share, and the pixels' mean luminance (Rec. 601 luma, 0 to 255); ([], None) when no pixel
-    is visible.
+    and its share, and the pixels' mean CIELAB lightness L* (0 to 100); ([], None) when no pixel is
+    visible.
 
     Each pixel is named before counting: clustering first (median cut, k-means) averages a blue sky
     and a face into a grey that is in neither.
@@ -220,24 +221,27 @@ def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], fl
     data = thumbnail.tobytes()
     # name → [pixels, sum of red, sum of green, sum of blue]
     totals: dict[str, list[int]] = {}
-    names: dict[tuple[int, int, int], str] = {}
+    # Photos repeat colours, and naming one costs a colour-space conversion.
+    seen: dict[tuple[int, int, int], tuple[str, float]] = {}
     visible = 0
-    luma_total = 0.0
+    lightness_total = 0.0
     for offset in range(0, len(data), 4):
         red, green, blue, alpha = data[offset : offset + 4]
         if alpha < _VISIBLE_ALPHA:
             continue
         rgb = (red, green, blue)
-        name = names.get(rgb)
-        if name is None:
-            name = names[rgb] = colour_name(rgb)
+        known = seen.get(rgb)
+        if known is None:
+            lab = _lab(rgb)
+            known = seen[rgb] = (_name_of(lab), lab[0])
+        name, lightness = known
         total = totals.setdefault(name, [0, 0, 0, 0])
         total[0] += 1
         total[1] += red
         total[2] += green
         total[3] += blue
         visible += 1
-        luma_total += 0.299 * red + 0.587 * green + 0.114 * blue
+        lightness_total += lightness
     if visible == 0:
         return [], None
     # Ties broken by name so that the order never depends on dictionary order.
@@ -250,7 +254,7 @@ def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], fl
         }
         for name, (count, *sums) in ranked
     ]
-    return colours, round(luma_total / visible, 1)
+    return colours, round(lightness_total / visible, 1)
 
 
 def colour_name(rgb: tuple[int, int, int]) -> str:
@@ -259,7 +263,11 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
     Hue, lightness and chroma are judged separately because a nearest-reference-colour rule calls
     every muted colour (a dusk sky, a wooden table) grey.
     """
-    lightness, a, b = _lab(rgb)
+    return _name_of(_lab(rgb))
+
+
+def _name_of(lab: tuple[float, float, float]) -> str:
+    lightness, a, b = lab
     chroma = math.hypot(a, b)
     hue = math.degrees(math.atan2(b, a)) % 360
     if lightness < 12 and chroma < 25:
@@ -329,12 +337,12 @@ def _orientation(width: int, height: int) -> str:
     return "portrait" if height > width else "square"
 
 
-def _brightness(mean_luminance: float | None) -> str | None:
-    if mean_luminance is None:
+def _brightness(mean_lightness: float | None) -> str | None:
+    if mean_lightness is None:
         return None
-    if mean_luminance < _DARK_BELOW:
+    if mean_lightness < _DARK_BELOW:
         return "dark"
-    return "bright" if mean_luminance >= _BRIGHT_FROM else "medium"
+    return "bright" if mean_lightness >= _BRIGHT_FROM else "medium"
 
 
 def _image_sentence(attributes: dict[str, Any]) -> str:

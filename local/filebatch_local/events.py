@@ -1,0 +1,179 @@
+"""SQS event source mappings: what Lambda's pollers do for every `Type: SQS` event in the template.
+
+moto delivers S3 → EventBridge → rule → SQS itself, but nothing in moto polls a queue for a
+function: this module does, with the template's BatchSize, batching window, partial batch
+responses and MaximumConcurrency. Failed messages are left on the queue; after the queue's
+VisibilityTimeout they come back, and moto moves a message to the RedrivePolicy's dead-letter
+queue on the receive after maxReceiveCount (verified in tests/integration/test_local_stack.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from filebatch_local.lambdas import InvokeResult
+from filebatch_local.template import SqsSourceSpec
+
+log = logging.getLogger("filebatch_local")
+
+# Lambda starts 5 concurrent batches per mapping when no MaximumConcurrency is set.
+DEFAULT_CONCURRENCY = 5
+# Short receive waits keep `stop()` quick; Lambda long-polls for 20 s, which only changes cost.
+RECEIVE_WAIT_S = 1
+
+
+def to_lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS ReceiveMessage message → one record of the event Lambda sends."""
+    attributes = {k: str(v) for k, v in (message.get("Attributes") or {}).items()}
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": _b64(value.get("BinaryValue")),
+                "stringListValues": value.get("StringListValues", []),
+                "binaryListValues": [_b64(v) for v in value.get("BinaryListValues", [])],
+                "dataType": value.get("DataType"),
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    for name, value in list(record["messageAttributes"].items()):
+        record["messageAttributes"][name] = {k: v for k, v in value.items() if v is not None}
+    return record
+
+
+def _b64(value: Any) -> str | None:
+    import base64
+
+    if value is None:
+        return None
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
+
+
+def failed_message_ids(result: InvokeResult, records: list[dict[str, Any]], partial: bool) -> set[str]:
+    """Which messages stay on the queue after an invocation, by Lambda's rules."""
+    every = {r["messageId"] for r in records}
+    if result.function_error:
+        return every
+    if not partial:
+        return set()
+    response = result.payload
+    if response is None or response == {} or response == "":
+        return set()
+    if not isinstance(response, dict) or not isinstance(response.get("batchItemFailures", []), list):
+        return every  # an invalid partial batch response fails the whole batch
+    failed: set[str] = set()
+    for item in response.get("batchItemFailures") or []:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in every:
+            return every  # an unknown or empty identifier fails the whole batch, as Lambda does
+        failed.add(identifier)
+    return failed
+
+
+class SqsEventSource:
+    """Pollers for one mapping; each poller handles one batch at a time, so the number of
+    pollers is the mapping's concurrency."""
+
+    def __init__(
+        self,
+        spec: SqsSourceSpec,
+        queue_url: str,
+        invoke: Callable[[str, Any], InvokeResult],
+        sqs_client_factory: Callable[[], Any],
+        region: str,
+        max_concurrency: int,
+    ) -> None:
+        self.spec = spec
+        self.queue_url = queue_url
+        self._invoke = invoke
+        self._client_factory = sqs_client_factory
+        self._region = region
+        self._stop = threading.Event()
+        self.concurrency = min(spec.maximum_concurrency or DEFAULT_CONCURRENCY, max_concurrency)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self.spec.enabled:
+            return
+        for index in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._poll,
+                name=f"sqs-{self.spec.function_logical_id}-{index}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=RECEIVE_WAIT_S + 5)
+
+    def _receive(self, sqs: Any, count: int) -> list[dict[str, Any]]:
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(10, count),
+            WaitTimeSeconds=RECEIVE_WAIT_S,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages") or [])
+
+    def _collect_batch(self, sqs: Any) -> list[dict[str, Any]]:
+        # Lambda fills a batch until BatchSize or the batching window ends, whichever is first.
+        messages = self._receive(sqs, self.spec.batch_size)
+        if not messages:
+            return []
+        window_ends = time.monotonic() + self.spec.batching_window_s
+        while (
+            len(messages) < self.spec.batch_size and time.monotonic() < window_ends and not self._stop.is_set()
+        ):
+            messages += self._receive(sqs, self.spec.batch_size - len(messages))
+        return messages
+
+    def _poll(self) -> None:
+        sqs = self._client_factory()
+        while not self._stop.is_set():
+            try:
+                messages = self._collect_batch(sqs)
+                if messages:
+                    self._deliver(sqs, messages)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("%s: SQS poller error (retrying)", self.spec.function_logical_id)
+                self._stop.wait(1)
+
+    def _deliver(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
+        records = [to_lambda_record(m, self.spec.queue_arn, self._region) for m in messages]
+        result = self._invoke(self.spec.function_logical_id, {"Records": records})
+        failed = failed_message_ids(result, records, self.spec.report_batch_item_failures)
+        done = [r for r in records if r["messageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
+            )
+        if failed:
+            log.info(
+                "%s: %d of %d messages left on the queue (retried after its VisibilityTimeout)",
+                self.spec.function_logical_id,
+                len(failed),
+                len(records),
+            )
