@@ -169,5 +169,5 @@ def test_authorizer_allows_a_known_key_with_its_tenant_and_refuses_others(aws: A
     assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*"]
     # And an unknown key is refused the way API Gateway turns into a 401
     event["authorizationToken"] = "Bearer fbk_not-a-real-key-but-well-formed"
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("authorize_request", event)

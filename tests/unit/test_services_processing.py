@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image
 
-from filebatch.errors import FileRejectedError, RetryableDescriptionError
+from filebatch.errors import FileRejectedError, InvalidRequestError, RetryableDescriptionError
 from filebatch.models.api import CreateBatchRequest, FileSpec
 from filebatch.models.domain import BatchStatus, Description, FileFacts, FileStatus, Tenant, upload_key
 from filebatch.models.workflow import (
@@ -184,3 +184,16 @@ def test_finalize_is_idempotent() -> None:
     assert (first.status, first.swept_files) == ("failed", 1)
     assert (second.status, second.swept_files) == ("failed", 0)
     assert repo.batches[("acme", BATCH_ID)].failed == 1
+
+
+def test_fault_injection_spec_takes_several_rules_and_refuses_nonsense() -> None:
+    faults = FaultInjection.parse("throttle:flaky:2,throttle:hopeless:99")
+    assert faults is not None
+    assert faults.rules == {"flaky": 2, "hopeless": 99}
+    faults.check("calm.png", 0)
+    with pytest.raises(RetryableDescriptionError):
+        faults.check("hopeless.png", 50)
+    assert FaultInjection.parse("") is None
+    for bad in ("explode:x:1", "throttle::1", "throttle:x:many"):
+        with pytest.raises(InvalidRequestError, match="fault injection"):
+            FaultInjection.parse(bad)

@@ -50,36 +50,41 @@ def provider_named(name: str) -> DescriptionProvider:
 
 
 class FaultInjection:
-    """Make the provider throttle for chosen files, for the first N attempts.
+    """Make the provider throttle for chosen files, for their first N attempts.
 
-    Spec "throttle:<filename fragment>:<failing attempts>", e.g. "throttle:flaky:2" makes every file
-    whose name contains "flaky" fail with a retryable error on attempts 0 and 1. Off when empty.
-    Production leaves it empty; resilience tests and game days set it (DescribeFaultInjection).
+    Spec: comma-separated rules "throttle:<filename fragment>:<failing attempts>". For example
+    "throttle:flaky:2,throttle:hopeless:99" throttles files whose name contains "flaky" on attempts
+    0 and 1 (the retry then succeeds) and files named like "hopeless" on every attempt (retries run
+    out and the failure is recorded as retryable). Off when empty. Production leaves it empty;
+    resilience tests and game days set it (template parameter DescribeFaultInjection).
     """
 
-    def __init__(self, fragment: str, failing_attempts: int) -> None:
-        self.fragment = fragment
-        self.failing_attempts = failing_attempts
+    def __init__(self, rules: dict[str, int]) -> None:
+        self.rules = rules
 
     @classmethod
     def parse(cls, spec: str) -> FaultInjection | None:
         if not spec:
             return None
-        kind, _, rest = spec.partition(":")
-        fragment, _, attempts = rest.rpartition(":")
-        if kind != "throttle" or not fragment or not attempts.isdigit():
-            raise InvalidRequestError(
-                f"bad fault injection spec {spec!r}; expected throttle:<fragment>:<attempts>",
-                code="bad_fault_injection",
-            )
-        return cls(fragment, int(attempts))
+        rules: dict[str, int] = {}
+        for rule in spec.split(","):
+            kind, _, rest = rule.strip().partition(":")
+            fragment, _, attempts = rest.rpartition(":")
+            if kind != "throttle" or not fragment or not attempts.isdigit():
+                raise InvalidRequestError(
+                    f"bad fault injection rule {rule!r}; expected throttle:<fragment>:<attempts>",
+                    code="bad_fault_injection",
+                )
+            rules[fragment] = int(attempts)
+        return cls(rules)
 
     def check(self, filename: str, attempt: int) -> None:
-        if self.fragment in filename and attempt < self.failing_attempts:
-            raise RetryableDescriptionError(
-                f"injected throttling on attempt {attempt} (fault injection {self.fragment!r})",
-                code="provider_throttled",
-            )
+        for fragment, failing_attempts in self.rules.items():
+            if fragment in filename and attempt < failing_attempts:
+                raise RetryableDescriptionError(
+                    f"injected throttling on attempt {attempt} (fault injection {fragment!r})",
+                    code="provider_throttled",
+                )
 
 
 def describe_file(

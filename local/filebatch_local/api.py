@@ -1,0 +1,451 @@
+"""A REST API Gateway stand-in: every `Type: Api` event of the template as a Lambda proxy route,
+behind the Api's TOKEN Lambda authorizer, with the Api's GatewayResponses.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import fnmatch
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from filebatch_local.lambdas import InvokeResult
+from filebatch_local.template import ApiSpec, AuthorizerSpec, RouteSpec
+
+log = logging.getLogger("filebatch_local")
+
+# API Gateway's own limits.
+INTEGRATION_TIMEOUT_S = 29.0
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+# Status of each gateway response type when the template does not set one.
+DEFAULT_STATUS = {
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "AUTHORIZER_FAILURE": 500,
+    "AUTHORIZER_CONFIGURATION_ERROR": 500,
+    "INTEGRATION_FAILURE": 504,
+    "INTEGRATION_TIMEOUT": 504,
+    "REQUEST_TOO_LARGE": 413,
+    "BAD_REQUEST_BODY": 400,
+    "THROTTLED": 429,
+    "DEFAULT_4XX": 400,
+    "DEFAULT_5XX": 500,
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    spec: RouteSpec
+    api: ApiSpec
+    pattern: re.Pattern[str]
+    specificity: tuple[int, int]
+
+
+def _compile(path: str) -> tuple[re.Pattern[str], tuple[int, int]]:
+    parts, literal, greedy = [], 0, 0
+    for segment in path.strip("/").split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            parts.append(f"(?P<{segment[1:-2]}>.+)")
+            greedy += 1
+        elif segment.startswith("{") and segment.endswith("}"):
+            parts.append(f"(?P<{segment[1:-1]}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+            literal += 1
+    # Literal segments win over parameters, and greedy {proxy+} paths come last (as in API Gateway).
+    return re.compile("^/" + "/".join(parts) + "/?$"), (literal, -greedy)
+
+
+def policy_allows(policy: dict[str, Any], method_arn: str) -> tuple[bool, bool]:
+    """(allowed, explicitly denied) for execute-api:Invoke on method_arn."""
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    allowed = denied = False
+    for statement in statements:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", a) for a in actions):
+            continue
+        resources = statement.get("Resource", [])
+        resources = [resources] if isinstance(resources, str) else resources
+        # IAM wildcards: * any run of characters (slashes included), ? one character.
+        if not any(fnmatch.fnmatchcase(method_arn, r.replace("[", "[[]")) for r in resources):
+            continue
+        effect = str(statement.get("Effect", "")).lower()
+        denied |= effect == "deny"
+        allowed |= effect == "allow"
+    return allowed and not denied, denied
+
+
+class GatewayError(Exception):
+    def __init__(self, response_type: str, message: str | None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.response_type = response_type
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class _CachedAuth:
+    expires: float
+    principal_id: str
+    policy: dict[str, Any]
+    context: dict[str, Any]
+
+
+class ApiGateway:
+    def __init__(
+        self,
+        apis: dict[str, ApiSpec],
+        routes: list[RouteSpec],
+        invoke: Callable[[str, Any], InvokeResult],
+        *,
+        region: str,
+        account_id: str,
+        port: int = 3000,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.apis = apis
+        self.region = region
+        self.account_id = account_id
+        self._invoke = invoke
+        compiled = []
+        for spec in routes:
+            pattern, specificity = _compile(spec.path)
+            compiled.append(Route(spec, apis[spec.api_logical_id], pattern, specificity))
+        self.routes = sorted(compiled, key=lambda r: r.specificity, reverse=True)
+        self._auth_cache: dict[tuple[str, str, str], _CachedAuth] = {}
+        self._auth_lock = threading.Lock()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-invoke")
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- routing --------------------------------------------------------------------------
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str], str] | None:
+        """The route for a request, its path parameters, and the path without the stage."""
+        candidates = [path]
+        for api in self.apis.values():
+            prefix = f"/{api.stage}"
+            if path == prefix or path.startswith(prefix + "/"):
+                candidates.append(path[len(prefix) :] or "/")
+        for candidate in candidates:
+            for route in self.routes:
+                found = route.pattern.match(candidate)
+                if found and route.spec.method in (method, "ANY"):
+                    return route, {k: unquote(v) for k, v in found.groupdict().items()}, candidate
+        return None
+
+    # -- gateway responses ----------------------------------------------------------------
+    def gateway_response(
+        self, api: ApiSpec | None, error: GatewayError
+    ) -> tuple[int, dict[str, str], bytes]:
+        responses = api.gateway_responses if api else {}
+        default_status = error.status or DEFAULT_STATUS.get(error.response_type, 500)
+        family = "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
+        config = responses.get(error.response_type) or responses.get(family) or {}
+        status = int(config.get("StatusCode", default_status))
+        templates = config.get("ResponseTemplates") or {}
+        template = templates.get("application/json") or next(iter(templates.values()), None)
+        message = error.message
+        if template is None:
+            body = json.dumps({"message": message})
+        else:
+            body = (
+                template.replace("$context.error.messageString", json.dumps(message))
+                .replace("$context.error.validationErrorString", message or "")
+                .replace("$context.error.message", message or "")
+                .replace("$context.error.responseType", error.response_type)
+            )
+        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": _error_type(error.response_type)}
+        for name, value in ((config.get("ResponseParameters") or {}).get("Headers") or {}).items():
+            headers[name] = str(value).strip("'")
+        return status, headers, body.encode()
+
+    # -- authorizer -----------------------------------------------------------------------
+    def authorize(self, route: Route, headers: dict[str, str], method_arn: str) -> dict[str, Any] | None:
+        """requestContext.authorizer for the request, or GatewayError as API Gateway would answer."""
+        if route.spec.authorizer is None:
+            return None
+        authorizer = route.api.authorizers.get(route.spec.authorizer)
+        if authorizer is None:
+            raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", None)
+        if authorizer.payload_type != "TOKEN":
+            raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", "only TOKEN authorizers are emulated")
+        token = _header(headers, authorizer.header)
+        # Missing or malformed tokens are refused without invoking the authorizer.
+        if not token or (
+            authorizer.validation_expression and not re.fullmatch(authorizer.validation_expression, token)
+        ):
+            raise GatewayError("UNAUTHORIZED", "Unauthorized")
+        cached = self._cached(route.api, authorizer, token, method_arn)
+        allowed, denied = policy_allows(cached.policy, method_arn)
+        if not allowed:
+            message = "User is not authorized to access this resource"
+            raise GatewayError("ACCESS_DENIED", message + (" with an explicit deny" if denied else ""))
+        context = {k: _context_value(v) for k, v in cached.context.items()}
+        return {"principalId": cached.principal_id, **context, "integrationLatency": 0}
+
+    def _cached(self, api: ApiSpec, authorizer: AuthorizerSpec, token: str, method_arn: str) -> _CachedAuth:
+        # The policy is cached per token for ReauthorizeEvery seconds and then applies to every
+        # route of the API, exactly like API Gateway's authorizer cache.
+        key = (api.logical_id, authorizer.name, token)
+        with self._auth_lock:
+            cached = self._auth_cache.get(key)
+            if cached and cached.expires > time.monotonic():
+                return cached
+        result = self._invoke(
+            authorizer.function_logical_id,
+            {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn},
+        )
+        payload = result.payload
+        if result.function_error:
+            if isinstance(payload, dict) and payload.get("errorMessage") == "Unauthorized":
+                raise GatewayError("UNAUTHORIZED", "Unauthorized")
+            raise GatewayError("AUTHORIZER_FAILURE", None)
+        if (
+            not isinstance(payload, dict)
+            or "principalId" not in payload
+            or not isinstance(payload.get("policyDocument"), dict)
+            or not all(isinstance(v, str | int | float | bool) for v in (payload.get("context") or {}).values())
+        ):
+            raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", None)
+        cached = _CachedAuth(
+            expires=time.monotonic() + authorizer.ttl_seconds,
+            principal_id=str(payload["principalId"]),
+            policy=payload["policyDocument"],
+            context=dict(payload.get("context") or {}),
+        )
+        if authorizer.ttl_seconds > 0:
+            with self._auth_lock:
+                self._auth_cache[key] = cached
+        return cached
+
+    # -- requests -------------------------------------------------------------------------
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        request_id = str(uuid.uuid4())
+        split = urlsplit(raw_path)
+        path = unquote(split.path) or "/"
+        matched = self.match(method, path)
+        if matched is None:
+            api = next(iter(self.apis.values()), None)
+            return self.gateway_response(api, GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token"))
+        route, path_parameters, resource_path = matched
+        api = route.api
+        single_headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in headers:
+            single_headers[name] = value
+            multi_headers.setdefault(name, []).append(value)
+        try:
+            if len(body) > MAX_REQUEST_BYTES:
+                raise GatewayError("REQUEST_TOO_LARGE", "Request Too Long")
+            method_arn = (
+                f"arn:aws:execute-api:{self.region}:{self.account_id}:{api.api_id}/{api.stage}/{method}"
+                f"{resource_path}"
+            )
+            authorizer_context = self.authorize(route, single_headers, method_arn)
+            event = self._proxy_event(
+                route, method, resource_path, split.query, single_headers, multi_headers, path_parameters, body,
+                source_ip, request_id, authorizer_context,
+            )
+            return self._integrate(route, event, request_id)
+        except GatewayError as error:
+            return self.gateway_response(api, error)
+
+    def _proxy_event(
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        multi_headers: dict[str, list[str]],
+        path_parameters: dict[str, str],
+        body: bytes,
+        source_ip: str,
+        request_id: str,
+        authorizer: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        api = route.api
+        query_multi: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            query_multi.setdefault(name, []).append(value)
+        content_type = _header(headers, "content-type") or ""
+        binary = any(fnmatch.fnmatch(content_type.split(";")[0].strip(), t) for t in api.binary_media_types)
+        now = datetime.now(UTC)
+        request_context: dict[str, Any] = {
+            "resourceId": api.api_id[:6],
+            "resourcePath": route.spec.path,
+            "httpMethod": method,
+            "extendedRequestId": request_id,
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "path": f"/{api.stage}{path}",
+            "accountId": self.account_id,
+            "protocol": "HTTP/1.1",
+            "stage": api.stage,
+            "domainPrefix": api.api_id,
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "requestId": request_id,
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": _header(headers, "user-agent"),
+                "user": None,
+            },
+            "domainName": f"{api.api_id}.execute-api.{self.region}.amazonaws.com",
+            "apiId": api.api_id,
+        }
+        if authorizer is not None:
+            request_context["authorizer"] = authorizer
+        return {
+            "resource": route.spec.path,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": {k: v[-1] for k, v in query_multi.items()} or None,
+            "multiValueQueryStringParameters": query_multi or None,
+            "pathParameters": path_parameters or None,
+            "stageVariables": None,
+            "requestContext": request_context,
+            "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace")) if body else None,
+            "isBase64Encoded": bool(binary and body),
+        }
+
+    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> tuple[int, dict[str, str], bytes]:
+        future = self._executor.submit(self._invoke, route.spec.function_logical_id, event)
+        try:
+            result = future.result(timeout=INTEGRATION_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            raise GatewayError("INTEGRATION_TIMEOUT", "Endpoint request timed out") from None
+        response = result.payload if not result.function_error else None
+        if not _valid_proxy_response(response):
+            # Unhandled error or malformed proxy response: API Gateway answers 502.
+            log.warning("%s: %s", route.spec.function_logical_id, "function error" if result.function_error
+                        else "malformed Lambda proxy response")
+            raise GatewayError("DEFAULT_5XX", "Internal server error", status=502)
+        assert isinstance(response, dict)
+        headers: dict[str, str] = {}
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            headers[name] = ", ".join(str(v) for v in values)
+        for name, value in (response.get("headers") or {}).items():
+            headers[name] = str(value)
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        headers["x-amzn-RequestId"] = request_id
+        body = response.get("body") or ""
+        data = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
+        return int(response.get("statusCode", 200)), headers, data
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "filebatch-local-apigateway"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                try:
+                    status, headers, data = gateway.handle(
+                        self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                    )
+                except Exception:
+                    log.exception("local API Gateway error")
+                    status, headers, data = gateway.gateway_response(
+                        None, GatewayError("DEFAULT_5XX", "Internal server error")
+                    )
+                self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "")
+                for name, value in headers.items():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                log.debug("api %s - %s", self.address_string(), format % args)
+
+        return Handler
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def _context_value(value: Any) -> str:
+    # REST APIs hand authorizer context values to the integration as strings.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error_type(response_type: str) -> str:
+    return {
+        "UNAUTHORIZED": "UnauthorizedException",
+        "ACCESS_DENIED": "AccessDeniedException",
+        "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
+        "AUTHORIZER_FAILURE": "AuthorizerFailureException",
+        "AUTHORIZER_CONFIGURATION_ERROR": "AuthorizerConfigurationException",
+    }.get(response_type, "InternalServerErrorException" if response_type == "DEFAULT_5XX" else "BadRequestException")
+
+
+def _valid_proxy_response(response: Any) -> bool:
+    if not isinstance(response, dict):
+        return False
+    try:
+        int(response.get("statusCode", 200))
+    except (TypeError, ValueError):
+        return False
+    body = response.get("body")
+    return (
+        body is None or isinstance(body, str)
+    ) and all(k in {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"} for k in response)

@@ -1,0 +1,236 @@
+"""The whole stack on localhost, built from template.yaml: moto (in-process) for AWS services, the
+real handlers in worker processes, SQS event sources, and the REST API with its authorizer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+
+from filebatch_local.api import ApiGateway
+from filebatch_local.events import SqsEventSource
+from filebatch_local.lambdas import DEFAULT_MAX_WORKERS, InvokeResult, LambdaRuntime, install_lambda_dispatch
+from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
+from filebatch_local.template import Template
+
+log = logging.getLogger("filebatch_local")
+
+LOCAL_TENANT = "local"
+
+
+def _warm_step_functions_parser() -> None:
+    # The ASL parser pulls in half of moto (~1.5 s of imports); doing it while the other
+    # resources are created keeps `up` fast.
+    import moto.stepfunctions.parser.models  # noqa: F401
+
+
+class LocalStack:
+    def __init__(
+        self,
+        project_root: Path,
+        api_port: int = 3000,
+        parameter_overrides: dict[str, str] | None = None,
+        state_dir: Path | None = None,
+        *,
+        template_name: str = "template.yaml",
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        verbose: bool = False,
+        issue_api_key: bool = True,
+    ) -> None:
+        self.project_root = Path(project_root).resolve()
+        self.template_path = self.project_root / template_name
+        self.api_port = api_port
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.state_dir = Path(state_dir) if state_dir else self.project_root / ".local"
+        self.max_workers = max_workers
+        self.verbose = verbose
+        self.issue_api_key = issue_api_key
+
+        self.template: Template | None = None
+        self.api_url = ""
+        self.moto_endpoint = ""
+        self.api_key: str | None = None
+        self.physical_ids: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}
+        self._moto: MotoServer | None = None
+        self._runtime: LambdaRuntime | None = None
+        self._api: ApiGateway | None = None
+        self._sources: list[SqsEventSource] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> Self:
+        started = time.monotonic()
+        # Parse first: a template the resolver cannot evaluate fails before anything starts.
+        Template(self.template_path, self.parameter_overrides)
+        warm = threading.Thread(target=_warm_step_functions_parser, daemon=True)
+        warm.start()
+        try:
+            install_moto_patches()
+            self._moto = MotoServer()
+            self.moto_endpoint = self._moto.start()
+            template = Template(self.template_path, self.parameter_overrides, sqs_endpoint=self.moto_endpoint)
+            self.template = template
+
+            provisioner = Provisioner(template, self.moto_endpoint)
+            provisioner.provision()
+            self.skipped = provisioner.skipped
+
+            self._runtime = LambdaRuntime(
+                template.functions(),
+                self.moto_endpoint,
+                template.region,
+                self.state_dir / "logs",
+                max_workers=self.max_workers,
+                echo_logs=self.verbose,
+            )
+            install_lambda_dispatch(self._runtime)
+
+            routes = template.routes()
+            if routes:
+                self._api = ApiGateway(
+                    template.apis(),
+                    routes,
+                    self._runtime.invoke,
+                    region=template.region,
+                    account_id=template.account_id,
+                    port=self.api_port,
+                )
+                self._api.start()
+                self.api_url = self._api.url
+
+            for spec in template.sqs_sources():
+                source = SqsEventSource(
+                    spec,
+                    template.ref(spec.queue_logical_id),
+                    self._runtime.invoke,
+                    lambda: client("sqs", self.moto_endpoint, template.region),
+                    template.region,
+                    self.max_workers,
+                )
+                source.start()
+                self._sources.append(source)
+            for event in template.unsupported_events():
+                log.warning("event source not emulated locally: %s", event)
+
+            self.physical_ids = template.physical_ids()
+            self.outputs = self._local_outputs(template)
+            if self.issue_api_key and self._api is not None:
+                self.api_key = self.create_api_key(LOCAL_TENANT)
+            self._write_stack_file()
+            warm.join()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack up in %.1f s", time.monotonic() - started)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order; safe to call twice."""
+        for source in self._sources:
+            source.stop()
+        self._sources = []
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        if self._runtime is not None:
+            install_lambda_dispatch(None)
+            self._runtime.close()
+            self._runtime = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- for tests and tools ----------------------------------------------------------------
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def function_env(self, logical_id: str) -> dict[str, str]:
+        """The exact environment the function's workers run with."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return dict(self._runtime.environments[logical_id])
+
+    def invoke(self, logical_id: str, event: Any) -> InvokeResult:
+        """A direct synchronous invoke through the function's worker pool."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.invoke(logical_id, event)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local endpoint (dummy credentials, the template's region)."""
+        assert self.template is not None, "the local stack is not started"
+        return client(service, self.moto_endpoint, self.template.region)
+
+    def create_api_key(self, tenant_id: str) -> str:
+        """Issue an API key with the project's own code, into the table the authorizer reads."""
+        # Imported lazily: the shared package is the lead's, and tests may stand in for it.
+        from filebatch.adapters.dynamodb import DynamoBatchRepository
+        from filebatch.services.auth import issue_api_key
+
+        assert self.template is not None, "the local stack is not started"
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - dummy credentials for moto
+            region_name=self.template.region,
+        )
+        table = session.resource("dynamodb", endpoint_url=self.moto_endpoint).Table(self._authorizer_table_name())
+        repository = DynamoBatchRepository(table)
+        return str(issue_api_key(repository, tenant_id, now=datetime.now(UTC)))
+
+    def _authorizer_table_name(self) -> str:
+        # The table the API's authorizer function is configured with (TABLE_NAME in its env).
+        assert self.template is not None and self._runtime is not None
+        for api in self.template.apis().values():
+            for authorizer in api.authorizers.values():
+                env = self._runtime.environments[authorizer.function_logical_id]
+                if env.get("TABLE_NAME"):
+                    return env["TABLE_NAME"]
+        raise RuntimeError("no authorizer function with a TABLE_NAME in the template")
+
+    def _local_outputs(self, template: Template) -> dict[str, Any]:
+        # The API's AWS URL (https://<id>.execute-api.<region>.amazonaws.com/<stage>) is served
+        # locally at <api_url>/<stage>: outputs point there so clients can use them as they are.
+        outputs = template.outputs()
+        if not self.api_url:
+            return outputs
+        apis = template.apis()
+        for name, value in outputs.items():
+            if not isinstance(value, str):
+                continue
+            for api in apis.values():
+                value = re.sub(
+                    rf"https://{api.api_id}\.execute-api\.[a-z0-9-]+\.amazonaws\.com",
+                    self.api_url,
+                    value,
+                )
+            outputs[name] = value
+        return outputs
+
+    def _write_stack_file(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        document = {
+            "api_url": self.api_url,
+            "api_key": self.api_key,
+            "moto_endpoint": self.moto_endpoint,
+            "outputs": self.outputs,
+        }
+        self.stack_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        self.stack_file.chmod(0o600)  # it holds an API key

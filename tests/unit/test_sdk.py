@@ -1,0 +1,595 @@
+"""The SDK and its command line against an in-process fake of the API and of S3's presigned PUTs.
+
+The fake is a stdlib HTTP server on 127.0.0.1 (port 0): the SDK goes through real HTTP, so these
+tests see exactly the bytes and headers it sends. The client gets a recording `sleep`, so retries
+and polls run instantly and the delays it chose can be asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from filebatch_sdk import (
+    BatchTimeoutError,
+    FilebatchApiError,
+    FilebatchClient,
+    FileSpec,
+    FileState,
+    UploadError,
+    guess_content_type,
+)
+from filebatch_sdk._retry import Backoff, parse_retry_after
+from filebatch_sdk.cli import main
+
+API_KEY = "test-key-0123456789abcdef"
+TIMESTAMP = "2024-05-01T12:00:00Z"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeFile:
+    file_id: str
+    filename: str
+    size: int
+    content_type: str
+    uploaded: bytes | None = None
+
+
+@dataclass
+class FakeBatch:
+    batch_id: str
+    files: list[FakeFile]
+    polls: int = 0
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeApi:
+    """The API's three routes plus an S3-like PUT target, with scripted failures.
+
+    Batches finish after `polls_until_done` status polls. Files whose name contains "flaky" fail
+    with a retryable error; the others complete with a description.
+    """
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.polls_until_done = 2
+        self.batches: dict[str, FakeBatch] = {}
+        self.requests: list[Recorded] = []
+        self._scripted: dict[tuple[str, str], deque[Scripted]] = {}
+        self._lock = threading.Lock()
+
+    def script(self, method: str, path: str, *responses: Scripted) -> None:
+        """Answer the next requests to `method path` with `responses` before behaving normally."""
+        self._scripted.setdefault((method, path), deque()).extend(responses)
+
+    def calls(self, method: str, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    def handle(self, request: Recorded) -> Scripted:
+        with self._lock:
+            self.requests.append(request)
+            queued = self._scripted.get((request.method, request.path))
+            if queued:
+                return queued.popleft()
+            return self._route(request)
+
+    def _route(self, request: Recorded) -> Scripted:
+        parts = request.path.strip("/").split("/")
+        if parts[0] == "upload" and request.method == "PUT":
+            return self._put(parts[1], parts[2], request.body)
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(401, "unauthorized", "Missing or invalid API key.")
+        if request.method == "POST" and parts == ["v1", "batches"]:
+            return self._create(json.loads(request.body))
+        batch = self.batches.get(parts[2]) if len(parts) >= 3 and parts[:2] == ["v1", "batches"] else None
+        if batch is None:
+            return _error(404, "batch_not_found", f"batch {parts[-1]} not found")
+        if len(parts) == 3:
+            return self._status(batch)
+        return self._results(batch, request.query)
+
+    def _create(self, body: dict[str, Any]) -> Scripted:
+        batch_id = f"b-{len(self.batches) + 1:032x}"
+        files = [
+            FakeFile(f"f{position:05d}", spec["filename"], spec["size"], spec["content_type"])
+            for position, spec in enumerate(body["files"], start=1)
+        ]
+        self.batches[batch_id] = FakeBatch(batch_id, files)
+        return Scripted(
+            201,
+            {
+                "batch_id": batch_id,
+                "status": "awaiting_upload",
+                "created_at": TIMESTAMP,
+                "files": [
+                    {
+                        "file_id": f.file_id,
+                        "filename": f.filename,
+                        "size": f.size,
+                        "content_type": f.content_type,
+                        "upload": {
+                            "method": "PUT",
+                            "url": f"{self.base_url}/upload/{batch_id}/{f.file_id}?X-Amz-Signature=abc123",
+                            # A second header proves the SDK sends all of them, not only Content-Type.
+                            "headers": {"Content-Type": f.content_type, "x-amz-meta-batch": batch_id},
+                            "expires_at": TIMESTAMP,
+                        },
+                    }
+                    for f in files
+                ],
+            },
+        )
+
+    def _put(self, batch_id: str, file_id: str, body: bytes) -> Scripted:
+        file = next(f for f in self.batches[batch_id].files if f.file_id == file_id)
+        file.uploaded = body
+        return Scripted(200, None)
+
+    def _status(self, batch: FakeBatch) -> Scripted:
+        batch.polls += 1
+        done = batch.polls >= self.polls_until_done
+        failed = sum(1 for f in batch.files if "flaky" in f.filename) if done else 0
+        completed = len(batch.files) - failed if done else 0
+        status = "processing"
+        if done:
+            status = "completed" if not failed else "completed_with_errors"
+        return Scripted(
+            200,
+            {
+                "batch_id": batch.batch_id,
+                "status": status,
+                "is_terminal": done,
+                "counts": {
+                    "total": len(batch.files),
+                    "uploaded": sum(1 for f in batch.files if f.uploaded is not None),
+                    "completed": completed,
+                    "failed": failed,
+                },
+                "progress_percentage": 100.0 if done else 0.0,
+                "created_at": TIMESTAMP,
+                "updated_at": TIMESTAMP,
+                "finished_at": TIMESTAMP if done else None,
+            },
+        )
+
+    def _results(self, batch: FakeBatch, query: dict[str, list[str]]) -> Scripted:
+        limit = int(query.get("limit", ["100"])[0])
+        start = int(query.get("cursor", ["0"])[0])
+        page = batch.files[start : start + limit]
+        more = start + limit < len(batch.files)
+        return Scripted(
+            200,
+            {
+                "batch_id": batch.batch_id,
+                "items": [_result(f) for f in page],
+                "next_cursor": str(start + limit) if more else None,
+            },
+        )
+
+
+def _result(file: FakeFile) -> dict[str, Any]:
+    flaky = "flaky" in file.filename
+    return {
+        "file_id": file.file_id,
+        "filename": file.filename,
+        "status": "failed" if flaky else "completed",
+        "declared_size": file.size,
+        "declared_content_type": file.content_type,
+        "size_bytes": file.size,
+        "sha256": "0" * 64,
+        "detected_content_type": file.content_type,
+        "description": None
+        if flaky
+        else {"provider": "fake", "text": f"A file called {file.filename}.", "attributes": {"pages": 1}},
+        "error": {"code": "provider_unavailable", "message": "provider throttled", "retryable": True}
+        if flaky
+        else None,
+        "uploaded_at": TIMESTAMP,
+        "finished_at": TIMESTAMP,
+    }
+
+
+def _error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> Scripted:
+    return Scripted(status, {"error": {"code": code, "message": message, **extra}}, headers or {})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeApi
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _serve(self) -> None:
+        # Always read the whole body first: answering early would reset an upload mid-send.
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        url = urlsplit(self.path)
+        request = Recorded(
+            method=self.command,
+            path=url.path,
+            query=parse_qs(url.query),
+            headers={key.lower(): value for key, value in self.headers.items()},
+            body=body,
+        )
+        answer = self.server.fake.handle(request)
+        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        if isinstance(answer.body, str):
+            payload = answer.body.encode()
+        self.send_response(answer.status)
+        for key, value in answer.headers.items():
+            self.send_header(key, value)
+        if isinstance(answer.body, str):
+            self.send_header("Content-Type", "application/xml")
+        elif answer.body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest's output clean
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApi]:
+    fake = FakeApi()
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.fake = fake
+    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    # A short poll interval makes shutdown() return at once at the end of each test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(fake_api: FakeApi, sleeps: list[float]) -> Iterator[FilebatchClient]:
+    with FilebatchClient(fake_api.base_url, API_KEY, sleep=sleeps.append, backoff_base=0.01) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def sample_files(tmp_path: Path) -> list[Path]:
+    contents = {
+        "cat.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+        "photo.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00\xff" * 300,
+        "flaky-notes.txt": b"name=value&other=1\n",  # form-like text must still travel raw
+    }
+    paths = []
+    for name, data in contents.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def test_submit_creates_uploads_waits_and_pages_results(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given three local files, one of which the fake service will fail with a retryable error
+    uploads, statuses = [], []
+
+    # When they are submitted with results fetched two per page
+    run = client.submit(
+        sample_files, page_size=2, on_upload_progress=uploads.append, on_progress=statuses.append
+    )
+
+    # Then the batch declared each file's name, size and a content type from its extension
+    created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
+    assert created == {
+        "files": [
+            {"filename": p.name, "size": p.stat().st_size, "content_type": guess_content_type(p.name)}
+            for p in sample_files
+        ]
+    }
+    assert [f["content_type"] for f in created["files"]] == ["image/png", "image/webp", "text/plain"]
+    # And each PUT carried the file's raw bytes with exactly the returned headers, and no API key
+    batch_id = run.batch_id
+    for created_file, path in zip(run.batch.files, sample_files, strict=True):
+        (put,) = fake_api.calls("PUT", f"/upload/{batch_id}/{created_file.file_id}")
+        assert put.body == path.read_bytes()
+        assert put.query == {"X-Amz-Signature": ["abc123"]}
+        assert put.headers["content-type"] == created_file.content_type
+        assert put.headers["x-amz-meta-batch"] == batch_id
+        assert put.headers["content-length"] == str(path.stat().st_size)
+        assert "authorization" not in put.headers
+        assert "transfer-encoding" not in put.headers
+    # And API calls carried the key as a bearer token
+    assert all(
+        r.headers["authorization"] == f"Bearer {API_KEY}"
+        for r in fake_api.requests
+        if r.path.startswith("/v1")
+    )
+    # And progress was reported for every upload and every poll, ending terminal
+    assert [u.files_done for u in uploads] == [1, 2, 3]
+    assert uploads[-1].bytes_done == sum(p.stat().st_size for p in sample_files)
+    assert [s.is_terminal for s in statuses] == [False, True]
+    assert run.status is not None
+    assert run.status.status == "completed_with_errors"
+    # And the results were read over two pages, following the cursor, in submission order
+    pages = fake_api.calls("GET", f"/v1/batches/{batch_id}/results")
+    assert [p.query for p in pages] == [{"limit": ["2"]}, {"limit": ["2"], "cursor": ["2"]}]
+    assert [r.filename for r in run.results] == [p.name for p in sample_files]
+    assert run.results[0].description is not None
+    assert run.results[0].description.text == "A file called cat.png."
+    # And the run summarises, and points back to the local file worth retrying
+    assert run.summary() == {"completed": 2, "failed": 1}
+    assert [r.filename for r in run.failed()] == ["flaky-notes.txt"]
+    assert [run.path_for(r) for r in run.retryable()] == [sample_files[2]]
+    assert not run.ok
+    assert run.has_failures
+
+
+def test_throttled_call_waits_as_long_as_retry_after_says(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given a batch, and an API that throttles the next status request with Retry-After: 7
+    created = client.create_batch(sample_files[:1])
+    path = f"/v1/batches/{created.batch_id}"
+    fake_api.script("GET", path, _error(429, "throttled", "Too many requests", headers={"Retry-After": "7"}))
+
+    # When the status is asked for
+    status = client.get_batch(created.batch_id)
+
+    # Then the client waited exactly the 7 seconds asked for, once, and then got the answer
+    assert sleeps == [7.0]
+    assert len(fake_api.calls("GET", path)) == 2
+    assert status.batch_id == created.batch_id
+
+
+def test_upload_retries_server_errors_then_succeeds(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given a batch whose upload target fails the first PUT with 503 (S3's SlowDown)
+    created = client.create_batch(sample_files[:1])
+    put_path = f"/upload/{created.batch_id}/f00001"
+    fake_api.script("PUT", put_path, Scripted(503, "<Error><Code>SlowDown</Code></Error>"))
+
+    # When the file is uploaded
+    client.upload(created, sample_files[:1])
+
+    # Then it was sent again, whole, after one short backoff
+    puts = fake_api.calls("PUT", put_path)
+    assert len(puts) == 2
+    assert puts[1].body == sample_files[0].read_bytes()
+    assert len(sleeps) == 1
+    assert 0.005 <= sleeps[0] <= 0.01
+
+
+def test_upload_refused_by_storage_raises_upload_error_naming_the_file(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a batch whose second file's URL is refused (as S3 does once a presigned URL expired)
+    created = client.create_batch(sample_files)
+    refused = "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+    fake_api.script("PUT", f"/upload/{created.batch_id}/f00002", Scripted(403, refused))
+
+    # When the files are uploaded
+    with pytest.raises(UploadError) as raised:
+        client.upload(created, sample_files)
+
+    # Then the error names the file and S3's code, the refusal was not retried, the others arrived
+    assert raised.value.batch_id == created.batch_id
+    (failure,) = raised.value.failures
+    assert (failure.filename, failure.status, failure.retryable) == ("photo.webp", 403, False)
+    assert "AccessDenied" in failure.reason
+    assert len(fake_api.calls("PUT", f"/upload/{created.batch_id}/f00002")) == 1
+    uploaded = [f.uploaded is not None for f in fake_api.batches[created.batch_id].files]
+    assert uploaded == [True, False, True]
+
+
+def test_api_error_body_becomes_filebatch_api_error_without_retrying(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float]
+) -> None:
+    # Given a batch id the service does not know
+    missing = "b-" + "f" * 32
+
+    # When its status is asked for
+    with pytest.raises(FilebatchApiError) as raised:
+        client.get_batch(missing)
+
+    # Then the error body's status, code and message are on the exception, after a single request
+    error = raised.value
+    assert (error.status, error.code) == (404, "batch_not_found")
+    assert missing in error.message
+    assert not error.retryable
+    assert len(fake_api.calls("GET", f"/v1/batches/{missing}")) == 1
+    assert sleeps == []
+
+
+def test_validation_error_details_are_kept(client: FilebatchClient, fake_api: FakeApi) -> None:
+    # Given an API that rejects the batch with per-field details
+    details = [{"location": "body.files.0.content_type", "problem": "bad pattern", "type": "string"}]
+    fake_api.script(
+        "POST", "/v1/batches", _error(400, "validation_error", "does not match the schema", details=details)
+    )
+
+    # When a batch is created
+    with pytest.raises(FilebatchApiError) as raised:
+        client.create_batch([FileSpec("a.bin", 3, "Not A Type")])
+
+    # Then the details are available and part of the message
+    assert raised.value.code == "validation_error"
+    assert raised.value.details == details
+    assert "body.files.0.content_type: bad pattern" in str(raised.value)
+
+
+def test_retries_stop_after_max_retries_with_the_last_error(fake_api: FakeApi, sleeps: list[float]) -> None:
+    # Given an API that keeps answering 503, and a client allowed two retries
+    path = "/v1/batches/b-" + "0" * 32
+    unavailable = _error(503, "storage_unavailable", "try later")
+    fake_api.script("GET", path, unavailable, unavailable, unavailable, unavailable)
+    client = FilebatchClient(fake_api.base_url, API_KEY, max_retries=2, sleep=sleeps.append, backoff_base=0.1)
+
+    # When the status is asked for
+    with client, pytest.raises(FilebatchApiError) as raised:
+        client.get_batch("b-" + "0" * 32)
+
+    # Then three attempts were made with growing backoff, and the server's error surfaced
+    assert (raised.value.status, raised.value.code) == (503, "storage_unavailable")
+    assert len(fake_api.calls("GET", path)) == 3
+    assert len(sleeps) == 2
+    assert 0.05 <= sleeps[0] <= 0.1 <= sleeps[1] <= 0.2
+
+
+def test_wait_gives_up_after_timeout_with_last_status(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a batch that is still processing
+    created = client.create_batch(sample_files[:1])
+
+    # When waiting for it with no time to spare
+    with pytest.raises(BatchTimeoutError) as raised:
+        client.wait(created.batch_id, timeout=0)
+
+    # Then the timeout carries the last status seen
+    assert raised.value.last_status.status == "processing"
+    assert isinstance(raised.value, TimeoutError)
+
+
+def test_cli_submit_json_output_parses(
+    fake_api: FakeApi, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a service that finishes batches on the first poll (so the CLI never sleeps)
+    fake_api.polls_until_done = 1
+    files = [str(p) for p in sample_files[:2]]
+
+    # When files are submitted from the command line with --json
+    code = main(["submit", *files, "--api-url", fake_api.base_url, "--api-key", API_KEY, "--json"])
+
+    # Then stdout is one JSON document in the API's shape, and every file completed
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["status"]["status"] == "completed"
+    assert document["summary"] == {"completed": 2}
+    assert [r["filename"] for r in document["results"]] == ["cat.png", "photo.webp"]
+    assert document["results"][0]["status"] == FileState.COMPLETED
+    assert document["results"][0]["finished_at"] == TIMESTAMP
+
+
+def test_cli_reads_the_stack_file_and_prints_results_and_status(
+    fake_api: FakeApi,
+    client: FilebatchClient,
+    sample_files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a finished batch, no credentials in the environment, and the local stack's file
+    run = client.submit(sample_files)
+    monkeypatch.delenv("FILEBATCH_API_URL", raising=False)
+    monkeypatch.delenv("FILEBATCH_API_KEY", raising=False)
+    (tmp_path / ".local").mkdir()
+    stack = {"api_url": fake_api.base_url, "api_key": API_KEY}
+    (tmp_path / ".local" / "stack.json").write_text(json.dumps(stack))
+    monkeypatch.chdir(tmp_path)
+
+    # When results and status are asked for without credentials on the command line
+    results_code = main(["results", run.batch_id, "--json", "--page-size", "2"])
+    results = json.loads(capsys.readouterr().out)
+    status_code = main(["status", run.batch_id])
+    status_text = capsys.readouterr().out
+
+    # Then the stack file supplied them
+    assert (results_code, status_code) == (0, 0)
+    assert results["batch_id"] == run.batch_id
+    assert [item["status"] for item in results["items"]] == ["completed", "completed", "failed"]
+    assert results["items"][2]["error"]["retryable"] is True
+    assert "completed_with_errors" in status_text
+
+
+def test_cli_without_credentials_explains_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given no flags, no environment variables and no stack file
+    monkeypatch.delenv("FILEBATCH_API_URL", raising=False)
+    monkeypatch.delenv("FILEBATCH_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    # When a command runs
+    code = main(["status", "b-" + "0" * 32])
+
+    # Then it says where credentials come from
+    assert code == 2
+    assert "FILEBATCH_API_URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("IMG_0001.JPG", "image/jpeg"),
+        ("photo.webp", "image/webp"),
+        ("scan.heic", "image/heic"),
+        ("report.pdf", "application/pdf"),
+        ("backup.tar.gz", "application/gzip"),
+        ("mystery.qqq", "application/octet-stream"),
+        ("no-extension", "application/octet-stream"),
+    ],
+)
+def test_content_type_is_guessed_from_the_extension(filename: str, expected: str) -> None:
+    # Given a file name / When its content type is guessed / Then it is the expected one
+    assert guess_content_type(filename) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("0", 0.0), ("-3", 0.0), ("nan", None), ("soon", None), (None, None)],
+)
+def test_retry_after_header_is_read_as_seconds(header: str | None, seconds: float | None) -> None:
+    # Given a Retry-After value / When parsed / Then it gives seconds, or None when unusable
+    assert parse_retry_after(header) == seconds
+
+
+def test_retry_after_http_date_and_backoff_bounds() -> None:
+    # Given an HTTP-date Retry-After 30 s ahead, and a backoff starting at 1 s capped at 4 s
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    backoff = Backoff(base=1.0, cap=4.0)
+
+    # When delays are computed
+    from_date = parse_retry_after("Wed, 01 May 2024 12:00:30 GMT", now=now)
+    delays = [backoff.delay(attempt) for attempt in range(5)]
+
+    # Then the date becomes 30 s, and backoff grows (with jitter) but stays under the cap
+    assert from_date == 30.0
+    assert 0.5 <= delays[0] <= 1.0
+    assert 1.0 <= delays[1] <= 2.0
+    assert all(2.0 <= d <= 4.0 for d in delays[3:])
+    assert backoff.delay(0, retry_after=1000) == backoff.max_retry_after
