@@ -1,0 +1,101 @@
+"""python -m filebatch_local {up,demo,lint-asl} — see README / Makefile targets `up`, `demo`,
+`check-template`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+
+def _parameter_overrides(values: list[str]) -> dict[str, str]:
+    """`Key=Value` or SAM's `ParameterKey=Key,ParameterValue=Value`."""
+    overrides: dict[str, str] = {}
+    for value in values:
+        if value.startswith("ParameterKey="):
+            key_part, _, value_part = value.partition(",ParameterValue=")
+            overrides[key_part.removeprefix("ParameterKey=")] = value_part
+            continue
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--parameter-overrides expects Key=Value, got {value!r}")
+        overrides[key] = val
+    return overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m filebatch_local")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "serve the whole stack on localhost until Ctrl-C"),
+        ("demo", "start the stack and push a directory of sample files through it"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        if name == "demo":
+            command.add_argument("samples", type=Path, help="directory of sample files")
+        command.add_argument("--port", type=int, default=3000, help="API port (0: any free port)")
+        command.add_argument("--parameter-overrides", nargs="*", default=[], metavar="Key=Value")
+        command.add_argument("--project-root", type=Path, default=Path.cwd())
+        command.add_argument("--verbose", action="store_true", help="also echo function logs to the console")
+    lint = commands.add_parser("lint-asl", help="cfn-lint every DefinitionUri state machine file")
+    lint.add_argument("template", type=Path)
+    return parser
+
+
+def _stop_on_sigterm() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "lint-asl":
+        from filebatch_local.lint import main as lint_main
+
+        return lint_main(args.template)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from filebatch_local.stack import LocalStack
+
+    stack = LocalStack(
+        args.project_root,
+        api_port=args.port,
+        parameter_overrides=_parameter_overrides(args.parameter_overrides),
+        verbose=args.verbose,
+    )
+    stop = _stop_on_sigterm()
+    with stack:
+        if args.command == "demo":
+            # The demo itself is the lead's (filebatch_local/demo.py).
+            from filebatch_local.demo import run_demo  # type: ignore[import-not-found, unused-ignore]
+
+            return int(run_demo(stack, args.samples))
+        print(f"API:       {stack.api_url}  (stage prefix optional)")
+        print(f"moto:      {stack.moto_endpoint}")
+        print(f"key file:  {stack.stack_file}")
+        print(f"logs:      {stack.state_dir / 'logs'}")
+        print("Ctrl-C stops the stack.", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
