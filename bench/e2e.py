@@ -102,7 +102,7 @@ def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurr
             list(
                 pool.map(
                     lambda pair: put(created["batch_id"], *pair),
-                    zip(created["files"], [c for _, c, _ in chunk]),
+                    zip(created["files"], [c for _, c, _ in chunk], strict=True),
                 )
             )
     uploads_done = time.time()
