@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import random
-import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -99,11 +98,13 @@ def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurr
             response.raise_for_status()
             created = response.json()
             batches.append(created["batch_id"])
-            list(
-                pool.map(
-                    lambda pair: put(created["batch_id"], *pair),
-                    zip(created["files"], [c for _, c, _ in chunk], strict=True),
-                )
+            batch_id = created["batch_id"]
+            futures = [
+                pool.submit(put, batch_id, file, content)
+                for file, content in zip(created["files"], [c for _, c, _ in chunk], strict=True)
+            ]
+            for future in futures:
+                future.result()
             )
     uploads_done = time.time()
 

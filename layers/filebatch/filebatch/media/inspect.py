@@ -89,20 +89,15 @@ def open_image(content: bytes) -> Iterator[Image.Image]:
 
 
 def read_exif(image: Image.Image, content: bytes) -> Image.Exif:
-    """The image's EXIF without decoding its pixels.
+    """The image's EXIF (plus an XMP orientation, which Pillow merges in) without decoding its pixels.
 
     Pillow's PNG plugin decodes the whole image to look for an eXIf chunk after the pixel data, so
-    for PNG the chunks are walked here instead.
+    for PNG the chunks are walked here and the result handed to Pillow as if read at open.
     """
-    from PIL import Image
-
-    if image.format != "PNG" or "exif" in image.info:
-        return image.getexif()
-    exif = Image.Exif()
-    chunk = _png_chunk(content, b"eXIf")
-    if chunk:
-        exif.load(chunk)
-    return exif
+    if image.format == "PNG" and "exif" not in image.info:
+        # An empty value still lets Pillow add the orientation an XMP packet may carry.
+        image.info["exif"] = _png_chunk(content, b"eXIf") or b""
+    return image.getexif()
 
 
 def displayed_size(image: Image.Image, exif: Image.Exif) -> tuple[int, int]:
