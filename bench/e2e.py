@@ -105,7 +105,6 @@ def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurr
             ]
             for future in futures:
                 future.result()
-            )
     uploads_done = time.time()
 
     for batch_id in batches:
