@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +23,6 @@ from filebatch_local.template import Template
 log = logging.getLogger("filebatch_local")
 
 LOCAL_TENANT = "local"
-
-
-def _warm_step_functions_parser() -> None:
-    # The ASL parser pulls in half of moto (~1.5 s of imports); doing it while the other
-    # resources are created keeps `up` fast.
-    import moto.stepfunctions.parser.models  # noqa: F401
 
 
 class LocalStack:
@@ -71,8 +64,6 @@ class LocalStack:
         started = time.monotonic()
         # Parse first: a template the resolver cannot evaluate fails before anything starts.
         Template(self.template_path, self.parameter_overrides)
-        warm = threading.Thread(target=_warm_step_functions_parser, daemon=True)
-        warm.start()
         try:
             install_moto_patches()
             self._moto = MotoServer()
@@ -126,7 +117,6 @@ class LocalStack:
             if self.issue_api_key and self._api is not None:
                 self.api_key = self.create_api_key(LOCAL_TENANT)
             self._write_stack_file()
-            warm.join()
         except BaseException:
             self.stop()
             raise

@@ -33,6 +33,9 @@ SAMPLES = REPO / "samples"
 # samples/ also holds its README and the script that rebuilds it; those are not demo files.
 NOT_SAMPLES = {"README.md", "make_samples.py"}
 SAMPLE_FILES = sorted(path for path in SAMPLES.iterdir() if path.is_file() and path.name not in NOT_SAMPLES)
+# The multiplication sign descriptions use between dimensions, written as an escape so that it is not
+# mistaken for an "x" when editing.
+TIMES = "\u00d7"
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff", "image/bmp"}
 
 
@@ -73,16 +76,19 @@ def _camera_exif(*, orientation: int | None = None, gps: bool = False) -> Image.
     exif[ExifTags.Base.Model] = "Canon EOS 5D"
     if orientation is not None:
         exif[ExifTags.Base.Orientation] = orientation
-    details = exif.get_ifd(ExifTags.IFD.Exif)
-    details[ExifTags.Base.DateTimeOriginal] = "2019:05:03 14:22:11"
-    details[ExifTags.Base.ExposureTime] = IFDRational(1, 250)
-    details[ExifTags.Base.FNumber] = IFDRational(28, 10)
-    details[ExifTags.Base.ISOSpeedRatings] = 100
-    details[ExifTags.Base.FocalLength] = IFDRational(50, 1)
+    # Sub-IFDs assigned as dicts: older Pillow (10.4) does not write ones filled in through get_ifd().
+    exif[ExifTags.IFD.Exif] = {
+        ExifTags.Base.DateTimeOriginal: "2019:05:03 14:22:11",
+        ExifTags.Base.ExposureTime: IFDRational(1, 250),
+        ExifTags.Base.FNumber: IFDRational(28, 10),
+        ExifTags.Base.ISOSpeedRatings: 100,
+        ExifTags.Base.FocalLength: IFDRational(50, 1),
+    }
     if gps:
-        position = exif.get_ifd(ExifTags.IFD.GPSInfo)
-        position[ExifTags.GPS.GPSLatitudeRef] = "N"
-        position[ExifTags.GPS.GPSLatitude] = (IFDRational(52, 1), IFDRational(22, 1), IFDRational(0, 1))
+        exif[ExifTags.IFD.GPSInfo] = {
+            ExifTags.GPS.GPSLatitudeRef: "N",
+            ExifTags.GPS.GPSLatitude: (IFDRational(52, 1), IFDRational(22, 1), IFDRational(0, 1)),
+        }
     return exif
 
 
@@ -119,21 +125,26 @@ def _text_pdf(
 
 
 def _png_with_header_size(width: int, height: int) -> bytes:
-    """A PNG whose header claims width×height pixels (what a decompression bomb looks like at open)."""
+    """A PNG whose header claims widthxheight pixels (what a decompression bomb looks like at open)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _pillow_has_transparency(content: bytes) -> bool:
     with Image.open(io.BytesIO(content)) as image:
         if not image.has_transparency_data:
             return False
-        lowest, _ = image.convert("RGBA").getchannel("A").getextrema()
-        return bool(lowest < 255)
+        lowest = image.convert("RGBA").getchannel("A").getextrema()[0]
+        return isinstance(lowest, int) and lowest < 255
 
 
 # --- the sample files ---------------------------------------------------------------------------
@@ -168,18 +179,20 @@ def test_sample_description_is_true(path: Path) -> None:
             assert attributes["frames"] == getattr(image, "n_frames", 1)
             assert attributes["has_exif"] is (len(image.getexif()) > 0)
         assert attributes["has_transparency"] is _pillow_has_transparency(content)
-        expected_orientation = {True: "landscape", False: "portrait"}.get(
-            attributes["width"] > attributes["height"] if attributes["width"] != attributes["height"] else None,
-            "square",
+        width, height = attributes["width"], attributes["height"]
+        assert attributes["orientation"] == (
+            "landscape" if width > height else "portrait" if height > width else "square"
         )
-        assert attributes["orientation"] == expected_orientation
         colours = attributes["dominant_colors"]
         assert 1 <= len(colours) <= 5
         assert all(colour["name"] in COLOUR_NAMES for colour in colours)
         shares = [colour["share_percent"] for colour in colours]
         assert shares == sorted(shares, reverse=True)
         assert sum(shares) <= 100.05
-        assert f"{attributes['width']}×{attributes['height']} {attributes['orientation']}" in description.text
+        assert (
+            f"{attributes['width']}{TIMES}{attributes['height']} {attributes['orientation']}"
+            in description.text
+        )
         assert colours[0]["name"] in description.text
     elif detected == "application/pdf":
         reader = PdfReader(io.BytesIO(content))
@@ -244,7 +257,7 @@ def test_sample_with_real_exif_reports_only_the_fields_present() -> None:
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF"])
 def test_solid_red_image_is_entirely_red(image_format: str) -> None:
-    # Given a solid red 100×50 image in each supported format
+    # Given a solid red 100x50 image in each supported format
     content = _solid((100, 50), (255, 0, 0), image_format)
     # When it is described
     description = _describe(content)
@@ -254,7 +267,7 @@ def test_solid_red_image_is_entirely_red(image_format: str) -> None:
     assert colours[0]["share_percent"] >= 99.0
     assert description.attributes["width"] == 100
     assert description.attributes["height"] == 50
-    assert "100×50 landscape" in description.text
+    assert f"100{TIMES}50 landscape" in description.text
     assert "red" in description.text
 
 
@@ -311,16 +324,18 @@ def test_orientation_word(size: tuple[int, int], orientation: str) -> None:
     description = _describe(content)
     # Then the orientation word matches the shape
     assert description.attributes["orientation"] == orientation
-    assert f"{size[0]}×{size[1]} {orientation}" in description.text
+    assert f"{size[0]}{TIMES}{size[1]} {orientation}" in description.text
 
 
 def test_exif_orientation_gives_displayed_dimensions() -> None:
-    # Given a 120×80 JPEG whose EXIF says "rotate 90°" (orientation 6), as phones write them
-    content = _encode(Image.new("RGB", (120, 80), "white"), "JPEG", exif=_camera_exif(orientation=6).tobytes())
+    # Given a 120x80 JPEG whose EXIF says "rotate 90°" (orientation 6), as phones write them
+    content = _encode(
+        Image.new("RGB", (120, 80), "white"), "JPEG", exif=_camera_exif(orientation=6).tobytes()
+    )
     # When it is described and its basic metadata read
     attributes = _describe(content).attributes
     metadata = basic_metadata(content, "image/jpeg")
-    # Then both give the dimensions as displayed: 80×120, portrait
+    # Then both give the dimensions as displayed: 80x120, portrait
     assert (attributes["width"], attributes["height"], attributes["orientation"]) == (80, 120, "portrait")
     assert (metadata["width"], metadata["height"]) == (80, 120)
     assert attributes["exif"]["orientation_tag"] == 6
@@ -328,7 +343,12 @@ def test_exif_orientation_gives_displayed_dimensions() -> None:
 
 @pytest.mark.parametrize(
     ("colour", "brightness"),
-    [((10, 10, 10), "dark"), ((128, 128, 128), "medium"), ((250, 250, 250), "bright"), ((255, 0, 0), "medium")],
+    [
+        ((10, 10, 10), "dark"),
+        ((128, 128, 128), "medium"),
+        ((250, 250, 250), "bright"),
+        ((255, 0, 0), "medium"),
+    ],
 )
 def test_brightness(colour: tuple[int, int, int], brightness: str) -> None:
     # Given a solid image of known lightness
@@ -337,6 +357,25 @@ def test_brightness(colour: tuple[int, int, int], brightness: str) -> None:
     description = _describe(content)
     # Then the brightness word follows its perceived lightness
     assert description.attributes["brightness"] == brightness
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "name"),
+    [
+        pytest.param("I;16", 32768, "grey", id="16-bit-grey-png"),
+        pytest.param("I;16", 65535, "white", id="16-bit-white-png"),
+        pytest.param("CMYK", (0, 255, 255, 0), "red", id="cmyk-jpeg"),
+    ],
+)
+def test_high_bit_depth_and_cmyk_images_keep_their_colour(mode: str, value: object, name: str) -> None:
+    # Given a 16-bit greyscale PNG (values up to 65535) or a CMYK JPEG
+    image_format = "JPEG" if mode == "CMYK" else "PNG"
+    content = _encode(Image.new(mode, (16, 16), value), image_format)  # type: ignore[arg-type]
+    # When it is described
+    colours = _describe(content).attributes["dominant_colors"]
+    # Then the colour is scaled to 8 bits (a mid grey is not clipped to white) or converted from CMYK
+    assert colours[0]["name"] == name
+    assert colours[0]["share_percent"] >= 99.0
 
 
 # --- transparency and animation -----------------------------------------------------------------
@@ -391,10 +430,12 @@ def test_animated_gif_frames() -> None:
 # --- EXIF ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "TIFF"])
 def test_exif_camera_is_reported_when_written(image_format: str) -> None:
     # Given an image carrying camera EXIF, with a GPS position
-    content = _encode(Image.new("RGB", (64, 48), "white"), image_format, exif=_camera_exif(gps=True).tobytes())
+    content = _encode(
+        Image.new("RGB", (64, 48), "white"), image_format, exif=_camera_exif(gps=True).tobytes()
+    )
     # When it is described
     description = _describe(content)
     exif = description.attributes["exif"]
@@ -408,9 +449,31 @@ def test_exif_camera_is_reported_when_written(image_format: str) -> None:
     assert exif["focal_length_mm"] == pytest.approx(50)
     assert exif["gps_present"] is True
     assert description.attributes["has_exif"] is True
-    assert "Taken with a Canon EOS 5D on 2019-05-03 14:22:11 at 1/250 s, f/2.8, ISO 100, 50 mm" in description.text
+    assert (
+        "Taken with a Canon EOS 5D on 2019-05-03 14:22:11 at 1/250 s, f/2.8, ISO 100, 50 mm"
+        in description.text
+    )
     assert "Canon Canon" not in description.text
     assert "GPS" in description.text
+
+
+def test_png_exif_after_the_pixels_is_read_without_decoding_them() -> None:
+    # Given a PNG whose eXIf chunk follows its pixel data, and whose pixel data is corrupt
+    exif = _camera_exif(orientation=6).tobytes()[len(b"Exif\x00\x00") :]
+    header = struct.pack(">IIBBBBB", 120, 80, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    content = b"".join(
+        (b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", b"not zlib"), chunk(b"eXIf", exif))
+    )
+    content += chunk(b"IEND", b"")
+    # When the process step reads its metadata
+    metadata = basic_metadata(content, "image/png")
+    # Then the EXIF is found and applied (displayed 80x120), which proves the pixels were not decoded
+    assert metadata["has_exif"] is True
+    assert (metadata["width"], metadata["height"]) == (80, 120)
 
 
 def test_no_exif_means_no_exif_claims() -> None:
@@ -455,7 +518,9 @@ def test_pdf_description() -> None:
     assert attributes["page_size_name"] == "A4"
     assert (attributes["page_width_mm"], attributes["page_height_mm"]) == (210, 297)
     assert attributes["word_count_scanned"] == 12
-    assert attributes["excerpt"] == "Quarterly report for the filebatch project Second page text Third page text"
+    assert (
+        attributes["excerpt"] == "Quarterly report for the filebatch project Second page text Third page text"
+    )
     assert description.text.startswith("A 3-page PDF document titled “Quarterly report”")
     assert "A4 portrait" in description.text
 
@@ -528,7 +593,11 @@ def test_zip_is_described_by_type_and_size_only() -> None:
     # When it is described
     description = _describe(content)
     # Then only its type and size are stated, and nothing about what is inside
-    assert description.attributes == {"kind": "other", "content_type": "application/zip", "size_bytes": len(content)}
+    assert description.attributes == {
+        "kind": "other",
+        "content_type": "application/zip",
+        "size_bytes": len(content),
+    }
     assert description.text == (
         f"A {len(content):,}-byte ZIP archive; the local provider does not look inside archives."
     )
@@ -555,11 +624,11 @@ def test_other_types_are_described_honestly(content: bytes, text: str) -> None:
 
 
 def test_article_follows_the_sound_of_numbers() -> None:
-    # Given an 800×600 image (read "an eight hundred")
+    # Given an 800x600 image (read "an eight hundred")
     content = _solid((800, 600), (255, 255, 255), "JPEG")
     # When it is described
     # Then the sentence starts with "An"
-    assert _describe(content).text.startswith("An 800×600 landscape JPEG image")
+    assert _describe(content).text.startswith(f"An 800{TIMES}600 landscape JPEG image")
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -658,13 +727,17 @@ def test_basic_metadata_by_type() -> None:
         "frames": 1,
         "has_exif": False,
     }
-    assert basic_metadata(pdf, "application/pdf") == {"encrypted": False, "page_count": 2, "title": "Two pages"}
+    assert basic_metadata(pdf, "application/pdf") == {
+        "encrypted": False,
+        "page_count": 2,
+        "title": "Two pages",
+    }
     assert basic_metadata(text, "text/plain") == {"line_count": 2, "word_count": 3, "character_count": 14}
     assert basic_metadata(b"PK\x05\x06" + b"\x00" * 18, "application/zip") == {}
 
 
 def test_twelve_megapixel_jpeg_is_described_quickly() -> None:
-    # Given a 12-megapixel (4000×3000) photo-sized JPEG with varied content
+    # Given a 12-megapixel (4000x3000) photo-sized JPEG with varied content
     gradient = Image.linear_gradient("L").resize((4000, 3000))
     image = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient))
     content = _encode(image, "JPEG", quality=90)

@@ -21,12 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from filebatch_sdk import (
+    BatchStatus,
     BatchTimeoutError,
     FilebatchApiError,
     FilebatchClient,
     FileSpec,
     FileState,
     UploadError,
+    UploadProgress,
     guess_content_type,
 )
 from filebatch_sdk._retry import Backoff, parse_retry_after
@@ -305,7 +307,8 @@ def test_submit_creates_uploads_waits_and_pages_results(
     client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
 ) -> None:
     # Given three local files, one of which the fake service will fail with a retryable error
-    uploads, statuses = [], []
+    uploads: list[UploadProgress] = []
+    statuses: list[BatchStatus] = []
 
     # When they are submitted with results fetched two per page
     run = client.submit(

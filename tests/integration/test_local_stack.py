@@ -1,0 +1,461 @@
+"""The local stack (filebatch_local) on a tiny throwaway template with its own trivial handlers:
+what the template declares is what runs — environment, SQS event source with partial batch
+failures and the queue's redrive, Step Functions Retry/Catch on the handler's exception class,
+the REST API behind a TOKEN authorizer, and gateway responses."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from filebatch_local.stack import LocalStack
+
+TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Greeting:
+    Type: String
+    Default: hello
+    AllowedValues: [hello, bonjour]
+Conditions:
+  IsFrench: !Equals [!Ref Greeting, bonjour]
+Globals:
+  Function:
+    Runtime: python3.13
+    Handler: app.lambda_handler
+    Timeout: 10
+    Layers: [!Ref SharedLayer]
+    Environment:
+      Variables:
+        GREETING: !Ref Greeting
+        TABLE_NAME: !Ref Table
+        LANGUAGE: !If [IsFrench, fr, en]
+Resources:
+  SharedLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layer
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - {AttributeName: pk, AttributeType: S}
+        - {AttributeName: sk, AttributeType: S}
+      KeySchema:
+        - {AttributeName: pk, KeyType: HASH}
+        - {AttributeName: sk, KeyType: RANGE}
+  DeadLetterQueue:
+    Type: AWS::SQS::Queue
+  WorkQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 1
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt DeadLetterQueue.Arn
+        maxReceiveCount: 2
+  Api:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: test
+      Auth:
+        DefaultAuthorizer: TokenAuthorizer
+        Authorizers:
+          TokenAuthorizer:
+            FunctionArn: !GetAtt AuthFunction.Arn
+            Identity:
+              Header: Authorization
+              ValidationExpression: "^Bearer [a-z]+$"
+              ReauthorizeEvery: 0
+      GatewayResponses:
+        UNAUTHORIZED:
+          StatusCode: 401
+          ResponseTemplates:
+            application/json: '{"error":"unauthorized"}'
+        ACCESS_DENIED:
+          StatusCode: 403
+          ResponseTemplates:
+            application/json: '{"error":"forbidden"}'
+        MISSING_AUTHENTICATION_TOKEN:
+          StatusCode: 404
+          ResponseTemplates:
+            application/json: '{"error":"route_not_found"}'
+        DEFAULT_5XX:
+          ResponseTemplates:
+            application/json: '{"error":"internal","message":$context.error.messageString}'
+  AuthFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_auth
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_echo
+      MemorySize: 256
+      Environment:
+        Variables:
+          GREETING: overridden-by-function
+          ONLY_HERE: "42"
+      Events:
+        GetItem:
+          Type: Api
+          Properties:
+            RestApiId: !Ref Api
+            Path: /items/{item_id}
+            Method: GET
+        Boom:
+          Type: Api
+          Properties:
+            RestApiId: !Ref Api
+            Path: /boom
+            Method: POST
+  ConsumerFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_consumer
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt WorkQueue.Arn
+            BatchSize: 10
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            ScalingConfig:
+              MaximumConcurrency: 2
+  FlakyFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_flaky
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Name: !Sub "${AWS::StackName}-machine"
+      DefinitionUri: machine.asl.json
+      DefinitionSubstitutions:
+        FlakyFunctionArn: !GetAtt FlakyFunction.Arn
+Outputs:
+  QueueUrl:
+    Value: !Ref WorkQueue
+  MachineArn:
+    Value: !Ref Machine
+"""
+
+MACHINE = {
+    "StartAt": "CallFlaky",
+    "States": {
+        "CallFlaky": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": "${FlakyFunctionArn}",
+                "Payload": {"run.$": "$.run", "attempt.$": "$$.State.RetryCount"},
+            },
+            "Retry": [{"ErrorEquals": ["MyRetryableError"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}],
+            "Catch": [{"ErrorEquals": ["MyRetryableError"], "ResultPath": "$.error", "Next": "Caught"}],
+            "End": True,
+        },
+        "Caught": {"Type": "Pass", "End": True},
+    },
+}
+
+HANDLERS = {
+    "layer/shared_util.py": """
+        def shout(text):
+            return text.upper()
+    """,
+    "fn_auth/app.py": """
+        def lambda_handler(event, context):
+            token = event["authorizationToken"].split(" ", 1)[1]
+            if token == "nobody":
+                raise Exception("Unauthorized")
+            effect = "Deny" if token == "deny" else "Allow"
+            return {
+                "principalId": "user-" + token,
+                "policyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}],
+                },
+                "context": {"tenant": "t-" + token, "admin": False, "level": 3},
+            }
+    """,
+    "fn_echo/app.py": """
+        import os
+        import shared_util
+
+        def lambda_handler(event, context):
+            if event.get("resource") == "/boom":
+                raise RuntimeError("kaboom")
+            return {
+                "statusCode": 200,
+                "headers": {"X-Echo": shared_util.shout("ok")},
+                "body": __import__("json").dumps({
+                    "env": dict(os.environ),
+                    "event": event,
+                    "context": {
+                        "function_name": context.function_name,
+                        "memory_limit_in_mb": context.memory_limit_in_mb,
+                        "aws_request_id": context.aws_request_id,
+                        "remaining_ms": context.get_remaining_time_in_millis(),
+                    },
+                }),
+            }
+    """,
+    "fn_consumer/app.py": """
+        import json
+        import os
+        import boto3
+
+        def lambda_handler(event, context):
+            table = boto3.resource("dynamodb").Table(os.environ["TABLE_NAME"])
+            failures = []
+            for record in event["Records"]:
+                count = record["attributes"]["ApproximateReceiveCount"]
+                table.put_item(Item={"pk": "sqs#" + record["body"], "sk": count, "record": json.dumps(record)})
+                if record["body"].startswith("fail"):
+                    failures.append({"itemIdentifier": record["messageId"]})
+            return {"batchItemFailures": failures}
+    """,
+    "fn_flaky/app.py": """
+        import os
+        import boto3
+
+        class MyRetryableError(Exception):
+            pass
+
+        def lambda_handler(event, context):
+            table = boto3.resource("dynamodb").Table(os.environ["TABLE_NAME"])
+            table.put_item(Item={"pk": "flaky#" + event["run"], "sk": str(event["attempt"])})
+            raise MyRetryableError("try again later")
+    """,
+}
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll until `condition()` is truthy (returns it) or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("throwaway-project")
+    (root / "template.yaml").write_text(TEMPLATE)
+    (root / "machine.asl.json").write_text(json.dumps(MACHINE, indent=2))
+    for relative, source in HANDLERS.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return root
+
+
+@pytest.fixture(scope="module")
+def stack(project: Path) -> Iterator[LocalStack]:
+    with LocalStack(project, api_port=0, parameter_overrides={"Greeting": "bonjour"}) as started:
+        yield started
+
+
+def items(stack: LocalStack, prefix: str) -> list[dict[str, Any]]:
+    table = stack.physical_ids["Table"]
+    found = stack.client("dynamodb").scan(TableName=table)["Items"]
+    return [
+        {k: next(iter(v.values())) for k, v in item.items()} for item in found if item["pk"]["S"].startswith(prefix)
+    ]
+
+
+def test_stack_file_lists_urls_key_and_resolved_outputs(stack: LocalStack, project: Path) -> None:
+    # Given a started stack
+    # When the key file is read
+    document = json.loads((project / ".local" / "stack.json").read_text())
+    # Then it points at the local endpoints, holds an API key for tenant "local" and the outputs
+    assert document["api_url"] == stack.api_url and stack.api_url.startswith("http://127.0.0.1:")
+    assert document["moto_endpoint"] == stack.moto_endpoint
+    assert document["api_key"]
+    assert document["outputs"]["QueueUrl"] == f"{stack.moto_endpoint}/123456789012/filebatch-local-WorkQueue"
+    assert document["outputs"]["MachineArn"].endswith(":stateMachine:filebatch-local-machine")
+
+
+def test_handler_environment_comes_from_the_template(stack: LocalStack) -> None:
+    # Given the EchoFunction's Globals + function variables, with Greeting overridden to "bonjour"
+    # When the function is invoked directly through its worker pool
+    result = stack.invoke("EchoFunction", {"resource": "/items/{item_id}"})
+    body = json.loads(result.payload["body"])
+    env = body["env"]
+    # Then the function-level value wins over Globals, conditions and parameters are resolved
+    assert not result.function_error
+    assert env["GREETING"] == "overridden-by-function"
+    assert env["LANGUAGE"] == "fr"
+    assert env["ONLY_HERE"] == "42"
+    assert env["TABLE_NAME"] == stack.physical_ids["Table"] == "filebatch-local-Table"
+    # And the Lambda runtime variables point the handler's boto3 at the local endpoint
+    assert env["AWS_ENDPOINT_URL"] == stack.moto_endpoint
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "filebatch-local-EchoFunction"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env == {**stack.function_env("EchoFunction"), **{k: v for k, v in env.items() if k.startswith("LC_")}}
+    assert body["context"]["memory_limit_in_mb"] == 256
+    assert 0 < body["context"]["remaining_ms"] <= 10_000
+    # And the AuthFunction, which has no function-level variables, gets the Globals value
+    assert stack.function_env("AuthFunction")["GREETING"] == "bonjour"
+
+
+def test_sqs_event_source_delivers_and_keeps_only_failed_messages(stack: LocalStack) -> None:
+    # Given a queue with an SQS event source that reports partial batch failures
+    sqs = stack.client("sqs")
+    queue_url = stack.physical_ids["WorkQueue"]
+    dlq_url = stack.physical_ids["DeadLetterQueue"]
+    # When one good and one failing message are sent
+    sqs.send_message_batch(
+        QueueUrl=queue_url,
+        Entries=[
+            {
+                "Id": "1",
+                "MessageBody": "good-1",
+                "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "test"}},
+            },
+            {"Id": "2", "MessageBody": "fail-1"},
+        ],
+    )
+    # Then the good one is delivered once, in Lambda's SQS record shape, and deleted
+    good = wait_for(lambda: items(stack, "sqs#good-1"))
+    record = json.loads(good[0]["record"])
+    assert set(record) >= {
+        "messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",
+        "eventSource", "eventSourceARN", "awsRegion",
+    }  # fmt: skip
+    assert record["eventSource"] == "aws:sqs"
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:filebatch-local-WorkQueue"
+    assert record["awsRegion"] == "us-east-1"
+    assert set(record["attributes"]) >= {
+        "ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
+    }  # fmt: skip
+    assert record["messageAttributes"]["kind"]["stringValue"] == "test"
+    assert record["messageAttributes"]["kind"]["dataType"] == "String"
+    # And the failed one stays on the queue: it comes back after the VisibilityTimeout (1 s), and
+    # after maxReceiveCount (2) receives the queue's RedrivePolicy moves it to the dead-letter queue
+    wait_for(lambda: {i["sk"] for i in items(stack, "sqs#fail-1")} == {"1", "2"})
+    dead = wait_for(lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages"))
+    assert dead[0]["Body"] == "fail-1"
+    assert [i["sk"] for i in items(stack, "sqs#good-1")] == ["1"]
+
+
+def test_state_machine_retries_and_catches_the_handler_exception_class(stack: LocalStack) -> None:
+    # Given a Task whose handler always raises MyRetryableError, with Retry (MaxAttempts 2) and a
+    # Catch on that error name
+    sfn = stack.client("stepfunctions")
+    # When an execution runs
+    execution = sfn.start_execution(
+        stateMachineArn=stack.outputs["MachineArn"], name="run-1", input=json.dumps({"run": "r1"})
+    )["executionArn"]
+    described = wait_for(
+        lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, timeout=30
+    )
+    # Then it was tried three times, $$.State.RetryCount counting 0, 1, 2, and then caught
+    assert described["status"] == "SUCCEEDED"
+    assert sorted(i["sk"] for i in items(stack, "flaky#r1")) == ["0", "1", "2"]
+    error = json.loads(described["output"])["error"]
+    assert error["Error"] == "MyRetryableError"
+    assert json.loads(error["Cause"])["errorMessage"] == "try again later"
+
+
+def get(stack: LocalStack, path: str, token: str | None = None) -> requests.Response:
+    headers = {"Authorization": token} if token else {}
+    return requests.get(f"{stack.api_url}{path}", headers=headers, timeout=20)
+
+
+def test_api_without_token_is_401_without_invoking_the_authorizer(stack: LocalStack) -> None:
+    # Given a route behind a TOKEN authorizer
+    # When it is called without the header, or with a token failing the ValidationExpression
+    missing = get(stack, "/items/42")
+    malformed = get(stack, "/items/42", "Token abc")
+    # Then API Gateway's UNAUTHORIZED response from the template is returned
+    for response in (missing, malformed):
+        assert response.status_code == 401
+        assert response.json() == {"error": "unauthorized"}
+
+
+def test_api_authorizer_unauthorized_error_is_401(stack: LocalStack) -> None:
+    # Given an authorizer that raises Exception("Unauthorized") for this token
+    # When the route is called
+    response = get(stack, "/items/42", "Bearer nobody")
+    # Then the answer is 401
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+
+
+def test_api_deny_policy_is_403(stack: LocalStack) -> None:
+    # Given an authorizer returning a Deny policy for this token
+    # When the route is called
+    response = get(stack, "/items/42", "Bearer deny")
+    # Then the ACCESS_DENIED gateway response is returned
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden"}
+
+
+@pytest.mark.parametrize("path", ["/items/42", "/test/items/42"])
+def test_api_allow_passes_the_authorizer_context_to_the_handler(stack: LocalStack, path: str) -> None:
+    # Given an authorizer allowing this token with a context map
+    # When the route is called (with or without the stage prefix)
+    response = get(stack, f"{path}?q=1&q=2", "Bearer alice")
+    # Then the handler's proxy response comes back, and it got a REST proxy event
+    assert response.status_code == 200
+    assert response.headers["X-Echo"] == "OK"
+    event = response.json()["event"]
+    assert event["resource"] == "/items/{item_id}"
+    assert event["path"] == "/items/42"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"item_id": "42"}
+    assert event["queryStringParameters"] == {"q": "2"}
+    assert event["multiValueQueryStringParameters"] == {"q": ["1", "2"]}
+    context = event["requestContext"]
+    assert context["stage"] == "test"
+    assert context["path"] == "/test/items/42"
+    assert context["resourcePath"] == "/items/{item_id}"
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+    assert context["authorizer"]["principalId"] == "user-alice"
+    assert context["authorizer"]["tenant"] == "t-alice"
+    assert context["authorizer"]["admin"] == "false"
+    assert context["authorizer"]["level"] == "3"
+
+
+def test_unknown_route_is_the_missing_authentication_token_response(stack: LocalStack) -> None:
+    # Given no route for this path, or for this method on a known path
+    # When they are called (even with a valid token)
+    unknown_path = get(stack, "/nope", "Bearer alice")
+    unknown_method = requests.delete(f"{stack.api_url}/items/42", timeout=10)
+    # Then both get the template's MISSING_AUTHENTICATION_TOKEN response
+    for response in (unknown_path, unknown_method):
+        assert response.status_code == 404
+        assert response.json() == {"error": "route_not_found"}
+
+
+def test_unhandled_handler_error_is_502_through_default_5xx(stack: LocalStack) -> None:
+    # Given a route whose handler raises
+    # When it is called
+    response = requests.post(f"{stack.api_url}/boom", headers={"Authorization": "Bearer alice"}, timeout=20)
+    # Then API Gateway's 502 "Internal server error" goes through the DEFAULT_5XX template
+    assert response.status_code == 502
+    assert response.json() == {"error": "internal", "message": "Internal server error"}
+
+
+def test_direct_invoke_reports_exceptions_like_lambda(stack: LocalStack) -> None:
+    # Given a handler that raises a custom exception class
+    # When it is invoked directly
+    result = stack.invoke("FlakyFunction", {"run": "direct", "attempt": 0})
+    # Then the result is Lambda's error payload, flagged as a function error
+    assert result.function_error
+    assert result.payload["errorType"] == "MyRetryableError"
+    assert result.payload["errorMessage"] == "try again later"
+    assert any("lambda_handler" in frame for frame in result.payload["stackTrace"])
