@@ -21,6 +21,7 @@ tracer = Tracer()
 @event_parser(model=DescribeFileInput)
 def lambda_handler(event: DescribeFileInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event.file.batch_id, file_id=event.file.file_id, attempt=event.attempt)
+    logger.info("describing file")
     described = describe(
         runtime.storage(), runtime.description_provider(), event, faults=runtime.fault_injection()
     )

@@ -106,6 +106,7 @@ class Worker:
     def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink) -> None:
         self.spec = spec
         self._ready = False
+        self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
         config = {
@@ -183,32 +184,41 @@ class Worker:
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([self._response_read], [], [], remaining)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(self._response_read, size - len(data))
+            try:
+                ready, _, _ = select.select([self._response_read], [], [], remaining)
+                if not ready:
+                    raise TimeoutError
+                chunk = os.read(self._response_read, size - len(data))
+            except (OSError, ValueError) as error:
+                raise WorkerDied(str(error)) from error
             if not chunk:
                 raise WorkerDied(f"exit status {self.process.wait()}")
             data += chunk
         return data
 
-    def kill(self) -> None:
+    def _close_fd(self, name: str) -> None:
+        # Each fd is closed once: its number may be reused by another open file right after.
+        with self._fd_lock:
+            fd = getattr(self, name)
+            setattr(self, name, -1)
+        if fd >= 0:
+            os.close(fd)
+
+    def terminate(self) -> None:
+        """Kill the process only; a call in progress then sees EOF and reports the crash."""
         if self.process.poll() is None:
             self.process.kill()
+
+    def kill(self) -> None:
+        self.terminate()
         self.process.wait()
-        for fd in (self._request_write, self._response_read):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_fd("_request_write")
+        self._close_fd("_response_read")
         self._log_thread.join(timeout=2)
 
     def stop(self) -> None:
-        # Closing the request pipe is the worker's signal to exit (it reads EOF).
-        try:
-            os.close(self._request_write)
-        except OSError:
-            pass
+        """Let the worker exit on its own (it reads EOF on its request pipe), then make sure."""
+        self._close_fd("_request_write")
         try:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -216,9 +226,27 @@ class Worker:
         self.kill()
 
 
+# Starting an environment costs ~1 s of CPU (Python + Powertools + pydantic imports). Starting a
+# dozen at once on a 2-core laptop makes every one of them slow, so at most this many start at a
+# time, process-wide.
+_SPAWN_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+
+
+class SpawnError(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 class FunctionPool:
-    """Execution environments of one function: started lazily as concurrent calls need them (as
-    Lambda scales), reused afterwards, replaced when they crash or time out."""
+    """Execution environments of one function: started as concurrent calls need them (as Lambda
+    scales, up to `max_workers`), reused afterwards, replaced when they crash or time out.
+
+    One difference from Lambda, for small machines: a waiting call takes whichever environment is
+    free first — one that finished its previous call, or the one started for it — and starts
+    that are no longer needed once they get a start slot are skipped. Each environment still runs
+    one invocation at a time, as in Lambda.
+    """
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink, max_workers: int) -> None:
         self.spec = spec
@@ -226,71 +254,122 @@ class FunctionPool:
         self.sink = sink
         self.max_workers = max_workers
         self._idle: list[Worker] = []
-        self._count = 0
+        self._workers: set[Worker] = set()
+        self._waiting = 0  # calls waiting for an environment
+        self._spawning = 0  # environment starts requested and not finished
+        self._initialising = 0  # of those, starts past their slot (really initialising)
+        self._spawn_errors: list[SpawnError] = []
         self._closed = False
         self._condition = threading.Condition()
 
+    @property
+    def size(self) -> int:
+        with self._condition:
+            return len(self._workers)
+
     def _acquire(self) -> Worker:
         with self._condition:
-            while True:
-                if self._closed:
-                    raise RuntimeError(f"{self.spec.logical_id}: the local stack is stopping")
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.alive:
-                        return worker
-                    self._count -= 1
-                    worker.kill()
-                if self._count < self.max_workers:
-                    self._count += 1
-                    break
-                self._condition.wait()
+            self._waiting += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise RuntimeError(f"{self.spec.logical_id}: the local stack is stopping")
+                    if self._spawn_errors:
+                        raise self._spawn_errors.pop(0)
+                    while self._idle:
+                        worker = self._idle.pop()
+                        if worker.alive:
+                            return worker
+                        self._workers.discard(worker)
+                        worker.kill()
+                    # One environment on its way per waiting call, within the function's cap.
+                    if self._spawning < self._waiting and len(self._workers) + self._spawning < self.max_workers:
+                        self._spawning += 1
+                        threading.Thread(target=self._spawn, name=f"spawn-{self.spec.logical_id}", daemon=True).start()
+                    self._condition.wait()
+            finally:
+                self._waiting -= 1
+
+    def _spawn(self) -> None:
         try:
-            return Worker(self.spec, self.env, self.sink)
-        except BaseException:
+            with _SPAWN_SLOTS:
+                with self._condition:
+                    if self._closed or self._waiting <= self._initialising:
+                        return  # the calls that asked for it were served by freed environments
+                    self._initialising += 1
+                worker: Worker | None = None
+                try:
+                    worker = Worker(self.spec, self.env, self.sink)
+                    with self._condition:
+                        self._workers.add(worker)
+                    worker.wait_ready(INIT_TIMEOUT_S)
+                except (OSError, TimeoutError, WorkerDied) as error:
+                    failure = (
+                        SpawnError("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.0f} seconds")
+                        if isinstance(error, TimeoutError)
+                        else SpawnError("Runtime.ExitError", f"Runtime exited during init: {error}")
+                    )
+                    self.sink.write(f"INIT failed: {failure}")
+                    with self._condition:
+                        if worker is not None:
+                            self._workers.discard(worker)
+                        if self._waiting:
+                            self._spawn_errors.append(failure)
+                    if worker is not None:
+                        worker.kill()
+                    return
+                finally:
+                    with self._condition:
+                        self._initialising -= 1
+                with self._condition:
+                    if not self._closed:
+                        self._idle.append(worker)
+                        return
+                worker.kill()
+        finally:
             with self._condition:
-                self._count -= 1
-                self._condition.notify()
-            raise
+                self._spawning -= 1
+                self._condition.notify_all()
 
     def _release(self, worker: Worker, reusable: bool) -> None:
         with self._condition:
-            if reusable and worker.alive and not self._closed:
+            reusable = reusable and worker.alive and not self._closed
+            if reusable:
                 self._idle.append(worker)
             else:
-                self._count -= 1
-                reusable = False
-            self._condition.notify()
+                self._workers.discard(worker)
+            self._condition.notify_all()
         if not reusable:
             worker.kill()
 
     def invoke(self, event: Any, request_id: str | None = None) -> InvokeResult:
         request_id = request_id or str(uuid.uuid4())
         started = time.monotonic()
-        worker = self._acquire()
-        self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
-        reusable = True
         try:
-            worker.wait_ready(INIT_TIMEOUT_S)
+            worker = self._acquire()
+        except SpawnError as error:
+            return InvokeResult(_runtime_error(error.error_type, str(error)), True, 0.0)
+        self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
+        reusable = False
+        try:
             function_error, payload = worker.call(event, request_id, self.spec.timeout_s)
+            reusable = True
         except TimeoutError:
-            reusable = False
             function_error = True
             payload = _runtime_error(
                 "Sandbox.Timedout",
                 f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds",
             )
         except WorkerDied as error:
-            reusable = False
             function_error = True
             payload = _runtime_error(
                 "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {error}"
             )
         finally:
+            self._release(worker, reusable)
             duration_ms = (time.monotonic() - started) * 1000
             self.sink.write(f"END RequestId: {request_id}")
             self.sink.write(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms")
-        self._release(worker, reusable)
         if function_error:
             self.sink.write(f"{request_id}\tfunction error: {payload[:500]}")
         return InvokeResult(payload, function_error, duration_ms)
@@ -299,9 +378,13 @@ class FunctionPool:
         with self._condition:
             self._closed = True
             idle, self._idle = self._idle, []
+            busy = self._workers - set(idle)
+            self._workers = set()
             self._condition.notify_all()
         for worker in idle:
             worker.stop()
+        for worker in busy:
+            worker.terminate()  # its invocation returns Runtime.ExitError, then releases it
 
 
 def _runtime_error(error_type: str, message: str) -> str:
