@@ -186,11 +186,11 @@ class Worker:
                 raise TimeoutError
             try:
                 ready, _, _ = select.select([self._response_read], [], [], remaining)
-                if not ready:
-                    raise TimeoutError
-                chunk = os.read(self._response_read, size - len(data))
-            except (OSError, ValueError) as error:
+                chunk = os.read(self._response_read, size - len(data)) if ready else None
+            except (OSError, ValueError) as error:  # the fd was closed: the worker is gone
                 raise WorkerDied(str(error)) from error
+            if chunk is None:
+                raise TimeoutError
             if not chunk:
                 raise WorkerDied(f"exit status {self.process.wait()}")
             data += chunk
@@ -290,11 +290,19 @@ class FunctionPool:
             finally:
                 self._waiting -= 1
 
-    def _spawn(self) -> None:
+    def prewarm(self) -> None:
+        """Start one environment ahead of the first call (like provisioned concurrency)."""
+        with self._condition:
+            if self._closed or self._workers or self._spawning:
+                return
+            self._spawning += 1
+        threading.Thread(target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True).start()
+
+    def _spawn(self, ahead: bool = False) -> None:
         try:
             with _SPAWN_SLOTS:
                 with self._condition:
-                    if self._closed or self._waiting <= self._initialising:
+                    if self._closed or (not ahead and self._waiting <= self._initialising):
                         return  # the calls that asked for it were served by freed environments
                     self._initialising += 1
                 worker: Worker | None = None
@@ -313,7 +321,7 @@ class FunctionPool:
                     with self._condition:
                         if worker is not None:
                             self._workers.discard(worker)
-                        if self._waiting:
+                        if self._waiting and not ahead:
                             self._spawn_errors.append(failure)
                     if worker is not None:
                         worker.kill()
@@ -425,6 +433,10 @@ class LambdaRuntime:
 
     def invoke(self, logical_id: str, event: Any) -> InvokeResult:
         return self.pools[logical_id].invoke(event)
+
+    def prewarm(self) -> None:
+        for pool in self.pools.values():
+            pool.prewarm()
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -37,6 +37,7 @@ class LocalStack:
         max_workers: int = DEFAULT_MAX_WORKERS,
         verbose: bool = False,
         issue_api_key: bool = True,
+        prewarm: bool = True,
     ) -> None:
         self.project_root = Path(project_root).resolve()
         self.template_path = self.project_root / template_name
@@ -46,6 +47,7 @@ class LocalStack:
         self.max_workers = max_workers
         self.verbose = verbose
         self.issue_api_key = issue_api_key
+        self.prewarm = prewarm
 
         self.template: Template | None = None
         self.api_url = ""
@@ -84,6 +86,10 @@ class LocalStack:
                 echo_logs=self.verbose,
             )
             install_lambda_dispatch(self._runtime)
+            if self.prewarm:
+                # One environment per function starts in the background (two at a time), so the
+                # first request of each function does not pay a cold start of several seconds.
+                self._runtime.prewarm()
 
             routes = template.routes()
             if routes:

@@ -134,6 +134,11 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: fn_flaky
+  FragileFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_fragile
+      Timeout: 1
   Machine:
     Type: AWS::Serverless::StateMachine
     Properties:
@@ -235,6 +240,17 @@ HANDLERS = {
             table.put_item(Item={"pk": "flaky#" + event["run"], "sk": str(event["attempt"])})
             raise MyRetryableError("try again later")
     """,
+    "fn_fragile/app.py": """
+        import os
+        import time
+
+        def lambda_handler(event, context):
+            if event.get("sleep"):
+                time.sleep(event["sleep"])
+            if event.get("exit"):
+                os._exit(event["exit"])
+            return {"pid": os.getpid()}
+    """,
 }
 
 
@@ -312,10 +328,12 @@ def test_handler_environment_comes_from_the_template(stack: LocalStack) -> None:
 
 
 def test_sqs_event_source_delivers_and_keeps_only_failed_messages(stack: LocalStack) -> None:
-    # Given a queue with an SQS event source that reports partial batch failures
+    # Given a queue with an SQS event source that reports partial batch failures (and a warm
+    # consumer: a cold start longer than the 1 s VisibilityTimeout would redeliver, as on AWS)
     sqs = stack.client("sqs")
     queue_url = stack.physical_ids["WorkQueue"]
     dlq_url = stack.physical_ids["DeadLetterQueue"]
+    assert not stack.invoke("ConsumerFunction", {"Records": []}).function_error
     # When one good and one failing message are sent
     sqs.send_message_batch(
         QueueUrl=queue_url,
@@ -328,7 +346,7 @@ def test_sqs_event_source_delivers_and_keeps_only_failed_messages(stack: LocalSt
             {"Id": "2", "MessageBody": "fail-1"},
         ],
     )
-    # Then the good one is delivered once, in Lambda's SQS record shape, and deleted
+    # Then the good one is delivered in Lambda's SQS record shape
     good = wait_for(lambda: items(stack, "sqs#good-1"))
     record = json.loads(good[0]["record"])
     assert set(record) >= {
@@ -346,9 +364,14 @@ def test_sqs_event_source_delivers_and_keeps_only_failed_messages(stack: LocalSt
     # And the failed one stays on the queue: it comes back after the VisibilityTimeout (1 s), and
     # after maxReceiveCount (2) receives the queue's RedrivePolicy moves it to the dead-letter queue
     wait_for(lambda: {i["sk"] for i in items(stack, "sqs#fail-1")} == {"1", "2"})
-    dead = wait_for(lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages"))
-    assert dead[0]["Body"] == "fail-1"
-    assert [i["sk"] for i in items(stack, "sqs#good-1")] == ["1"]
+    dead = wait_for(
+        lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages")
+    )
+    assert [m["Body"] for m in dead] == ["fail-1"]
+    # And the good one was deleted: nothing is left on the queue, visible or in flight
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_state_machine_retries_and_catches_the_handler_exception_class(stack: LocalStack) -> None:
@@ -459,3 +482,17 @@ def test_direct_invoke_reports_exceptions_like_lambda(stack: LocalStack) -> None
     assert result.payload["errorType"] == "MyRetryableError"
     assert result.payload["errorMessage"] == "try again later"
     assert any("lambda_handler" in frame for frame in result.payload["stackTrace"])
+
+
+def test_timeout_and_crash_are_reported_and_the_environment_replaced(stack: LocalStack) -> None:
+    # Given a function with a 1 s Timeout, warm
+    first = stack.invoke("FragileFunction", {}).payload["pid"]
+    # When a call runs past the Timeout, and another makes the runtime exit
+    timed_out = stack.invoke("FragileFunction", {"sleep": 5})
+    crashed = stack.invoke("FragileFunction", {"exit": 3})
+    after = stack.invoke("FragileFunction", {})
+    # Then both are function errors shaped like Lambda's, and a fresh environment serves the next call
+    assert timed_out.function_error and timed_out.payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in timed_out.payload["errorMessage"]
+    assert crashed.function_error and crashed.payload["errorType"] == "Runtime.ExitError"
+    assert not after.function_error and after.payload["pid"] != first
