@@ -1,5 +1,5 @@
 """Composition root: builds adapters from settings on first use and keeps them for the life of the
-execution environment. Nothing here runs at import time."""
+execution environment. Nothing here runs at import time (boto3 itself is imported lazily)."""
 
 from __future__ import annotations
 
@@ -7,40 +7,47 @@ from functools import cache, lru_cache
 from typing import Any
 
 from filebatch.config import get_settings
+from filebatch.errors import FilebatchError
 from filebatch.services.description import DescriptionProvider, FaultInjection, provider_named
+from filebatch.services.ports import BatchRepository, ObjectStorage, WorkflowStarter
+
+
+def _client_config(service: str) -> Any:
+    from botocore.config import Config
+
+    # Presigned URLs must be SigV4; standard retry mode backs off on throttling.
+    return Config(
+        retries={"mode": "standard", "max_attempts": 3}, signature_version="s3v4" if service == "s3" else None
+    )
 
 
 @cache
 def _boto3_client(service: str) -> Any:
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, signature_version="s3v4" if service == "s3" else None
-    )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return boto3.client(service, config=_client_config(service))  # type: ignore[call-overload]
 
 
 @lru_cache(maxsize=1)
-def repository() -> Any:
+def repository() -> BatchRepository:
     import boto3
 
     from filebatch.adapters.dynamodb import DynamoBatchRepository
 
-    return DynamoBatchRepository(boto3.resource("dynamodb").Table(get_settings().table_name))
+    table = boto3.resource("dynamodb", config=_client_config("dynamodb")).Table(get_settings().table_name)
+    return DynamoBatchRepository(table)
 
 
 @lru_cache(maxsize=1)
-def storage() -> Any:
+def storage() -> ObjectStorage:
     from filebatch.adapters.s3 import S3ObjectStorage
 
     return S3ObjectStorage(get_settings().bucket_name, _boto3_client("s3"))
 
 
 @lru_cache(maxsize=1)
-def workflow() -> Any:
+def workflow() -> WorkflowStarter:
     from filebatch.adapters.stepfunctions import StepFunctionsStarter
-    from filebatch.errors import FilebatchError
 
     arn = get_settings().state_machine_arn
     if not arn:
