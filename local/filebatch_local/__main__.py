@@ -11,6 +11,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from filebatch_local.stack import LocalStack
+from filebatch_local.template import TemplateError
+
 
 def _parameter_overrides(values: list[str]) -> dict[str, str]:
     """`Key=Value` or SAM's `ParameterKey=Key,ParameterValue=Value`."""
@@ -57,26 +60,39 @@ def _stop_on_sigterm() -> threading.Event:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "lint-asl":
         from filebatch_local.lint import main as lint_main
 
-        return lint_main(args.template)
+        return int(lint_main(args.template))
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from filebatch_local.stack import LocalStack
-
+    try:
+        overrides = _parameter_overrides(args.parameter_overrides)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
     stack = LocalStack(
-        args.project_root,
-        api_port=args.port,
-        parameter_overrides=_parameter_overrides(args.parameter_overrides),
-        verbose=args.verbose,
+        args.project_root, api_port=args.port, parameter_overrides=overrides, verbose=args.verbose
     )
     stop = _stop_on_sigterm()
+    try:
+        return _serve(stack, args, stop)
+    except TemplateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # typically: the API port is taken
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting: start() has already stopped what it started
+        return 130
+
+
+def _serve(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) -> int:
     with stack:
         if args.command == "demo":
             # The demo itself is the lead's (filebatch_local/demo.py).

@@ -113,7 +113,9 @@ def main() -> int:
         handler = _import_handler(config)
     except ImportError as error:
         init_error = _error_payload(
-            error, "Runtime.ImportModuleError", f"Unable to import module '{config['handler_module']}': {error}"
+            error,
+            "Runtime.ImportModuleError",
+            f"Unable to import module '{config['handler_module']}': {error}",
         )
     except SyntaxError as error:
         init_error = _error_payload(error, "Runtime.UserCodeSyntaxError")

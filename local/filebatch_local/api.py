@@ -131,18 +131,23 @@ class ApiGateway:
         self.routes = sorted(compiled, key=lambda r: r.specificity, reverse=True)
         self._auth_cache: dict[tuple[str, str, str], _CachedAuth] = {}
         self._auth_lock = threading.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-invoke")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=64, thread_name_prefix="api-invoke"
+        )
+        self._host = host
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._server.server_port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
+        # A short poll interval: shutdown() waits for it.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="api", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -166,9 +171,7 @@ class ApiGateway:
         return None
 
     # -- gateway responses ----------------------------------------------------------------
-    def gateway_response(
-        self, api: ApiSpec | None, error: GatewayError
-    ) -> tuple[int, dict[str, str], bytes]:
+    def gateway_response(self, api: ApiSpec | None, error: GatewayError) -> tuple[int, dict[str, str], bytes]:
         responses = api.gateway_responses if api else {}
         default_status = error.status or DEFAULT_STATUS.get(error.response_type, 500)
         family = "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
@@ -236,7 +239,9 @@ class ApiGateway:
             not isinstance(payload, dict)
             or "principalId" not in payload
             or not isinstance(payload.get("policyDocument"), dict)
-            or not all(isinstance(v, str | int | float | bool) for v in (payload.get("context") or {}).values())
+            or not all(
+                isinstance(v, str | int | float | bool) for v in (payload.get("context") or {}).values()
+            )
         ):
             raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", None)
         cached = _CachedAuth(
@@ -260,7 +265,9 @@ class ApiGateway:
         matched = self.match(method, path)
         if matched is None:
             api = next(iter(self.apis.values()), None)
-            return self.gateway_response(api, GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token"))
+            return self.gateway_response(
+                api, GatewayError("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
+            )
         route, path_parameters, resource_path = matched
         api = route.api
         single_headers: dict[str, str] = {}
@@ -277,8 +284,17 @@ class ApiGateway:
             )
             authorizer_context = self.authorize(route, single_headers, method_arn)
             event = self._proxy_event(
-                route, method, resource_path, split.query, single_headers, multi_headers, path_parameters, body,
-                source_ip, request_id, authorizer_context,
+                route,
+                method,
+                resource_path,
+                split.query,
+                single_headers,
+                multi_headers,
+                path_parameters,
+                body,
+                source_ip,
+                request_id,
+                authorizer_context,
             )
             return self._integrate(route, event, request_id)
         except GatewayError as error:
@@ -348,11 +364,15 @@ class ApiGateway:
             "pathParameters": path_parameters or None,
             "stageVariables": None,
             "requestContext": request_context,
-            "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace")) if body else None,
+            "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace"))
+            if body
+            else None,
             "isBase64Encoded": bool(binary and body),
         }
 
-    def _integrate(self, route: Route, event: dict[str, Any], request_id: str) -> tuple[int, dict[str, str], bytes]:
+    def _integrate(
+        self, route: Route, event: dict[str, Any], request_id: str
+    ) -> tuple[int, dict[str, str], bytes]:
         future = self._executor.submit(self._invoke, route.spec.function_logical_id, event)
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_S)
@@ -361,8 +381,11 @@ class ApiGateway:
         response = result.payload if not result.function_error else None
         if not _valid_proxy_response(response):
             # Unhandled error or malformed proxy response: API Gateway answers 502.
-            log.warning("%s: %s", route.spec.function_logical_id, "function error" if result.function_error
-                        else "malformed Lambda proxy response")
+            log.warning(
+                "%s: %s",
+                route.spec.function_logical_id,
+                "function error" if result.function_error else "malformed Lambda proxy response",
+            )
             raise GatewayError("DEFAULT_5XX", "Internal server error", status=502)
         assert isinstance(response, dict)
         headers: dict[str, str] = {}
@@ -396,7 +419,9 @@ class ApiGateway:
                     status, headers, data = gateway.gateway_response(
                         None, GatewayError("DEFAULT_5XX", "Internal server error")
                     )
-                self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "")
+                self.send_response(
+                    status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+                )
                 for name, value in headers.items():
                     if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                         self.send_header(name, value)
@@ -407,7 +432,7 @@ class ApiGateway:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("api %s - %s", self.address_string(), format % args)
 
         return Handler
@@ -435,7 +460,10 @@ def _error_type(response_type: str) -> str:
         "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
         "AUTHORIZER_FAILURE": "AuthorizerFailureException",
         "AUTHORIZER_CONFIGURATION_ERROR": "AuthorizerConfigurationException",
-    }.get(response_type, "InternalServerErrorException" if response_type == "DEFAULT_5XX" else "BadRequestException")
+    }.get(
+        response_type,
+        "InternalServerErrorException" if response_type == "DEFAULT_5XX" else "BadRequestException",
+    )
 
 
 def _valid_proxy_response(response: Any) -> bool:
@@ -446,6 +474,7 @@ def _valid_proxy_response(response: Any) -> bool:
     except (TypeError, ValueError):
         return False
     body = response.get("body")
-    return (
-        body is None or isinstance(body, str)
-    ) and all(k in {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"} for k in response)
+    return (body is None or isinstance(body, str)) and all(
+        k in {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"}
+        for k in response
+    )

@@ -9,6 +9,7 @@ queue on the receive after maxReceiveCount (verified in tests/integration/test_l
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -57,8 +58,6 @@ def to_lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> di
 
 
 def _b64(value: Any) -> str | None:
-    import base64
-
     if value is None:
         return None
     return base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
@@ -119,6 +118,9 @@ class SqsEventSource:
             thread.start()
             self._threads.append(thread)
 
+    def request_stop(self) -> None:
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -141,7 +143,9 @@ class SqsEventSource:
             return []
         window_ends = time.monotonic() + self.spec.batching_window_s
         while (
-            len(messages) < self.spec.batch_size and time.monotonic() < window_ends and not self._stop.is_set()
+            len(messages) < self.spec.batch_size
+            and time.monotonic() < window_ends
+            and not self._stop.is_set()
         ):
             messages += self._receive(sqs, self.spec.batch_size - len(messages))
         return messages

@@ -8,6 +8,7 @@ moto's Lambda backend is patched to dispatch here, so Step Functions Task states
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -58,8 +59,8 @@ def lambda_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> di
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - dummy credentials for moto
-            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
             # boto3 (>= 1.28) sends every client here: the handlers need no code change.
             "AWS_ENDPOINT_URL": endpoint_url,
             # Tracing: Active gives Lambda an X-Ray daemon; locally there is none.
@@ -141,7 +142,10 @@ class Worker:
             os.close(request_read)
             os.close(response_write)
         self._log_thread = threading.Thread(
-            target=self._copy_logs, args=(self.process.stdout, sink), daemon=True, name=f"log-{spec.logical_id}"
+            target=self._copy_logs,
+            args=(self.process.stdout, sink),
+            daemon=True,
+            name=f"log-{spec.logical_id}",
         )
         self._log_thread.start()
 
@@ -216,13 +220,14 @@ class Worker:
         self._close_fd("_response_read")
         self._log_thread.join(timeout=2)
 
-    def stop(self) -> None:
-        """Let the worker exit on its own (it reads EOF on its request pipe), then make sure."""
+    def ask_to_exit(self) -> None:
+        """The worker exits on its own when it reads EOF on its request pipe."""
         self._close_fd("_request_write")
-        try:
+
+    def stop(self) -> None:
+        self.ask_to_exit()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
 
 
@@ -283,9 +288,14 @@ class FunctionPool:
                         self._workers.discard(worker)
                         worker.kill()
                     # One environment on its way per waiting call, within the function's cap.
-                    if self._spawning < self._waiting and len(self._workers) + self._spawning < self.max_workers:
+                    if (
+                        self._spawning < self._waiting
+                        and len(self._workers) + self._spawning < self.max_workers
+                    ):
                         self._spawning += 1
-                        threading.Thread(target=self._spawn, name=f"spawn-{self.spec.logical_id}", daemon=True).start()
+                        threading.Thread(
+                            target=self._spawn, name=f"spawn-{self.spec.logical_id}", daemon=True
+                        ).start()
                     self._condition.wait()
             finally:
                 self._waiting -= 1
@@ -296,7 +306,9 @@ class FunctionPool:
             if self._closed or self._workers or self._spawning:
                 return
             self._spawning += 1
-        threading.Thread(target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True).start()
+        threading.Thread(
+            target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True
+        ).start()
 
     def _spawn(self, ahead: bool = False) -> None:
         try:
@@ -357,6 +369,7 @@ class FunctionPool:
             worker = self._acquire()
         except SpawnError as error:
             return InvokeResult(_runtime_error(error.error_type, str(error)), True, 0.0)
+        called = time.monotonic()
         self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
         reusable = False
         try:
@@ -375,24 +388,32 @@ class FunctionPool:
             )
         finally:
             self._release(worker, reusable)
-            duration_ms = (time.monotonic() - started) * 1000
+            now = time.monotonic()
+            duration_ms = (now - started) * 1000  # what the caller waited, environment start included
             self.sink.write(f"END RequestId: {request_id}")
-            self.sink.write(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms")
+            # Like Lambda's REPORT: the handler's time, and the wait for an environment apart.
+            self.sink.write(
+                f"REPORT RequestId: {request_id}\tDuration: {(now - called) * 1000:.2f} ms"
+                f"\tWaited for environment: {(called - started) * 1000:.2f} ms"
+            )
         if function_error:
             self.sink.write(f"{request_id}\tfunction error: {payload[:500]}")
         return InvokeResult(payload, function_error, duration_ms)
 
-    def close(self) -> None:
+    def close(self) -> list[Worker]:
+        """Refuse new calls, kill busy environments, ask idle ones to exit; returns the idle ones
+        (the caller waits for them, all pools at once)."""
         with self._condition:
             self._closed = True
             idle, self._idle = self._idle, []
             busy = self._workers - set(idle)
             self._workers = set()
             self._condition.notify_all()
-        for worker in idle:
-            worker.stop()
         for worker in busy:
             worker.terminate()  # its invocation returns Runtime.ExitError, then releases it
+        for worker in idle:
+            worker.ask_to_exit()
+        return idle
 
 
 def _runtime_error(error_type: str, message: str) -> str:
@@ -439,8 +460,9 @@ class LambdaRuntime:
             pool.prewarm()
 
     def close(self) -> None:
-        for pool in self.pools.values():
-            pool.close()
+        exiting = [worker for pool in self.pools.values() for worker in pool.close()]
+        for worker in exiting:
+            worker.stop()
         for pool in self.pools.values():
             pool.sink.close()
 

@@ -37,7 +37,9 @@ def lint_template_asl(template_path: Path) -> list[str]:
 def _lint_state_machine(template: Template, logical_id: str) -> list[str]:
     properties = template.properties(logical_id)
     path = (template.root / properties["DefinitionUri"]).resolve()
-    where = f"{logical_id} ({path.relative_to(template.root) if path.is_relative_to(template.root) else path})"
+    where = (
+        f"{logical_id} ({path.relative_to(template.root) if path.is_relative_to(template.root) else path})"
+    )
     if not path.is_file():
         return [f"{where}: DefinitionUri file not found"]
     text = path.read_text(encoding="utf-8")
@@ -60,6 +62,8 @@ def _lint_state_machine(template: Template, logical_id: str) -> list[str]:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         return [*problems, f"{where}: not valid JSON/YAML after substitution: {error}"]
 
+    problems += [f"{where}: {problem}" for problem in transition_problems(definition)]
+
     throwaway = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Resources": {
@@ -79,6 +83,36 @@ def _lint_state_machine(template: Template, logical_id: str) -> list[str]:
         location = "/".join(str(p) for p in getattr(match, "path", []) or [])
         location = location.split("/Definition/", 1)[-1] if "/Definition/" in location else location
         problems.append(f"{where}: {match.rule.id} {match.message} [{location}]")
+    return problems
+
+
+def transition_problems(definition: Any, scope: str = "") -> list[str]:
+    """Every StartAt/Next/Default/Choices[].Next/Catch[].Next names a state of its own scope (cfn-lint
+    checks StartAt but not the others); nested Map/Parallel scopes are checked too."""
+    if not isinstance(definition, dict) or not isinstance(definition.get("States"), dict):
+        return [f"{scope or 'top level'}: no States"]
+    states: dict[str, Any] = definition["States"]
+    problems = []
+
+    def check(target: Any, where: str) -> None:
+        if target is not None and target not in states:
+            problems.append(f"{where}: {target!r} is not a state of {scope or 'the top level'}")
+
+    check(definition.get("StartAt"), f"{scope}StartAt")
+    for name, state in states.items():
+        if not isinstance(state, dict):
+            continue
+        check(state.get("Next"), f"{scope}States/{name}/Next")
+        check(state.get("Default"), f"{scope}States/{name}/Default")
+        for index, choice in enumerate(state.get("Choices") or []):
+            check(choice.get("Next"), f"{scope}States/{name}/Choices/{index}/Next")
+        for index, catcher in enumerate(state.get("Catch") or []):
+            check(catcher.get("Next"), f"{scope}States/{name}/Catch/{index}/Next")
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                problems += transition_problems(state[key], f"{scope}States/{name}/{key}/")
+        for index, branch in enumerate(state.get("Branches") or []):
+            problems += transition_problems(branch, f"{scope}States/{name}/Branches/{index}/")
     return problems
 
 

@@ -8,6 +8,7 @@ the API call CloudFormation would make.
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import json
@@ -48,14 +49,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_sessions: dict[str, boto3.session.Session] = {}
+_sessions_lock = threading.Lock()
+
+
 def client(service: str, endpoint: str, region: str) -> Any:
-    # A session of its own: no credentials or endpoint from the caller's environment leak in.
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region  # noqa: S106
-    )
-    return session.client(
-        service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
-    )
+    """A client for the local endpoint with dummy credentials.
+
+    One session per region, shared: its loader parses each service model once (a new session
+    per client costs ~0.1 s of JSON parsing each time). A session of our own, so no credentials or
+    endpoint from the caller's environment leak in. Creating clients on one session is not
+    thread-safe, hence the lock.
+    """
+    with _sessions_lock:
+        if region not in _sessions:
+            _sessions[region] = boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",  # noqa: S106 - dummy credentials for moto
+                region_name=region,
+            )
+        return _sessions[region].client(
+            service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
+        )
 
 
 # ------------------------------------------------------------------------------------ moto fixes
@@ -90,7 +105,11 @@ def _serialise_dynamodb() -> None:
         return wrapper
 
     for name, member in list(vars(DynamoDBBackend).items()):
-        if not name.startswith("_") and callable(member) and not isinstance(member, staticmethod | classmethod):
+        if (
+            not name.startswith("_")
+            and callable(member)
+            and not isinstance(member, staticmethod | classmethod)
+        ):
             setattr(DynamoDBBackend, name, locked(member))
 
 
@@ -113,7 +132,7 @@ def _cache_step_functions_clients() -> None:
                 cache[key] = original(region=region, service=service, state_credentials=state_credentials)
             return cache[key]
 
-    boto_client_module.boto_client_for = cached  # type: ignore[assignment]
+    boto_client_module.boto_client_for = cached
     # Modules that already did `from ... import boto_client_for` hold the original: patch each.
     # Modules imported later pick up the cached function from boto_client_module.
     for module in list(sys.modules.values()):
@@ -132,20 +151,44 @@ class MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
+        self._previous_port: str | None = None
+        self._previous_config: Any = None
 
     def start(self) -> str:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # The interpreter's own clients call http://localhost:$MOTO_PORT.
+        self._previous_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(port)
-        session = requests.Session()
-        # One process-wide moto state: a previous stack in this process must not leak into this one.
-        session.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        session.post(f"{self.endpoint}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+        self._session = requests.Session()
+        # moto's state and config are process-wide: start from a clean state (a previous stack in
+        # this process must not leak in), and remember the config to give it back at stop, so
+        # tests using mock_aws later in the same process see moto's defaults.
+        from moto.core.config import default_user_config
+
+        self._api("reset")
+        self._previous_config = copy.deepcopy(default_user_config)
+        self._api("config", MOTO_CONFIG)
         return self.endpoint
 
+    def _api(self, name: str, body: Any = None) -> None:
+        self._session.post(f"{self.endpoint}/moto-api/{name}", json=body, timeout=10).raise_for_status()
+
     def stop(self) -> None:
+        if self.endpoint:
+            from moto.core.config import default_user_config
+
+            try:
+                self._api("reset")
+            finally:
+                # In place: moto modules hold references to this dict.
+                default_user_config.clear()
+                default_user_config.update(self._previous_config)
+                if self._previous_port is None:
+                    os.environ.pop("MOTO_PORT", None)
+                else:
+                    os.environ["MOTO_PORT"] = self._previous_port
         self._server.stop()
 
 
@@ -194,7 +237,9 @@ class Provisioner:
         order = list(creators)
         by_type = sorted(
             self.template.resources,
-            key=lambda lid: order.index(self.template.type_of(lid)) if self.template.type_of(lid) in order else 99,
+            key=lambda lid: (
+                order.index(self.template.type_of(lid)) if self.template.type_of(lid) in order else 99
+            ),
         )
         for logical_id in by_type:
             kind = self.template.type_of(logical_id)
@@ -253,12 +298,15 @@ class Provisioner:
         s3.create_bucket(Bucket=name)  # us-east-1: no LocationConstraint
         cors = properties.get("CorsConfiguration")
         if cors:
-            rules = _cfn_to_api(cors["CorsRules"], {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"})
+            rules = _cfn_to_api(
+                cors["CorsRules"], {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+            )
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
         lifecycle = properties.get("LifecycleConfiguration")
         if lifecycle:
             s3.put_bucket_lifecycle_configuration(
-                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in lifecycle["Rules"]]}
+                Bucket=name,
+                LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in lifecycle["Rules"]]},
             )
         versioning = properties.get("VersioningConfiguration")
         if versioning:
@@ -305,7 +353,9 @@ class Provisioner:
             )
             if key in properties
         }
-        self._client("sqs").create_queue(QueueName=self.template.physical_name(logical_id), Attributes=attributes)
+        self._client("sqs").create_queue(
+            QueueName=self.template.physical_name(logical_id), Attributes=attributes
+        )
 
     def _queue_redrive(self) -> None:
         # Set after every queue exists, since the dead-letter queue may come later in the template.
@@ -315,7 +365,9 @@ class Provisioner:
             if redrive:
                 sqs.set_queue_attributes(
                     QueueUrl=self.template.ref(logical_id),
-                    Attributes={"RedrivePolicy": json.dumps(redrive) if isinstance(redrive, dict) else redrive},
+                    Attributes={
+                        "RedrivePolicy": json.dumps(redrive) if isinstance(redrive, dict) else redrive
+                    },
                 )
 
     def _rule(self, logical_id: str) -> None:
@@ -335,7 +387,10 @@ class Provisioner:
             Description=properties.get("Description", ""),
         )
         targets = [
-            {k: (json.dumps(v) if k == "InputTransformer" and isinstance(v, str) else v) for k, v in target.items()}
+            {
+                k: (json.dumps(v) if k == "InputTransformer" and isinstance(v, str) else v)
+                for k, v in target.items()
+            }
             for target in properties.get("Targets") or []
         ]
         if targets:
@@ -375,7 +430,11 @@ def moto_compatible_definition(definition: str) -> tuple[str, list[str]]:
         if isinstance(node, dict):
             fixed = {}
             for key, value in node.items():
-                if key == "ToleratedFailurePercentage" and isinstance(value, int) and not isinstance(value, bool):
+                if (
+                    key == "ToleratedFailurePercentage"
+                    and isinstance(value, int)
+                    and not isinstance(value, bool)
+                ):
                     changes.append(f"ToleratedFailurePercentage {value} -> {float(value)}")
                     value = float(value)
                 fixed[key] = fix(value)
@@ -401,5 +460,7 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
             "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
         }
     if "NoncurrentVersionExpirationInDays" in rule:
-        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+        api["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])
+        }
     return api

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -60,6 +61,7 @@ class LocalStack:
         self._runtime: LambdaRuntime | None = None
         self._api: ApiGateway | None = None
         self._sources: list[SqsEventSource] = []
+        self._wrote_stack_file = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Self:
@@ -86,10 +88,6 @@ class LocalStack:
                 echo_logs=self.verbose,
             )
             install_lambda_dispatch(self._runtime)
-            if self.prewarm:
-                # One environment per function starts in the background (two at a time), so the
-                # first request of each function does not pay a cold start of several seconds.
-                self._runtime.prewarm()
 
             routes = template.routes()
             if routes:
@@ -123,6 +121,11 @@ class LocalStack:
             if self.issue_api_key and self._api is not None:
                 self.api_key = self.create_api_key(LOCAL_TENANT)
             self._write_stack_file()
+            if self.prewarm:
+                # One environment per function starts in the background (two at a time), so the
+                # first request of each function does not pay a cold start of several seconds.
+                # Last, so that it does not compete with the start itself for the CPU.
+                self._runtime.prewarm()
         except BaseException:
             self.stop()
             raise
@@ -131,6 +134,12 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything that was started, in reverse order; safe to call twice."""
+        if self._wrote_stack_file:
+            # The URLs and the key are dead once the stack is: tools must not find them.
+            self.stack_file.unlink(missing_ok=True)
+            self._wrote_stack_file = False
+        for source in self._sources:
+            source.request_stop()  # all pollers wind down together (each is in a receive wait)
         for source in self._sources:
             source.stop()
         self._sources = []
@@ -187,7 +196,9 @@ class LocalStack:
             aws_secret_access_key="testing",  # noqa: S106 - dummy credentials for moto
             region_name=self.template.region,
         )
-        table = session.resource("dynamodb", endpoint_url=self.moto_endpoint).Table(self._authorizer_table_name())
+        table = session.resource("dynamodb", endpoint_url=self.moto_endpoint).Table(
+            self._authorizer_table_name()
+        )
         repository = DynamoBatchRepository(table)
         return str(issue_api_key(repository, tenant_id, now=datetime.now(UTC)))
 
@@ -228,5 +239,10 @@ class LocalStack:
             "moto_endpoint": self.moto_endpoint,
             "outputs": self.outputs,
         }
-        self.stack_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        self.stack_file.chmod(0o600)  # it holds an API key
+        # Created private (it holds an API key), then moved into place whole.
+        partial = self.stack_file.with_suffix(".json.tmp")
+        partial.unlink(missing_ok=True)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as stream:
+            stream.write(json.dumps(document, indent=2) + "\n")
+        partial.replace(self.stack_file)
+        self._wrote_stack_file = True

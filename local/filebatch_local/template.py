@@ -7,6 +7,7 @@ discovered here from the template itself: there is no second list of resources a
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -130,7 +131,7 @@ def load_template(path: Path) -> dict[str, Any]:
 def is_intrinsic(value: Any) -> bool:
     if not isinstance(value, dict) or len(value) != 1:
         return False
-    (key,) = value
+    key = str(next(iter(value)))
     return key == "Ref" or key.startswith("Fn::")
 
 
@@ -268,7 +269,9 @@ class Template:
                 raise TemplateError(f"parameter {name} has no Default and no override")
             self._check_parameter(name, spec, value)
             kind = str(spec.get("Type", "String"))
-            values[name] = value.split(",") if kind.startswith("List<") or kind == "CommaDelimitedList" else value
+            values[name] = (
+                value.split(",") if kind.startswith("List<") or kind == "CommaDelimitedList" else value
+            )
         return values
 
     @staticmethod
@@ -414,7 +417,9 @@ class Template:
             attributes["Arn"] = lambda: self.arn("lambda", f"function:{name}")
         elif kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
             attributes["Arn"] = lambda: self.arn("dynamodb", f"table/{name}")
-            attributes["StreamArn"] = lambda: self.arn("dynamodb", f"table/{name}/stream/1970-01-01T00:00:00.000")
+            attributes["StreamArn"] = lambda: self.arn(
+                "dynamodb", f"table/{name}/stream/1970-01-01T00:00:00.000"
+            )
         elif kind == "AWS::S3::Bucket":
             attributes["Arn"] = lambda: self.arn("s3", name, region=False, account=False)
             attributes["DomainName"] = lambda: f"{name}.s3.{URL_SUFFIX}"
@@ -604,10 +609,8 @@ class Template:
         """The resource whose Ref or Arn is `physical` (e.g. a function ARN given to an authorizer)."""
         for logical_id in self.logical_ids(*types):
             candidates = [self.ref(logical_id)]
-            try:
+            with contextlib.suppress(TemplateError):  # types without an Arn attribute
                 candidates.append(self.get_att(logical_id, "Arn"))
-            except TemplateError:
-                pass
             if physical in candidates:
                 return logical_id
         return None
@@ -639,7 +642,8 @@ class Template:
                 raise TemplateError(f"{layer_id}: a local ContentUri directory is needed")
             layer_dirs.append((self.root / content).resolve())
         environment = {
-            str(k): _scalar_text(v) for k, v in ((properties.get("Environment") or {}).get("Variables") or {}).items()
+            str(k): _scalar_text(v)
+            for k, v in ((properties.get("Environment") or {}).get("Variables") or {}).items()
         }
         name = self.physical_name(logical_id)
         log_group = (properties.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}"
@@ -679,7 +683,9 @@ class Template:
                 raise TemplateError(f"{logical_id}: authorizer {name} is not a Lambda authorizer")
             function_id = self._logical_id_for(config["FunctionArn"], *_FUNCTION_TYPES)
             if function_id is None:
-                raise TemplateError(f"{logical_id}: authorizer {name} does not name a function of this template")
+                raise TemplateError(
+                    f"{logical_id}: authorizer {name} does not name a function of this template"
+                )
             identity = config.get("Identity") or {}
             payload_type = str(config.get("FunctionPayloadType", "TOKEN")).upper()
             authorizers[name] = AuthorizerSpec(
@@ -700,7 +706,9 @@ class Template:
             authorizers=authorizers,
             default_authorizer=default,
             gateway_responses=dict(properties.get("GatewayResponses") or {}),
-            binary_media_types=tuple(str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []),
+            binary_media_types=tuple(
+                str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []
+            ),
         )
 
     def _events(self, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -708,7 +716,9 @@ class Template:
             raw_events = (self.resource(logical_id).get("Properties") or {}).get("Events") or {}
             for event_name, event in raw_events.items():
                 if event.get("Type") == kind:
-                    properties = self.resolve(event.get("Properties") or {}, where=f"{logical_id}.{event_name}")
+                    properties = self.resolve(
+                        event.get("Properties") or {}, where=f"{logical_id}.{event_name}"
+                    )
                     yield logical_id, event_name, properties
 
     def routes(self) -> list[RouteSpec]:
@@ -748,7 +758,9 @@ class Template:
         for function_id, event_name, properties in self._events("SQS"):
             queue_id = self._logical_id_for(properties["Queue"], "AWS::SQS::Queue")
             if queue_id is None:
-                raise TemplateError(f"{function_id}.{event_name}: queue {properties['Queue']!r} is not in the template")
+                raise TemplateError(
+                    f"{function_id}.{event_name}: queue {properties['Queue']!r} is not in the template"
+                )
             scaling = properties.get("ScalingConfig") or {}
             sources.append(
                 SqsSourceSpec(
@@ -772,13 +784,18 @@ class Template:
         """Event sources the local stack does not emulate (so `up` can say so)."""
         found = []
         for logical_id in self.logical_ids("AWS::Serverless::Function"):
-            for event_name, event in ((self.resource(logical_id).get("Properties") or {}).get("Events") or {}).items():
+            for event_name, event in (
+                (self.resource(logical_id).get("Properties") or {}).get("Events") or {}
+            ).items():
                 if event.get("Type") not in ("Api", "SQS"):
                     found.append(f"{logical_id}.{event_name} ({event.get('Type')})")
         return found
 
     def state_machines(self) -> dict[str, StateMachineSpec]:
-        return {logical_id: self.state_machine(logical_id) for logical_id in self.logical_ids(*_STATE_MACHINE_TYPES)}
+        return {
+            logical_id: self.state_machine(logical_id)
+            for logical_id in self.logical_ids(*_STATE_MACHINE_TYPES)
+        }
 
     def state_machine(self, logical_id: str) -> StateMachineSpec:
         properties = self.properties(logical_id)
@@ -794,7 +811,9 @@ class Template:
             text = properties["DefinitionString"]
         else:
             raise TemplateError(f"{logical_id}: needs a local DefinitionUri, Definition or DefinitionString")
-        substitutions = {k: _scalar_text(v) for k, v in (properties.get("DefinitionSubstitutions") or {}).items()}
+        substitutions = {
+            k: _scalar_text(v) for k, v in (properties.get("DefinitionSubstitutions") or {}).items()
+        }
         name = self.physical_name(logical_id)
         return StateMachineSpec(
             logical_id=logical_id,

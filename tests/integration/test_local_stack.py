@@ -9,6 +9,7 @@ import json
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,14 @@ MACHINE = {
                 "FunctionName": "${FlakyFunctionArn}",
                 "Payload": {"run.$": "$.run", "attempt.$": "$$.State.RetryCount"},
             },
-            "Retry": [{"ErrorEquals": ["MyRetryableError"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}],
+            "Retry": [
+                {
+                    "ErrorEquals": ["MyRetryableError"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 2,
+                    "BackoffRate": 1,
+                }
+            ],
             "Catch": [{"ErrorEquals": ["MyRetryableError"], "ResultPath": "$.error", "Next": "Caught"}],
             "End": True,
         },
@@ -186,7 +194,9 @@ HANDLERS = {
                 "principalId": "user-" + token,
                 "policyDocument": {
                     "Version": "2012-10-17",
-                    "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}],
+                    "Statement": [
+                        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}
+                    ],
                 },
                 "context": {"tenant": "t-" + token, "admin": False, "level": 3},
             }
@@ -223,7 +233,8 @@ HANDLERS = {
             failures = []
             for record in event["Records"]:
                 count = record["attributes"]["ApproximateReceiveCount"]
-                table.put_item(Item={"pk": "sqs#" + record["body"], "sk": count, "record": json.dumps(record)})
+                item = {"pk": "sqs#" + record["body"], "sk": count, "record": json.dumps(record)}
+                table.put_item(Item=item)
                 if record["body"].startswith("fail"):
                     failures.append({"itemIdentifier": record["messageId"]})
             return {"batchItemFailures": failures}
@@ -288,7 +299,9 @@ def items(stack: LocalStack, prefix: str) -> list[dict[str, Any]]:
     table = stack.physical_ids["Table"]
     found = stack.client("dynamodb").scan(TableName=table)["Items"]
     return [
-        {k: next(iter(v.values())) for k, v in item.items()} for item in found if item["pk"]["S"].startswith(prefix)
+        {k: next(iter(v.values())) for k, v in item.items()}
+        for item in found
+        if item["pk"]["S"].startswith(prefix)
     ]
 
 
@@ -320,7 +333,10 @@ def test_handler_environment_comes_from_the_template(stack: LocalStack) -> None:
     assert env["AWS_ENDPOINT_URL"] == stack.moto_endpoint
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "filebatch-local-EchoFunction"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
-    assert env == {**stack.function_env("EchoFunction"), **{k: v for k, v in env.items() if k.startswith("LC_")}}
+    assert env == {
+        **stack.function_env("EchoFunction"),
+        **{k: v for k, v in env.items() if k.startswith("LC_")},
+    }
     assert body["context"]["memory_limit_in_mb"] == 256
     assert 0 < body["context"]["remaining_ms"] <= 10_000
     # And the AuthFunction, which has no function-level variables, gets the Globals value
@@ -365,7 +381,9 @@ def test_sqs_event_source_delivers_and_keeps_only_failed_messages(stack: LocalSt
     # after maxReceiveCount (2) receives the queue's RedrivePolicy moves it to the dead-letter queue
     wait_for(lambda: {i["sk"] for i in items(stack, "sqs#fail-1")} == {"1", "2"})
     dead = wait_for(
-        lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages")
+        lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get(
+            "Messages"
+        )
     )
     assert [m["Body"] for m in dead] == ["fail-1"]
     # And the good one was deleted: nothing is left on the queue, visible or in flight
@@ -496,3 +514,27 @@ def test_timeout_and_crash_are_reported_and_the_environment_replaced(stack: Loca
     assert "Task timed out after 1.00 seconds" in timed_out.payload["errorMessage"]
     assert crashed.function_error and crashed.payload["errorType"] == "Runtime.ExitError"
     assert not after.function_error and after.payload["pid"] != first
+
+
+def test_concurrent_counter_updates_are_not_lost(stack: LocalStack) -> None:
+    # Given one counter item, and the handlers' way of counting (ADD), from 16 threads at once
+    table = stack.physical_ids["Table"]
+    key = {"pk": {"S": "counter"}, "sk": {"S": "c"}}
+
+    def add(_: int) -> None:
+        dynamodb = stack.client("dynamodb")
+        for _ in range(12):
+            dynamodb.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="ADD #n :one",
+                ExpressionAttributeNames={"#n": "n"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    # When they all update it
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(add, range(16)))
+    # Then every update counted (moto's DynamoDB backend is serialised by the local stack)
+    item = stack.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert item["n"]["N"] == "192"
