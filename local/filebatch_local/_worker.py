@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import sys
+import sysconfig
 import time
 import traceback
 import uuid
@@ -101,11 +102,25 @@ def _import_handler(config: dict[str, Any]) -> Any:
     return getattr(module, config["handler_attr"])
 
 
+def _lambda_sys_path(code_dir: str, layer_dirs: list[str]) -> list[str]:
+    """Like Lambda: the function's code (/var/task), its layers (/opt/python), then the runtime.
+    The runtime here is this interpreter's stdlib and site-packages (standing in for what the layer
+    build installs); source trees another .pth adds (the local tooling, the SDK) are dropped, so a
+    handler importing something its layers do not ship fails here as it would on Lambda."""
+    paths = sysconfig.get_paths()
+    runtime = {os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+
+    def is_runtime(entry: str) -> bool:
+        real = os.path.realpath(entry or ".")
+        return entry.endswith(".zip") or any(real == r or real.startswith(r + os.sep) for r in runtime)
+
+    return [code_dir, *layer_dirs, *(entry for entry in sys.path if is_runtime(entry))]
+
+
 def main() -> int:
     config: dict[str, Any] = json.loads(sys.argv[1])
     request_fd, response_fd = config["request_fd"], config["response_fd"]
-    # Like Lambda: the function's code first (/var/task), then the layers (/opt/python).
-    sys.path[0:0] = [config["code_dir"], *config["layer_dirs"]]
+    sys.path[:] = _lambda_sys_path(config["code_dir"], config["layer_dirs"])
     log_stream = time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
 
     init_error: str | None = None

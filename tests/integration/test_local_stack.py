@@ -202,6 +202,7 @@ HANDLERS = {
             }
     """,
     "fn_echo/app.py": """
+        import importlib.util
         import os
         import shared_util
 
@@ -214,6 +215,7 @@ HANDLERS = {
                 "body": __import__("json").dumps({
                     "env": dict(os.environ),
                     "event": event,
+                    "tooling_importable": importlib.util.find_spec("filebatch_local") is not None,
                     "context": {
                         "function_name": context.function_name,
                         "memory_limit_in_mb": context.memory_limit_in_mb,
@@ -338,6 +340,10 @@ def test_handler_environment_comes_from_the_template(stack: LocalStack) -> None:
         **{k: v for k, v in env.items() if k.startswith("LC_")},
     }
     assert body["context"]["memory_limit_in_mb"] == 256
+    # And its imports are its code, its layers and the runtime's packages only (shared_util comes
+    # from the layer; the local tooling on this venv's path is not visible, as on Lambda)
+    assert result.payload["headers"]["X-Echo"] == "OK"
+    assert body["tooling_importable"] is False
     assert 0 < body["context"]["remaining_ms"] <= 10_000
     # And the AuthFunction, which has no function-level variables, gets the Globals value
     assert stack.function_env("AuthFunction")["GREETING"] == "bonjour"
