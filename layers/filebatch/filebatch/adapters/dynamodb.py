@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -242,21 +242,19 @@ class DynamoBatchRepository:
 
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
-        try:
-            self._client.transact_write_items(TransactItems=items)
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            code = error.response.get("Error", {}).get("Code", "Unknown")
-            raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
-        return True
+        return _conditional(action, lambda: self._client.transact_write_items(TransactItems=items))
 
     def _conditional_update(self, action: str, **update: Any) -> bool:
-        try:
-            self._table.update_item(**update)
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            code = error.response.get("Error", {}).get("Code", "Unknown")
-            raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
-        return True
+        return _conditional(action, lambda: self._table.update_item(**update))
+
+
+def _conditional(action: str, write: Callable[[], Any]) -> bool:
+    """Run a conditional write: True if applied, False if its condition did not hold."""
+    try:
+        write()
+    except ClientError as error:
+        if _is_condition_failure(error):
+            return False
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        raise StorageUnavailableError(f"DynamoDB {action} failed: {code}") from error
+    return True
