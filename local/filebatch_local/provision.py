@@ -68,7 +68,7 @@ def client(service: str, endpoint: str, region: str) -> Any:
                 aws_secret_access_key="testing",  # noqa: S106 - dummy credentials for moto
                 region_name=region,
             )
-        return _sessions[region].client(
+        return _sessions[region].client(  # type: ignore[call-overload]
             service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
         )
 
@@ -224,7 +224,7 @@ class MotoServer:
                 self._api("reset")
             finally:
                 # In place: moto modules hold references to this dict.
-                default_user_config.clear()
+                default_user_config.clear()  # type: ignore[attr-defined]
                 default_user_config.update(self._previous_config)
                 if self._previous_port is None:
                     os.environ.pop("MOTO_PORT", None)
