@@ -11,6 +11,8 @@ from email.utils import parsedate_to_datetime
 # 429: throttled (API Gateway or S3 "SlowDown"); 5xx: the service or a dependency had a fault.
 # Other 4xx mean the request itself is wrong, and sending it again cannot help.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Answers that mean the request had no effect: safe to retry even when it is not idempotent.
+NOT_APPLIED_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)

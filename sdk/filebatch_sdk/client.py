@@ -18,8 +18,9 @@ Step by step (e.g. to upload from one process and collect results in another)::
     for result in client.iter_results(created.batch_id):
         ...
 
-Every request is retried with exponential backoff and jitter on connection errors, timeouts, 429
-(honouring Retry-After) and 5xx; other 4xx raise `FilebatchApiError` at once.
+Reads are retried with exponential backoff and jitter on connection errors, timeouts, 429
+(honouring Retry-After) and 5xx; creating a batch only when it cannot have happened (no connection,
+429, 503). Other 4xx raise `FilebatchApiError` at once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from filebatch_sdk._retry import RETRYABLE_STATUSES, Backoff, parse_retry_after
+from filebatch_sdk._retry import NOT_APPLIED_STATUSES, RETRYABLE_STATUSES, Backoff, parse_retry_after
 from filebatch_sdk._version import __version__
 from filebatch_sdk.errors import (
     BatchTimeoutError,
@@ -146,9 +147,10 @@ class FilebatchClient:
         specs = [item if isinstance(item, FileSpec) else FileSpec.from_path(item) for item in files]
         if not specs:
             raise ValueError("a batch needs at least one file")
-        # A retry after a lost response can create a second batch; the first then stays in
-        # "awaiting_upload" and is never processed, which is cheaper than failing the caller.
-        body = self._call("POST", "/v1/batches", json_body={"files": [spec.to_json() for spec in specs]})
+        # Not idempotent: retried only when the server cannot have created the batch (see _send).
+        body = self._call(
+            "POST", "/v1/batches", json_body={"files": [spec.to_json() for spec in specs]}, idempotent=False
+        )
         return CreatedBatch.from_json(body)
 
     def get_batch(self, batch_id: str) -> BatchStatus:
@@ -336,6 +338,7 @@ class FilebatchClient:
         *,
         params: dict[str, str | int] | None = None,
         json_body: dict[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> Any:
         """One API call: JSON in, JSON out, error bodies raised as FilebatchApiError."""
         url = self.api_url + path
@@ -350,7 +353,7 @@ class FilebatchClient:
                 method, url, params=params, json=json_body, headers=headers, timeout=self.timeout
             )
 
-        with self._send(send, f"{method} {path}") as response:
+        with self._send(send, f"{method} {path}", idempotent=idempotent) as response:
             if response.status_code >= 400:
                 raise _api_error(response)
             try:
@@ -363,17 +366,26 @@ class FilebatchClient:
                     request_id=_request_id(response),
                 ) from None
 
-    def _send(self, send: Callable[[], requests.Response], what: str) -> requests.Response:
+    def _send(
+        self, send: Callable[[], requests.Response], what: str, *, idempotent: bool = True
+    ) -> requests.Response:
         """Call `send` until it gets a non-retryable answer or the retries run out.
 
         The last response is returned even when its status is retryable: the caller turns it into
-        an error with the server's own message.
+        an error with the server's own message. A request that is not idempotent is retried only
+        when it cannot have taken effect: the connection was never made, or the answer was 429
+        (throttled before reaching the function) or 503 (the function gave up before committing).
+        A lost answer (read timeout, reset, 502, 504) could hide a created batch, so it is raised.
         """
+        retryable_errors = (
+            (requests.ConnectionError, requests.Timeout) if idempotent else (requests.ConnectTimeout,)
+        )
+        retryable_statuses = RETRYABLE_STATUSES if idempotent else NOT_APPLIED_STATUSES
         attempt = 0
         while True:
             try:
                 response = send()
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except retryable_errors as error:
                 if attempt >= self.max_retries:
                     raise FilebatchConnectionError(
                         f"{what} failed after {attempt + 1} attempt(s): {error}"
@@ -381,7 +393,7 @@ class FilebatchClient:
                 delay = self._backoff.delay(attempt)
                 logger.info("%s: %s; retrying in %.2fs", what, type(error).__name__, delay)
             else:
-                if response.status_code not in RETRYABLE_STATUSES or attempt >= self.max_retries:
+                if response.status_code not in retryable_statuses or attempt >= self.max_retries:
                     return response
                 delay = self._backoff.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
                 logger.info("%s: HTTP %d; retrying in %.2fs", what, response.status_code, delay)

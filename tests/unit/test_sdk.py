@@ -596,3 +596,33 @@ def test_retry_after_http_date_and_backoff_bounds() -> None:
     assert 1.0 <= delays[1] <= 2.0
     assert all(2.0 <= d <= 4.0 for d in delays[3:])
     assert backoff.delay(0, retry_after=1000) == backoff.max_retry_after
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(429, True), (503, True), (502, False), (504, False), (500, False)]
+)
+def test_creating_a_batch_is_retried_only_when_it_cannot_have_happened(
+    fake_api: FakeApi, sleeps: list[float], sample_files: list[Path], status: int, retried: bool
+) -> None:
+    # Given an API whose first answer to POST /v1/batches is `status`
+    fake_api.script("POST", "/v1/batches", _error(status, "some_error", "first attempt failed"))
+    client = FilebatchClient(
+        fake_api.base_url, API_KEY, max_retries=3, sleep=sleeps.append, backoff_base=0.01
+    )
+
+    # When a batch is created
+    with client:
+        if retried:
+            created = client.create_batch(sample_files[:1])
+        else:
+            with pytest.raises(FilebatchApiError) as raised:
+                client.create_batch(sample_files[:1])
+
+    # Then 429/503 (nothing was created) are retried, and answers that may hide a created batch are not
+    attempts = len(fake_api.calls("POST", "/v1/batches"))
+    if retried:
+        assert attempts == 2
+        assert created.batch_id
+    else:
+        assert attempts == 1
+        assert raised.value.status == status
