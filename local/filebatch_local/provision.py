@@ -85,9 +85,19 @@ def install_moto_patches() -> None:
         if _patches_installed:
             return
         _item_level_transaction_rollback()
+        _cache_moto_module_list()
         _serialise_dynamodb()
         _cache_step_functions_clients()
         _patches_installed = True
+
+
+def _cache_moto_module_list() -> None:
+    # moto's server lists its own package directory (an isdir per entry) on every request to find
+    # the backend; the directory does not change while the stack runs.
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
 
 
 def _item_level_transaction_rollback() -> None:
