@@ -27,6 +27,7 @@ PROBE = textwrap.dedent(
     for name in sys.argv[1:]:
         spec = importlib.util.spec_from_file_location(f"handler_{name}", f"functions/{name}/app.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as any import does (pydantic generics look it up)
         spec.loader.exec_module(module)
         assert callable(module.lambda_handler), name
     print("imported", len(sys.argv) - 1)
