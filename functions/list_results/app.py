@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
 from filebatch.http import make_resolver, tenant_of
-from filebatch.models.api import ResultsPage, ResultsQuery
+from filebatch.models.api import PageQuery, ResultsPage
 from filebatch.services.batches import list_results
 
 logger = Logger()
@@ -26,9 +26,7 @@ def get_results(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ResultsPage:
-    return list_results(
-        runtime.repository(), tenant_of(app), batch_id, ResultsQuery(limit=limit, cursor=cursor)
-    )
+    return list_results(runtime.repository(), tenant_of(app), batch_id, PageQuery(limit=limit, cursor=cursor))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -56,7 +56,7 @@ def test_malformed_create_requests_are_400_json_errors(stack: Stack, body: str, 
 
 
 def test_too_many_files_is_a_400(stack: Stack) -> None:
-    assert_json_error(stack.post_batch([GOOD_FILE] * 1001), 400, "validation_error")
+    assert_json_error(stack.post_batch([GOOD_FILE] * 10_001), 400, "validation_error")
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 
+from filebatch import runtime
 from tests.conftest import load_event
 from tests.integration.conftest import BUCKET, Aws, api_event
 
@@ -171,3 +173,34 @@ def test_authorizer_allows_a_known_key_with_its_tenant_and_refuses_others(aws: A
     event["authorizationToken"] = "Bearer fbk_not-a-real-key-but-well-formed"
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("authorize_request", event)
+
+
+def test_uploads_page_fresh_urls_for_files_still_awaiting_upload(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch of three files, the first of them uploaded and recorded
+    files = [{**FILES[0], "filename": f"{i}.png"} for i in range(3)]
+    created = create(invoke, files=files)
+    batch_id = created["batch_id"]
+    assert created["total_files"] == 3
+    assert created["next_uploads_cursor"] is None
+    runtime.repository().mark_uploaded("acme", batch_id, "f00001", size=5, at=datetime.now(UTC))
+    path = f"/v1/batches/{batch_id}/uploads"
+    params = {"batch_id": batch_id}
+    # When the uploads are listed two files at a time
+    first = body_of(
+        invoke("list_uploads", api_event("GET", path, path_parameters=params, query={"limit": "2"}))
+    )
+    second = body_of(
+        invoke(
+            "list_uploads",
+            api_event(
+                "GET", path, path_parameters=params, query={"limit": "2", "cursor": first["next_cursor"]}
+            ),
+        )
+    )
+    # Then only the files still awaiting upload get (fresh) presigned PUTs
+    assert [f["file_id"] for f in first["items"] + second["items"]] == ["f00002", "f00003"]
+    assert second["next_cursor"] is None
+    assert all("X-Amz-Signature=" in f["upload"]["url"] for f in first["items"] + second["items"])
+    # And another tenant cannot list them
+    other = invoke("list_uploads", api_event("GET", path, tenant_id="globex", path_parameters=params))
+    assert other["statusCode"] == 404

@@ -24,7 +24,7 @@ from filebatch.models.records import BatchRecord
         {"files": [{"filename": "a\x00.jpg", "size": 10, "content_type": "image/jpeg"}]},
         {"files": [{"filename": "a.jpg", "size": 10, "content_type": "image/jpeg", "colour": "red"}]},
         {"files": [{"filename": "a.jpg", "size": "ten", "content_type": "image/jpeg"}]},
-        {"files": [{"filename": "a.jpg", "size": 10, "content_type": "image/jpeg"}] * 1001},
+        {"files": [{"filename": "a.jpg", "size": 10, "content_type": "image/jpeg"}] * 10_001},
     ],
 )
 def test_create_request_refuses_bad_input(body: dict[str, object]) -> None:

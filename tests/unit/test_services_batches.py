@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from filebatch.errors import InvalidRequestError, NotFoundError
-from filebatch.models.api import CreateBatchRequest, FileSpec, ResultsQuery
+from filebatch.models.api import CreateBatchRequest, FileSpec, PageQuery
 from filebatch.models.domain import BatchStatus, FileStatus, Tenant, manifest_key
 from filebatch.services.batches import (
     UploadLimits,
@@ -132,7 +132,7 @@ def test_results_paginate_with_an_opaque_cursor_until_exhausted() -> None:
     # When results are read two at a time following next_cursor
     seen, cursor, pages = [], None, 0
     while True:
-        page = list_results(repo, ACME, batch_id, ResultsQuery(limit=2, cursor=cursor))
+        page = list_results(repo, ACME, batch_id, PageQuery(limit=2, cursor=cursor))
         seen += [item.file_id for item in page.items]
         pages += 1
         cursor = page.next_cursor

@@ -18,7 +18,7 @@ class Settings(BaseModel):
     # "throttle:<filename fragment>:<failing attempts>" — resilience testing, see docs/operations.md.
     describe_fault_injection: str = ""
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
-    max_files_per_batch: int = Field(default=1000, ge=1, le=1000)
+    max_files_per_batch: int = Field(default=10_000, ge=1, le=10_000)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
 
 

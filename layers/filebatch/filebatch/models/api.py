@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from filebatch.models.domain import BatchStatus, FileStatus
 
-MAX_FILES_PER_REQUEST = 1000
+MAX_FILES_PER_BATCH = 10_000
+# Upload instructions per response: a presigned URL signed by a Lambda role is ~1.5 KB, and Lambda
+# responses stop at 6 MB. Larger batches page through GET /v1/batches/{id}/uploads.
+UPLOADS_PER_PAGE = 1000
 CONTENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
 
 
@@ -38,7 +41,7 @@ class FileSpec(BaseModel):
 class CreateBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_REQUEST)
+    files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_BATCH)
 
 
 class UploadInstruction(BaseModel):
@@ -61,12 +64,27 @@ class CreatedFile(BaseModel):
 
 
 class CreateBatchResponse(BaseModel):
+    """The first page of upload instructions; `next_uploads_cursor` continues at
+    GET /v1/batches/{batch_id}/uploads?cursor=… when the batch has more files than a page."""
+
     model_config = ConfigDict(extra="forbid")
 
     batch_id: str
     status: BatchStatus
     created_at: datetime
+    total_files: int
     files: list[CreatedFile]
+    next_uploads_cursor: str | None
+
+
+class UploadsPage(BaseModel):
+    """Fresh upload instructions for the batch's files that are still awaiting upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    items: list[CreatedFile]
+    next_cursor: str | None
 
 
 class BatchCounts(BaseModel):
@@ -132,7 +150,7 @@ class ResultsPage(BaseModel):
     next_cursor: str | None
 
 
-class ResultsQuery(BaseModel):
+class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=100, ge=1, le=1000)

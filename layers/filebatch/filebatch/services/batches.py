@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from filebatch.errors import InvalidRequestError, NotFoundError
 from filebatch.models.api import (
+    UPLOADS_PER_PAGE,
     BatchCounts,
     BatchStatusResponse,
     CreateBatchRequest,
@@ -21,9 +22,10 @@ from filebatch.models.api import (
     DescriptionBody,
     ErrorDetail,
     FileResult,
+    PageQuery,
     ResultsPage,
-    ResultsQuery,
     UploadInstruction,
+    UploadsPage,
 )
 from filebatch.models.domain import (
     BATCH_ID_PATTERN,
@@ -35,7 +37,6 @@ from filebatch.models.domain import (
     Tenant,
     file_id_for,
     manifest_key,
-    upload_key,
 )
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
@@ -98,14 +99,31 @@ def create_batch(
     storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
     repo.create_batch(batch, files)
 
-    expires_at = now + timedelta(seconds=limits.url_ttl_seconds)
+    first_page = files[:UPLOADS_PER_PAGE]
+    return CreateBatchResponse(
+        batch_id=batch_id,
+        status=batch.status,
+        created_at=now,
+        total_files=len(files),
+        files=upload_instructions(storage, first_page, ttl_seconds=limits.url_ttl_seconds, now=now),
+        next_uploads_cursor=encode_cursor(batch_id, first_page[-1].file_id)
+        if len(files) > len(first_page)
+        else None,
+    )
+
+
+def upload_instructions(
+    storage: ObjectStorage, files: list[BatchFile], *, ttl_seconds: int, now: datetime
+) -> list[CreatedFile]:
+    """A presigned PUT per file, signed for its declared type and size."""
+    expires_at = now + timedelta(seconds=ttl_seconds)
     created = []
     for file in files:
         url, headers = storage.presign_put(
-            upload_key(tenant.tenant_id, batch_id, file.file_id),
+            file.object_key,
             content_type=file.declared_content_type,
             size=file.declared_size,
-            expires_in=limits.url_ttl_seconds,
+            expires_in=ttl_seconds,
         )
         created.append(
             CreatedFile(
@@ -116,7 +134,30 @@ def create_batch(
                 upload=UploadInstruction(url=url, headers=headers, expires_at=expires_at),
             )
         )
-    return CreateBatchResponse(batch_id=batch_id, status=batch.status, created_at=now, files=created)
+    return created
+
+
+def list_uploads(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    tenant: Tenant,
+    batch_id: str,
+    query: PageQuery,
+    *,
+    ttl_seconds: int,
+    now: datetime,
+) -> UploadsPage:
+    """Fresh upload instructions for the files still awaiting upload, a page at a time: for batches
+    larger than the create response's page, and to replace URLs that expired before the upload."""
+    _require_batch(repo, tenant, batch_id)
+    after = decode_cursor(batch_id, query.cursor) if query.cursor else None
+    files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
+    waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
+    return UploadsPage(
+        batch_id=batch_id,
+        items=upload_instructions(storage, waiting, ttl_seconds=ttl_seconds, now=now),
+        next_cursor=encode_cursor(batch_id, last) if last else None,
+    )
 
 
 def _require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batch:
@@ -179,7 +220,7 @@ def to_file_result(file: BatchFile) -> FileResult:
     )
 
 
-def list_results(repo: BatchRepository, tenant: Tenant, batch_id: str, query: ResultsQuery) -> ResultsPage:
+def list_results(repo: BatchRepository, tenant: Tenant, batch_id: str, query: PageQuery) -> ResultsPage:
     _require_batch(repo, tenant, batch_id)
     after = decode_cursor(batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
