@@ -151,7 +151,29 @@ class FilebatchClient:
         body = self._call(
             "POST", "/v1/batches", json_body={"files": [spec.to_json() for spec in specs]}, idempotent=False
         )
-        return CreatedBatch.from_json(body)
+        # The answer carries the first page of upload instructions; larger batches page on.
+        instructions: list[dict[str, Any]] = list(body["files"])
+        if body.get("next_uploads_cursor"):
+            instructions += self._upload_pages(body["batch_id"], cursor=body["next_uploads_cursor"])
+        return CreatedBatch.from_json({**body, "files": instructions})
+
+    def refresh_uploads(self, batch_id: str) -> list[CreatedFile]:
+        """Fresh upload instructions for every file of the batch still awaiting upload (for URLs
+        that expired before the upload, or an upload resumed later)."""
+        return [CreatedFile.from_json(item) for item in self._upload_pages(batch_id)]
+
+    def _upload_pages(self, batch_id: str, *, cursor: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        path = f"/v1/batches/{_segment(batch_id)}/uploads"
+        while True:
+            params: dict[str, str | int] = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._call("GET", path, params=params)
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
 
     def get_batch(self, batch_id: str) -> BatchStatus:
         """The batch's status, counts and progress."""

@@ -80,6 +80,8 @@ class FakeApi:
     def __init__(self) -> None:
         self.base_url = ""
         self.polls_until_done = 2
+        # How many upload instructions the create answer carries before paging (the API: 1,000).
+        self.create_page_size = 1000
         self.batches: dict[str, FakeBatch] = {}
         self.requests: list[Recorded] = []
         self._scripted: dict[tuple[str, str], deque[Scripted]] = {}
@@ -113,6 +115,8 @@ class FakeApi:
             return _error(404, "batch_not_found", f"batch {parts[-1]} not found")
         if len(parts) == 3:
             return self._status(batch)
+        if parts[3] == "uploads":
+            return self._uploads(batch, request.query)
         return self._results(batch, request.query)
 
     def _create(self, body: dict[str, Any]) -> Scripted:
@@ -122,30 +126,47 @@ class FakeApi:
             for position, spec in enumerate(body["files"], start=1)
         ]
         self.batches[batch_id] = FakeBatch(batch_id, files)
+        first = files[: self.create_page_size]
         return Scripted(
             201,
             {
                 "batch_id": batch_id,
                 "status": "awaiting_upload",
                 "created_at": TIMESTAMP,
-                "files": [
-                    {
-                        "file_id": f.file_id,
-                        "filename": f.filename,
-                        "size": f.size,
-                        "content_type": f.content_type,
-                        "upload": {
-                            "method": "PUT",
-                            "url": f"{self.base_url}/upload/{batch_id}/{f.file_id}?X-Amz-Signature=abc123",
-                            # A second header proves the SDK sends all of them, not only Content-Type.
-                            "headers": {"Content-Type": f.content_type, "x-amz-meta-batch": batch_id},
-                            "expires_at": TIMESTAMP,
-                        },
-                    }
-                    for f in files
-                ],
+                "total_files": len(files),
+                "files": [self._instruction(batch_id, f) for f in first],
+                "next_uploads_cursor": str(len(first)) if len(files) > len(first) else None,
             },
         )
+
+    def _uploads(self, batch: FakeBatch, query: dict[str, list[str]]) -> Scripted:
+        start = int(query.get("cursor", ["0"])[0])
+        limit = int(query.get("limit", ["1000"])[0])
+        page = batch.files[start : start + limit]
+        more = start + limit < len(batch.files)
+        return Scripted(
+            200,
+            {
+                "batch_id": batch.batch_id,
+                "items": [self._instruction(batch.batch_id, f) for f in page if f.uploaded is None],
+                "next_cursor": str(start + limit) if more else None,
+            },
+        )
+
+    def _instruction(self, batch_id: str, f: FakeFile) -> dict[str, Any]:
+        return {
+            "file_id": f.file_id,
+            "filename": f.filename,
+            "size": f.size,
+            "content_type": f.content_type,
+            "upload": {
+                "method": "PUT",
+                "url": f"{self.base_url}/upload/{batch_id}/{f.file_id}?X-Amz-Signature=abc123",
+                # A second header proves the SDK sends all of them, not only Content-Type.
+                "headers": {"Content-Type": f.content_type, "x-amz-meta-batch": batch_id},
+                "expires_at": TIMESTAMP,
+            },
+        }
 
     def _put(self, batch_id: str, file_id: str, body: bytes) -> Scripted:
         file = next(f for f in self.batches[batch_id].files if f.file_id == file_id)
@@ -626,3 +647,29 @@ def test_creating_a_batch_is_retried_only_when_it_cannot_have_happened(
     else:
         assert attempts == 1
         assert raised.value.status == status
+
+
+def test_create_batch_collects_every_upload_instruction_across_pages(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given an API whose create answer carries one instruction and pages the rest
+    fake_api.create_page_size = 1
+    # When a batch of three files is created and uploaded
+    created = client.create_batch(sample_files)
+    # Then the SDK followed the uploads cursor and has an instruction for every file
+    assert [f.file_id for f in created.files] == ["f00001", "f00002", "f00003"]
+    assert len(fake_api.calls("GET", f"/v1/batches/{created.batch_id}/uploads")) == 1
+    client.upload(created, sample_files)
+    # And once uploaded, nothing is left to refresh
+    assert client.refresh_uploads(created.batch_id) == []
+
+
+def test_refresh_uploads_gives_fresh_instructions_for_files_not_yet_uploaded(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a created batch none of whose files was uploaded
+    created = client.create_batch(sample_files)
+    # When its upload instructions are refreshed
+    refreshed = client.refresh_uploads(created.batch_id)
+    # Then every file gets one again
+    assert [f.file_id for f in refreshed] == [f.file_id for f in created.files]
