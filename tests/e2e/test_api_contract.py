@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +116,40 @@ def test_another_tenants_batch_is_404_for_status_and_results(stack: Stack) -> No
     assert_json_error(status, 404, "batch_not_found")
     assert_json_error(results, 404, "batch_not_found")
     assert stack.status(batch_id).status_code == 200
+
+
+def test_a_batch_larger_than_one_page_gets_the_rest_of_its_upload_urls_from_the_uploads_route(
+    stack: Stack,
+) -> None:
+    # Given a batch of 1,001 files (one more than a create answer carries)
+    files = [{"filename": f"{i}.png", "size": 10, "content_type": "image/png"} for i in range(1001)]
+    response = stack.post_batch(files)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    batch_id = created["batch_id"]
+    # When the first file is uploaded and the rest of the instructions are fetched from the cursor
+    first = created["files"][0]["upload"]
+    requests.put(first["url"], data=b"0123456789", headers=first["headers"], timeout=30)
+    rest = requests.get(
+        f"{stack.api_url}/v1/batches/{batch_id}/uploads",
+        params={"cursor": created["next_uploads_cursor"]},
+        headers=stack.headers(),
+        timeout=30,
+    ).json()
+    # Then the create answer had 1,000 instructions and the cursor led to the 1,001st
+    assert created["total_files"] == 1001
+    assert len(created["files"]) == 1000
+    assert [f["file_id"] for f in rest["items"]] == ["f01001"]
+    assert rest["next_cursor"] is None
+
+    # And once the first upload is recorded, refreshing from the start no longer offers it
+    def first_page_ids() -> list[str]:
+        page = requests.get(
+            f"{stack.api_url}/v1/batches/{batch_id}/uploads",
+            params={"limit": 3},
+            headers=stack.headers(),
+            timeout=30,
+        ).json()
+        return [f["file_id"] for f in page["items"]]
+
+    wait_for(lambda: first_page_ids() == ["f00002", "f00003"], 30, "the first upload to be recorded")
