@@ -26,7 +26,8 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_FILES_PER_REQUEST = 1000
+# One create answer carries 1,000 upload URLs: the bench keeps each batch to that (no paging).
+FILES_PER_BATCH = 1000
 
 
 def make_files(count: int, seed: int = 7) -> list[tuple[str, bytes, str]]:
@@ -91,8 +92,8 @@ def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurr
         uploaded_at[(batch_id, file["file_id"])] = time.time()
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for offset in range(0, len(files), MAX_FILES_PER_REQUEST):
-            chunk = files[offset : offset + MAX_FILES_PER_REQUEST]
+        for offset in range(0, len(files), FILES_PER_BATCH):
+            chunk = files[offset : offset + FILES_PER_BATCH]
             body = {"files": [{"filename": n, "size": len(c), "content_type": t} for n, c, t in chunk]}
             response = session.post(f"{api_url}/v1/batches", json=body, timeout=120)
             response.raise_for_status()
