@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 import zipfile
@@ -41,12 +40,6 @@ IGNORED_TYPES = {
     "AWS::Serverless::Api": "served by filebatch_local.api",
     "AWS::IAM::Role": "moto does not enforce IAM; one local role is used",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 _sessions: dict[str, boto3.session.Session] = {}

@@ -735,7 +735,7 @@ class Template:
             elif override is not None:
                 authorizer = str(override)
             else:
-                authorizer = None if api_id == IMPLICIT_API else self._default_authorizer(api_id)
+                authorizer = None if api_id == IMPLICIT_API else self._api(api_id).default_authorizer
             routes.append(
                 RouteSpec(
                     api_logical_id=api_id,
@@ -747,11 +747,6 @@ class Template:
                 )
             )
         return routes
-
-    def _default_authorizer(self, api_id: str) -> str | None:
-        auth = self.properties(api_id).get("Auth") or {}
-        default = auth.get("DefaultAuthorizer")
-        return str(default) if default else None
 
     def sqs_sources(self) -> list[SqsSourceSpec]:
         sources = []

@@ -117,9 +117,6 @@ class InMemoryStorage:
     def put_json(self, key: str, document: Any) -> None:
         self.documents[key] = document
 
-    def object_size(self, key: str) -> int | None:
-        return len(self.objects[key]) if key in self.objects else None
-
     def read(self, key: str) -> bytes:
         if key not in self.objects:
             raise NotFoundError(f"object {key} does not exist", code="object_missing")

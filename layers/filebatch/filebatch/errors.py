@@ -32,11 +32,6 @@ class NotFoundError(FilebatchError):
     http_status = 404
 
 
-class ConflictError(FilebatchError):
-    code = "conflict"
-    http_status = 409
-
-
 class UnauthorizedError(FilebatchError):
     code = "unauthorized"
     http_status = 401

@@ -41,15 +41,6 @@ class S3ObjectStorage:
         except ClientError as error:
             raise StorageUnavailableError(f"S3 put {key} failed: {_code(error)}") from error
 
-    def object_size(self, key: str) -> int | None:
-        try:
-            head = self._client.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as error:
-            if _code(error) in _MISSING:
-                return None
-            raise StorageUnavailableError(f"S3 head {key} failed: {_code(error)}") from error
-        return int(head["ContentLength"])
-
     def read(self, key: str) -> bytes:
         try:
             body: bytes = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()

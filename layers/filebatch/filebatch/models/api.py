@@ -155,11 +155,3 @@ class PageQuery(BaseModel):
 
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=2048)
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx body: {"error": {"code": ..., "message": ..., "details": [...]}}."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    error: dict[str, Any]

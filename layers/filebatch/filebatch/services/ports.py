@@ -70,9 +70,6 @@ class ObjectStorage(Protocol):
 
     def put_json(self, key: str, document: Any) -> None: ...
 
-    def object_size(self, key: str) -> int | None:
-        """Size of the stored object, None if there is none."""
-
     def read(self, key: str) -> bytes: ...
 
 
