@@ -17,15 +17,15 @@ from typing import Any
 
 import boto3
 import pytest
-from cfnlint.decode import decode_str
 from moto import mock_aws
 
 from filebatch import runtime
 from filebatch.config import get_settings
 from filebatch.services.auth import issue_api_key
+from filebatch_local.template import load_template
 from tests.conftest import PROJECT_ROOT, load_event
 
-TEMPLATE = decode_str((PROJECT_ROOT / "template.yaml").read_text())[0]
+TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
 TABLE = "filebatch-test-table"
 BUCKET = "filebatch-test-uploads"
 _MODULES: dict[str, ModuleType] = {}

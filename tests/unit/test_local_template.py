@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from filebatch_local.lint import lint_template_asl
 from filebatch_local.template import (
@@ -137,7 +138,7 @@ def test_short_tags_load_as_long_form() -> None:
         p: !GetAtt R.Attr.Nested
     """
     # When it is loaded
-    loaded: dict[str, Any] = __import__("yaml").load(textwrap.dedent(text), Loader=CfnLoader)
+    loaded: dict[str, Any] = yaml.load(textwrap.dedent(text), Loader=CfnLoader)
     # Then each becomes CloudFormation's long form
     assert loaded["a"] == {"Ref": "X"}
     assert loaded["b"] == loaded["c"] == {"Fn::GetAtt": ["R", "Arn"]}

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode_str
 
 import filebatch.errors
+from filebatch_local.template import load_template
 from tests.conftest import PROJECT_ROOT
 
-TEMPLATE: dict[str, Any] = decode_str((PROJECT_ROOT / "template.yaml").read_text())[0]
+TEMPLATE: dict[str, Any] = load_template(PROJECT_ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
 STATE_MACHINES = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::StateMachine"}
