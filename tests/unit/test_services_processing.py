@@ -197,3 +197,24 @@ def test_fault_injection_spec_takes_several_rules_and_refuses_nonsense() -> None
     for bad in ("explode:x:1", "throttle::1", "throttle:x:many"):
         with pytest.raises(InvalidRequestError, match="fault injection"):
             FaultInjection.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "cause", "code"),
+    [
+        ("PermanentDescriptionError", '{"errorMessage": "no code in front"}', "unsupported_media"),
+        ("FileRejectedError", None, "file_rejected"),
+        ("States.Timeout", None, "timeout"),
+        ("KeyError", '{"errorMessage": "\'facts\'"}', "internal_error"),
+    ],
+)
+def test_errors_without_a_code_in_their_message_take_their_class_code(
+    name: str, cause: str | None, code: str
+) -> None:
+    failed = FailedFile(
+        tenant_id="acme",
+        batch_id=BATCH_ID,
+        file_id="f00001",
+        error=StepFunctionsError(Error=name, Cause=cause),
+    )
+    assert failure_from(failed).code == code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from filebatch import errors
 from filebatch.errors import FileRejectedError, NotFoundError
 from filebatch.media.detect import detect_content_type, is_compatible
 from filebatch.media.inspect import basic_metadata
@@ -87,18 +88,15 @@ def failure_from(failed: FailedFile) -> FileError:
 
 
 def _error_code(error_name: str, message: str) -> str:
-    # Our handlers put the FilebatchError code first in the message ("code: message"), see
-    # functions' error handling; fall back to a name-derived code.
+    # FilebatchError.__str__ puts the code first ("code: message"), and Lambda reports str(error).
     head, sep, _ = message.partition(": ")
     if sep and head.replace("_", "").isalnum() and head.islower():
         return head
-    return {
-        "FileRejectedError": "file_rejected",
-        "RetryableDescriptionError": "provider_unavailable",
-        "PermanentDescriptionError": "unsupported_media",
-        "States.Timeout": "timeout",
-        "Sandbox.Timedout": "timeout",
-    }.get(error_name, "internal_error")
+    # Otherwise the class's own code, or what Step Functions names a timeout.
+    error_class = getattr(errors, error_name, None)
+    if isinstance(error_class, type) and issubclass(error_class, errors.FilebatchError):
+        return error_class.code
+    return "timeout" if error_name in {"States.Timeout", "Sandbox.Timedout"} else "internal_error"
 
 
 def record_success(repo: BatchRepository, described: DescribedFile, *, now: datetime) -> RecordResultOutput:
