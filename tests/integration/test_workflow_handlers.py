@@ -121,9 +121,8 @@ def test_process_describe_record_and_finalize_a_batch_with_one_good_and_one_lyin
     good, liar = png(30, 20), png(5, 5)
     created = create(invoke, [("wide.png", good, "image/png"), ("liar.png", liar, "image/png")])
     batch_id = created["batch_id"]
-    lie = created["files"][1]["upload"]
-    upload_all(created, [good, liar + b"\x00" * 0])
-    requests.put(lie["url"], data=liar + b"extra", headers=lie["headers"], timeout=10)
+    # The second file's bytes are 5 longer than declared (S3 emulation accepts them: the product checks)
+    upload_all(created, [good, liar + b"extra"])
     for file_id, content in (("f00001", good), ("f00002", liar)):
         invoke("record_upload", s3_event(batch_id, file_id, len(content)))
     task = {"tenant_id": "acme", "batch_id": batch_id}
