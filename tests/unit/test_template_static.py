@@ -158,3 +158,29 @@ def test_functions_receive_only_settings_the_config_knows() -> None:
     for function in FUNCTIONS.values():
         variables |= set(function["Properties"].get("Environment", {}).get("Variables", {}))
     assert variables <= known
+
+
+def test_no_resource_gets_a_full_access_managed_policy() -> None:
+    for name, resource in RESOURCES.items():
+        for policy in resource.get("Properties", {}).get("Policies", []):
+            assert not (isinstance(policy, str) and policy.endswith("FullAccess")), f"{name}: {policy}"
+
+
+def test_state_machine_s3_access_is_scoped_to_the_manifest_and_result_prefixes() -> None:
+    from filebatch.models.domain import MANIFEST_PREFIX
+
+    machine = STATE_MACHINES["ProcessBatchStateMachine"]
+    statements = [s for p in machine["Properties"]["Policies"] if "Statement" in p for s in p["Statement"]]
+    s3_resources = {
+        s["Resource"]["Fn::Sub"] for s in statements if any(str(a).startswith("s3:") for a in _actions(s))
+    }
+    result_prefix = dict(ALL_STATES)["ProcessFiles"]["ResultWriter"]["Parameters"]["Prefix"]
+    assert s3_resources == {
+        f"${{UploadBucket.Arn}}/{MANIFEST_PREFIX}*",
+        f"${{UploadBucket.Arn}}/{result_prefix}/*",
+    }
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
