@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
-from filebatch.http import make_resolver, tenant_of
+from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import BatchStatusResponse
 from filebatch.services.batches import get_batch_status
 
@@ -18,7 +18,13 @@ tracer = Tracer()
 app = make_resolver()
 
 
-@app.get("/v1/batches/<batch_id>")
+@app.get(
+    "/v1/batches/<batch_id>",
+    summary="A batch's status",
+    description="Status, counts per file state and progress of one of the caller's batches.",
+    responses=route_responses(200, BatchStatusResponse, "The batch's status.", errors=(400, 401, 404, 429)),
+    tags=["batches"],
+)
 @tracer.capture_method
 def get_batch(batch_id: str) -> BatchStatusResponse:
     return get_batch_status(runtime.repository(), tenant_of(app), batch_id)

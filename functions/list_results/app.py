@@ -10,23 +10,37 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
-from filebatch.http import make_resolver, tenant_of
+from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import PageQuery, ResultsPage
 from filebatch.services.batches import list_results
+from filebatch.services.cursors import CursorSigner
 
 logger = Logger()
 tracer = Tracer()
 app = make_resolver()
 
 
-@app.get("/v1/batches/<batch_id>/results")
+@app.get(
+    "/v1/batches/<batch_id>/results",
+    summary="A batch's results",
+    description="One result per file in submission order: its description or its error. Page with "
+    "`cursor` (opaque; `next_cursor` is null on the last page).",
+    responses=route_responses(200, ResultsPage, "One page of results.", errors=(400, 401, 404, 429)),
+    tags=["results"],
+)
 @tracer.capture_method
 def get_results(
     batch_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ResultsPage:
-    return list_results(runtime.repository(), tenant_of(app), batch_id, PageQuery(limit=limit, cursor=cursor))
+    return list_results(
+        runtime.repository(),
+        tenant_of(app),
+        batch_id,
+        PageQuery(limit=limit, cursor=cursor),
+        cursors=CursorSigner(runtime.cursor_keys()),
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -41,6 +41,8 @@ def handle_record(record: UploadEventRecord) -> str:
         runtime.workflow(),
         key=key,
         size=int(event.detail.object.size or 0),
+        # Present when the bucket is versioned (it is): the process and describe steps read this one.
+        version_id=event.detail.object.version_id,
         now=datetime.now(UTC),
     )
     logger.info("upload event", extra={"key": key, "outcome": outcome.value})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -36,16 +37,24 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("up", "serve the whole stack on localhost until Ctrl-C"),
         ("demo", "start the stack and push a directory of sample files through it"),
+        ("run-against", "start the stack, run a command against it ({api_url}, {api_key} filled in), stop"),
     ):
         command = commands.add_parser(name, help=help_text)
         if name == "demo":
             command.add_argument("samples", type=Path, help="directory of sample files")
+        if name == "run-against":
+            command.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command and its arguments")
         command.add_argument("--port", type=int, default=3000, help="API port (0: any free port)")
         command.add_argument("--parameter-overrides", nargs="*", default=[], metavar="Key=Value")
         command.add_argument("--project-root", type=Path, default=Path.cwd())
         command.add_argument("--verbose", action="store_true", help="also echo function logs to the console")
     lint = commands.add_parser("lint-asl", help="cfn-lint every DefinitionUri state machine file")
     lint.add_argument("template", type=Path)
+    openapi = commands.add_parser("openapi", help="write the API's OpenAPI document, built from the code")
+    openapi.add_argument("template", type=Path)
+    openapi.add_argument("output", type=Path)
+    models = commands.add_parser("request-models", help="print the API Gateway request models (YAML)")
+    models.add_argument("template", type=Path)
     return parser
 
 
@@ -66,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         from filebatch_local.lint import main as lint_main
 
         return int(lint_main(args.template))
+    if args.command == "openapi":
+        from filebatch_local.openapi import build_document, render
+
+        args.output.write_text(render(build_document(args.template)))
+        return 0
+    if args.command == "request-models":
+        import yaml
+
+        from filebatch_local.openapi import request_models
+
+        print(yaml.safe_dump(request_models(args.template), sort_keys=False, width=100), end="")
+        return 0
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
@@ -99,6 +120,10 @@ def _serve(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) -
             from filebatch_local.demo import run_demo  # type: ignore[import-not-found, unused-ignore]
 
             return int(run_demo(stack, args.samples))
+        if args.command == "run-against":
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            filled = [a.format(api_url=stack.api_url, api_key=stack.api_key) for a in argv]
+            return subprocess.run(filled, check=False).returncode  # noqa: S603 - the caller's own command
         print(f"API:       {stack.api_url}  (stage prefix optional)")
         print(f"moto:      {stack.moto_endpoint}")
         print(f"key file:  {stack.stack_file}")

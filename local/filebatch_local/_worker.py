@@ -63,7 +63,24 @@ def _receive(fd: int) -> dict[str, Any] | None:
     return None if body is None else json.loads(body)
 
 
+def _peak_rss_mb() -> int | None:
+    """This process's peak resident set (VmHWM), what Lambda's REPORT line calls "Max Memory Used".
+
+    Not getrusage's ru_maxrss: Linux carries that over from the forking parent across exec, so a
+    worker started by a large test process would report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return -(-int(line.split()[1]) // 1024)  # kB, rounded up: "under" must mean under
+    except OSError:
+        pass
+    return None
+
+
 def _send(fd: int, message: dict[str, Any]) -> None:
+    if "payload" in message:
+        message = {**message, "max_memory_used_mb": _peak_rss_mb()}
     data = json.dumps(message).encode()
     os.write(fd, struct.pack(">I", len(data)) + data)
 

@@ -119,8 +119,11 @@ class ApiGateway:
         account_id: str,
         port: int = 3000,
         host: str = "127.0.0.1",
+        documents: dict[str, Callable[[], tuple[str, bytes]]] | None = None,
     ) -> None:
         self.apis = apis
+        # Paths served as they are, without authorization (GET): the published contract.
+        self.documents = dict(documents or {})
         self.region = region
         self.account_id = account_id
         self._invoke = invoke
@@ -262,6 +265,9 @@ class ApiGateway:
         request_id = str(uuid.uuid4())
         split = urlsplit(raw_path)
         path = unquote(split.path) or "/"
+        if method in ("GET", "HEAD") and path in self.documents:
+            content_type, document = self.documents[path]()
+            return 200, {"Content-Type": content_type}, document
         matched = self.match(method, path)
         if matched is None:
             api = next(iter(self.apis.values()), None)
@@ -283,6 +289,8 @@ class ApiGateway:
                 f"{resource_path}"
             )
             authorizer_context = self.authorize(route, single_headers, method_arn)
+            # After the authorizer, before the integration, as API Gateway orders them.
+            validate_body(route, single_headers, body)
             event = self._proxy_event(
                 route,
                 method,
@@ -432,10 +440,41 @@ class ApiGateway:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (FOO, PROPFIND...) reaches the gateway too, which answers it as
+                # API Gateway does (no such route: a JSON gateway response), not http.server's HTML 501.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("api %s - %s", self.address_string(), format % args)
 
         return Handler
+
+
+def validate_body(route: Route, headers: dict[str, str], body: bytes) -> None:
+    """The route's request model (RequestModel with ValidateBody), applied as API Gateway applies it:
+    to JSON bodies (the model is mapped to application/json); BAD_REQUEST_BODY when it fails."""
+    if route.spec.request_model is None:
+        return
+    content_type = (_header(headers, "Content-Type") or "application/json").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        return  # no model for this content type: passed through, the function answers it
+    schema = route.api.models.get(route.spec.request_model)
+    if schema is None:
+        raise GatewayError("DEFAULT_5XX", f"model {route.spec.request_model} is not defined")
+    try:
+        document = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        raise GatewayError("BAD_REQUEST_BODY", "[Invalid request body]") from None
+    import jsonschema
+
+    problems = sorted(jsonschema.Draft4Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    if problems:
+        # validationErrorString is placed inside a JSON string by the gateway response template.
+        shown = "; ".join(f"{'/'.join(map(str, p.path)) or 'body'}: {p.message}" for p in problems[:5])
+        raise GatewayError("BAD_REQUEST_BODY", "[" + shown.replace("\\", "/").replace('"', "'")[:1000] + "]")
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:

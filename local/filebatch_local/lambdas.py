@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -38,6 +39,9 @@ class InvokeResult:
     payload_json: str
     function_error: bool
     duration_ms: float = 0.0
+    # The environment's peak RSS after the invocation (Lambda's "Max Memory Used"); None when the
+    # environment died or never started.
+    max_memory_used_mb: int | None = None
 
     @property
     def payload(self) -> Any:
@@ -99,6 +103,24 @@ class LogSink:
 
 class WorkerDied(Exception):
     pass
+
+
+def _exit_reason(returncode: int) -> str:
+    """How Lambda words a runtime's exit: "signal: killed" for SIGKILL (e.g. out of memory)."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name.removeprefix("SIG").lower()
+        return f"signal: {'killed' if name == 'kill' else name}"
+    return f"exit status {returncode}"
+
+
+@dataclass
+class CrashRule:
+    """Kill the environment running an invocation whose event (as JSON text) contains `fragment`,
+    for the next `times` such invocations."""
+
+    fragment: str
+    times: int
+    crashed: int = 0
 
 
 class Worker:
@@ -170,7 +192,11 @@ class Worker:
             self._receive(time.time() + timeout_s)
             self._ready = True
 
-    def call(self, event: Any, request_id: str, timeout_s: float) -> tuple[bool, str]:
+    def call(
+        self, event: Any, request_id: str, timeout_s: float, *, crash: bool = False
+    ) -> tuple[bool, str, int | None]:
+        """Run one invocation; with `crash`, the environment is SIGKILLed once the event is handed
+        over (fault injection: what an out-of-memory kill or a runtime crash does mid-invocation)."""
         deadline = time.time() + timeout_s
         message = json.dumps(
             {"request_id": request_id, "event": event, "deadline_ms": int(deadline * 1000)}
@@ -179,8 +205,11 @@ class Worker:
             os.write(self._request_write, struct.pack(">I", len(message)) + message)
         except OSError as error:
             raise WorkerDied(str(error)) from error
+        if crash:
+            self.process.send_signal(signal.SIGKILL)
         response = self._receive(deadline)
-        return bool(response["error"]), str(response["payload"])
+        peak = response.get("max_memory_used_mb")
+        return bool(response["error"]), str(response["payload"]), int(peak) if peak is not None else None
 
     def _read(self, size: int, deadline: float) -> bytes:
         data = b""
@@ -196,7 +225,7 @@ class Worker:
             if chunk is None:
                 raise TimeoutError
             if not chunk:
-                raise WorkerDied(f"exit status {self.process.wait()}")
+                raise WorkerDied(_exit_reason(self.process.wait()))
             data += chunk
         return data
 
@@ -264,8 +293,30 @@ class FunctionPool:
         self._spawning = 0  # environment starts requested and not finished
         self._initialising = 0  # of those, starts past their slot (really initialising)
         self._spawn_errors: list[SpawnError] = []
+        self._crash_rules: list[CrashRule] = []
+        # The highest "Max Memory Used" any of this function's environments reported.
+        self.peak_memory_used_mb = 0
         self._closed = False
         self._condition = threading.Condition()
+
+    def inject_crashes(self, fragment: str, times: int) -> CrashRule:
+        """Fault injection: SIGKILL the environment of the next `times` invocations whose event
+        contains `fragment` (e.g. a batch id), mid-invocation. Returns the rule, which counts."""
+        rule = CrashRule(fragment, times)
+        with self._condition:
+            self._crash_rules.append(rule)
+        return rule
+
+    def _take_crash(self, event: Any) -> bool:
+        if not self._crash_rules:
+            return False
+        text = json.dumps(event)
+        with self._condition:
+            for rule in self._crash_rules:
+                if rule.crashed < rule.times and rule.fragment in text:
+                    rule.crashed += 1
+                    return True
+        return False
 
     @property
     def size(self) -> int:
@@ -372,8 +423,11 @@ class FunctionPool:
         called = time.monotonic()
         self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
         reusable = False
+        max_memory: int | None = None
         try:
-            function_error, payload = worker.call(event, request_id, self.spec.timeout_s)
+            function_error, payload, max_memory = worker.call(
+                event, request_id, self.spec.timeout_s, crash=self._take_crash(event)
+            )
             reusable = True
         except TimeoutError:
             function_error = True
@@ -391,14 +445,19 @@ class FunctionPool:
             now = time.monotonic()
             duration_ms = (now - started) * 1000  # what the caller waited, environment start included
             self.sink.write(f"END RequestId: {request_id}")
-            # Like Lambda's REPORT: the handler's time, and the wait for an environment apart.
+            # Like Lambda's REPORT: the handler's time, the wait for an environment apart, memory.
+            memory = f"\tMemory Size: {self.spec.memory_mb} MB"
+            if max_memory is not None:
+                memory += f"\tMax Memory Used: {max_memory} MB"
+                with self._condition:
+                    self.peak_memory_used_mb = max(self.peak_memory_used_mb, max_memory)
             self.sink.write(
                 f"REPORT RequestId: {request_id}\tDuration: {(now - called) * 1000:.2f} ms"
-                f"\tWaited for environment: {(called - started) * 1000:.2f} ms"
+                f"\tWaited for environment: {(called - started) * 1000:.2f} ms{memory}"
             )
         if function_error:
             self.sink.write(f"{request_id}\tfunction error: {payload[:500]}")
-        return InvokeResult(payload, function_error, duration_ms)
+        return InvokeResult(payload, function_error, duration_ms, max_memory)
 
     def close(self) -> list[Worker]:
         """Refuse new calls, kill busy environments, ask idle ones to exit; returns the idle ones

@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import os
+import secrets
+import string
 import sys
 import threading
 import zipfile
@@ -36,6 +38,9 @@ IGNORED_TYPES = {
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
     "AWS::Logs::LogGroup": "function logs go to .local/logs/<LogicalId>.log",
     "AWS::CloudWatch::Alarm": "no metrics locally",
+    "AWS::SNS::Topic": "only alarms publish to it, and there are no alarms locally",
+    "AWS::SNS::Subscription": "the alarm topic is not created locally",
+    "AWS::KMS::Key": "it only encrypts the alarm topic, which is not created locally",
     "AWS::Serverless::LayerVersion": "layers are put on the workers' sys.path",
     "AWS::Serverless::Api": "served by filebatch_local.api",
     "AWS::IAM::Role": "moto does not enforce IAM; one local role is used",
@@ -274,6 +279,7 @@ class Provisioner:
             "AWS::Events::Rule": self._rule,
             "AWS::Serverless::Function": self._function,
             "AWS::Serverless::StateMachine": self._state_machine,
+            "AWS::SecretsManager::Secret": self._secret,
             "AWS::StepFunctions::StateMachine": self._state_machine,
         }
         self._role()
@@ -455,6 +461,21 @@ class Provisioner:
             Environment={"Variables": spec.environment},
         )
 
+    def _secret(self, logical_id: str) -> None:
+        properties = self.template.properties(logical_id)
+        request: dict[str, Any] = {"Name": self.template.physical_name(logical_id)}
+        if "SecretString" in properties:
+            request["SecretString"] = str(properties["SecretString"])
+        else:
+            # GenerateSecretString, as Secrets Manager does it: random, of the asked length and alphabet.
+            generate = properties.get("GenerateSecretString") or {}
+            alphabet = string.ascii_letters + string.digits
+            if generate.get("ExcludePunctuation") not in (True, "true"):
+                alphabet += string.punctuation
+            length = int(generate.get("PasswordLength", 32))
+            request["SecretString"] = "".join(secrets.choice(alphabet) for _ in range(length))
+        self._client("secretsmanager").create_secret(**request)
+
     def _state_machine(self, logical_id: str) -> None:
         spec = self.template.state_machine(logical_id)
         # The definition runs exactly as written (the file is the one AWS gets).
@@ -471,12 +492,15 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     api["Filter"] = {"Prefix": rule["Prefix"]} if "Prefix" in rule else {"Prefix": ""}
     if "ExpirationInDays" in rule:
         api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if rule.get("ExpiredObjectDeleteMarker") in (True, "true"):
+        api["Expiration"] = {"ExpiredObjectDeleteMarker": True}
     if "AbortIncompleteMultipartUpload" in rule:
         api["AbortIncompleteMultipartUpload"] = {
             "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
         }
-    if "NoncurrentVersionExpirationInDays" in rule:
-        api["NoncurrentVersionExpiration"] = {
-            "NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])
-        }
+    noncurrent_days = rule.get("NoncurrentVersionExpirationInDays") or (
+        rule.get("NoncurrentVersionExpiration") or {}
+    ).get("NoncurrentDays")
+    if noncurrent_days:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(noncurrent_days)}
     return api

@@ -3,6 +3,7 @@ real handlers in worker processes, SQS event sources, and the REST API with its 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,13 +18,21 @@ import boto3
 
 from filebatch_local.api import ApiGateway
 from filebatch_local.events import SqsEventSource
-from filebatch_local.lambdas import DEFAULT_MAX_WORKERS, InvokeResult, LambdaRuntime, install_lambda_dispatch
+from filebatch_local.lambdas import (
+    DEFAULT_MAX_WORKERS,
+    CrashRule,
+    InvokeResult,
+    LambdaRuntime,
+    install_lambda_dispatch,
+)
 from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
 from filebatch_local.template import Template
 
 log = logging.getLogger("filebatch_local")
 
 LOCAL_TENANT = "local"
+# The vendored OpenAPI renderer behind the /docs page (no CDN).
+REDOC = Path(__file__).with_name("vendor") / "redoc"
 
 
 class LocalStack:
@@ -98,6 +107,14 @@ class LocalStack:
                     region=template.region,
                     account_id=template.account_id,
                     port=self.api_port,
+                    documents={
+                        "/openapi.json": self._openapi_document,
+                        "/docs": lambda: ("text/html; charset=utf-8", (REDOC / "docs.html").read_bytes()),
+                        "/docs/redoc.standalone.js": lambda: (
+                            "text/javascript; charset=utf-8",
+                            (REDOC / "redoc.standalone.js").read_bytes(),
+                        ),
+                    },
                 )
                 self._api.start()
                 self.api_url = self._api.url
@@ -179,6 +196,19 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._runtime.invoke(logical_id, event)
 
+    def inject_crashes(self, logical_id: str, fragment: str, times: int) -> CrashRule:
+        """Fault injection: the function's environment is SIGKILLed mid-invocation for the next
+        `times` invocations whose event contains `fragment`. The returned rule counts the kills."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].inject_crashes(fragment, times)
+
+    def peak_memory_used_mb(self, logical_id: str) -> int:
+        """The highest Max Memory Used (peak RSS, MB) any environment of the function reported."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].peak_memory_used_mb
+
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint (dummy credentials, the template's region)."""
         assert self.template is not None, "the local stack is not started"
@@ -201,6 +231,12 @@ class LocalStack:
         )
         repository = DynamoBatchRepository(table)
         return str(issue_api_key(repository, tenant_id, now=datetime.now(UTC)))
+
+    @functools.cache  # noqa: B019 - one stack, one document, built on first request
+    def _openapi_document(self) -> tuple[str, bytes]:
+        from filebatch_local.openapi import build_document, render
+
+        return "application/json", render(build_document(self.template_path)).encode()
 
     def _authorizer_table_name(self) -> str:
         # The table the API's authorizer function is configured with (TABLE_NAME in its env).

@@ -188,6 +188,8 @@ class ApiSpec:
     default_authorizer: str | None
     gateway_responses: dict[str, dict[str, Any]]
     binary_media_types: tuple[str, ...]
+    # Request models (JSON Schema draft 4) by name, for routes that validate their body.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ class RouteSpec:
     function_logical_id: str
     event_name: str
     authorizer: str | None  # None: no authorizer
+    # The Api model the body must match (RequestModel with ValidateBody), if any.
+    request_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -439,6 +443,8 @@ class Template:
         elif kind == "AWS::SNS::Topic":
             attributes["TopicArn"] = lambda: self.arn("sns", name)
             attributes["TopicName"] = lambda: name
+        elif kind == "AWS::CloudWatch::Alarm":
+            attributes["Arn"] = lambda: self.arn("cloudwatch", f"alarm:{name}")
         elif kind == "AWS::IAM::Role":
             attributes["Arn"] = lambda: f"arn:{PARTITION}:iam::{self.account_id}:role/{name}"
         elif kind in _API_TYPES:
@@ -709,6 +715,7 @@ class Template:
             binary_media_types=tuple(
                 str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []
             ),
+            models=dict(properties.get("Models") or {}),
         )
 
     def _events(self, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -736,6 +743,8 @@ class Template:
                 authorizer = str(override)
             else:
                 authorizer = None if api_id == IMPLICIT_API else self._api(api_id).default_authorizer
+            request_model = properties.get("RequestModel") or {}
+            validated = request_model.get("ValidateBody") in (True, "true")
             routes.append(
                 RouteSpec(
                     api_logical_id=api_id,
@@ -744,6 +753,7 @@ class Template:
                     function_logical_id=function_id,
                     event_name=event_name,
                     authorizer=authorizer,
+                    request_model=str(request_model["Model"]) if validated else None,
                 )
             )
         return routes

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import requests
 
+from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +29,8 @@ def assert_json_error(response: requests.Response, status: int, code: str | None
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ("{not json", "malformed_json"),
+        # Refused by the gateway's request model before the function runs, with the same code
+        ("{not json", "validation_error"),
         ("[]", "validation_error"),
         ('{"files": []}', "validation_error"),
         ('{"files": [{"filename": "a.png"}]}', "validation_error"),
@@ -153,3 +156,182 @@ def test_a_batch_larger_than_one_page_gets_the_rest_of_its_upload_urls_from_the_
         return [f["file_id"] for f in page["items"]]
 
     wait_for(lambda: first_page_ids() == ["f00002", "f00003"], 30, "the first upload to be recorded")
+
+
+# --- inputs that once reached an unhandled exception (502), and silent coercions -----------------
+def post_raw(stack: Stack, body: str | bytes, content_type: str) -> requests.Response:
+    return requests.post(
+        f"{stack.api_url}/v1/batches",
+        data=body,
+        headers={**stack.headers(), "Content-Type": content_type},
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": ' + "9" * 5000 + ', "content_type": "image/png"}]}',
+            "application/json",
+            400,
+            "validation_error",
+            id="5000-digit-integer",
+        ),
+        pytest.param(
+            "[" * 50_000 + "]" * 50_000, "application/json", 400, "validation_error", id="nested-50000"
+        ),
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": 10, "content_type": "image/png"}]}',
+            "multipart/form-data",
+            415,
+            "unsupported_media_type",
+            id="multipart-without-boundary",
+        ),
+        pytest.param('{"files": []}', "text/plain", 415, "unsupported_media_type", id="text-plain"),
+        pytest.param('{"files": []}', "application/xml", 415, "unsupported_media_type", id="xml"),
+        pytest.param(
+            "files=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type", id="form-encoded"
+        ),
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": "6", "content_type": "image/png"}]}',
+            "application/json",
+            400,
+            "validation_error",
+            id="size-as-string",
+        ),
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": true, "content_type": "image/png"}]}',
+            "application/json",
+            400,
+            "validation_error",
+            id="size-as-boolean",
+        ),
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": 6.5, "content_type": "image/png"}]}',
+            "application/json",
+            400,
+            "validation_error",
+            id="size-as-fraction",
+        ),
+        pytest.param(
+            '{"files": [{"filename": "a.png", "size": 10, "content_type": "image/png"}]}'
+            + " " * (7 * 1024 * 1024),
+            "application/json",
+            413,
+            "payload_too_large",
+            id="7-MiB-valid-body",
+        ),
+    ],
+)
+def test_hostile_bodies_get_4xx_json_errors_and_create_nothing(
+    stack: Stack, body: str, content_type: str, status: int, code: str
+) -> None:
+    # Given a body and content type a client can send
+    # When it is posted to create a batch
+    response = post_raw(stack, body, content_type)
+    # Then the answer is the API's JSON error with a 4xx status, never a 5xx
+    assert_json_error(response, status, code)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["APPLICATION/JSON", "application/json; charset=utf-8", "Application/Json;charset=UTF-8"]
+)
+def test_json_content_types_are_accepted_in_any_case_and_with_parameters(
+    stack: Stack, content_type: str
+) -> None:
+    response = post_raw(
+        stack, '{"files": [{"filename": "a.png", "size": 10, "content_type": "image/png"}]}', content_type
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("route", ["results", "uploads"])
+def test_a_cursor_that_decodes_to_deeply_nested_json_is_a_400(stack: Stack, route: str) -> None:
+    # Given a batch, and a cursor crafted to decode to 10,000 nested arrays
+    batch_id = stack.post_batch([GOOD_FILE]).json()["batch_id"]
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 1000).decode().rstrip("=")
+    # When it is used on a paged route
+    response = requests.get(
+        f"{stack.api_url}/v1/batches/{batch_id}/{route}",
+        params={"cursor": cursor},
+        headers=stack.headers(),
+        timeout=30,
+    )
+    # Then it is refused as an invalid cursor
+    assert_json_error(response, 400, "invalid_cursor")
+
+
+def test_the_bearer_scheme_is_case_insensitive(stack: Stack) -> None:
+    for scheme in ("bearer", "BEARER"):
+        response = requests.get(
+            f"{stack.api_url}/v1/batches/b-{'0' * 32}",
+            headers={"Authorization": f"{scheme} {stack.api_key}"},
+            timeout=30,
+        )
+        # The key is accepted (the batch does not exist: 404, not 401)
+        assert_json_error(response, 404)
+
+
+def test_unknown_methods_get_a_json_gateway_error(stack: Stack) -> None:
+    response = requests.request("FOO", f"{stack.api_url}/v1/batches", headers=stack.headers(), timeout=30)
+    assert response.status_code < 500
+    assert_json_error(response, response.status_code)
+
+
+def test_the_local_stack_serves_the_published_contract(stack: Stack) -> None:
+    # Given the committed contract
+    committed = json.loads((PROJECT_ROOT / "docs" / "openapi.json").read_text())
+    # When a client asks the local API for it, with no key
+    response = requests.get(f"{stack.api_url}/openapi.json", timeout=30)
+    # Then it is that document
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == committed
+
+
+def test_the_local_stack_serves_a_readable_reference_with_its_renderer_and_no_cdn(stack: Stack) -> None:
+    # When a person opens /docs
+    page = requests.get(f"{stack.api_url}/docs", timeout=30)
+    # Then it is an HTML page that renders /openapi.json with a script the stack itself serves
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert 'spec-url="/openapi.json"' in page.text
+    scripts = [
+        line.split('src="')[1].split('"')[0] for line in page.text.splitlines() if "<script src=" in line
+    ]
+    assert scripts == ["/docs/redoc.standalone.js"]
+    renderer = requests.get(f"{stack.api_url}{scripts[0]}", timeout=30)
+    assert renderer.status_code == 200
+    assert renderer.headers["Content-Type"].startswith("text/javascript")
+    assert len(renderer.content) > 500_000
+    assert "http" not in page.text.split("<body>")[1]
+
+
+def test_the_gateway_refuses_a_body_that_breaks_the_model_before_the_function_runs(stack: Stack) -> None:
+    # Given the create function's log, as Lambda writes a START line per invocation
+    log = stack.local.state_dir / "logs" / "CreateBatchFunction.log"
+    invocations = log.read_text().count("START RequestId") if log.exists() else 0
+    # When a body with a file missing its size is posted
+    response = post_raw(
+        stack, '{"files": [{"filename": "a.png", "content_type": "image/png"}]}', "application/json"
+    )
+    # Then the gateway answers 400 in the API's error shape, naming the problem, and the function never ran
+    error = assert_json_error(response, 400, "validation_error")
+    assert "size" in error["message"]
+    assert (log.read_text().count("START RequestId") if log.exists() else 0) == invocations
+
+
+@pytest.mark.parametrize(("size", "status"), [("6366.0", 201), ("6366.5", 400)])
+def test_the_gateway_reads_integer_as_the_published_contract_does(stack: Stack, size: str, status: int) -> None:
+    # Given a size written as a number with a fraction part (an integer in the OpenAPI 3.1 contract
+    # when the fraction is zero, a number in draft 4, which API Gateway's models use)
+    body = '{"files": [{"filename": "a.png", "size": ' + size + ', "content_type": "image/png"}]}'
+    # When it is posted
+    response = post_raw(stack, body, "application/json")
+    # Then an integral value creates the batch, a fractional one is a validation error
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert_json_error(response, 400, "validation_error")

@@ -69,6 +69,7 @@ def _reset_caches() -> None:
         runtime.workflow,
         runtime.description_provider,
         runtime.fault_injection,
+        runtime.cursor_keys,
         runtime._boto3_client,
     ):
         factory.cache_clear()
@@ -98,6 +99,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
+        versioning = TEMPLATE["Resources"]["UploadBucket"]["Properties"]["VersioningConfiguration"]
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": versioning["Status"]})
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="filebatch-test-cursor-key", SecretString="integration-test-cursor-signing-key"
+        )
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(
             name="process-batch",
@@ -110,6 +116,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             "STATE_MACHINE_ARN": machine["stateMachineArn"],
             "DESCRIPTION_PROVIDER": "local",
             "DESCRIBE_FAULT_INJECTION": "",
+            "CURSOR_SECRET_ARN": secret["ARN"],
         }.items():
             monkeypatch.setenv(name, value)
         _reset_caches()

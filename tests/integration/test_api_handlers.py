@@ -7,10 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from tests.conftest import load_event
 from tests.integration.conftest import BUCKET, Aws, api_event
 
@@ -47,14 +49,37 @@ def test_create_batch_answers_201_with_presigned_puts_and_stores_batch_files_and
     assert [f["filename"] for f in created["files"]] == ["cat.png", "notes.txt"]
     upload = created["files"][0]["upload"]
     assert upload["method"] == "PUT"
-    assert upload["headers"] == {"Content-Type": "image/png"}
+    # The headers are signed: the type, and If-None-Match so the URL can only create the object
+    assert upload["headers"] == {"Content-Type": "image/png", "If-None-Match": "*"}
     assert "X-Amz-Signature=" in upload["url"]
+    assert "if-none-match" in upload["url"]
     assert f"uploads/acme/{created['batch_id']}/f00001" in upload["url"]
     # And the batch, both files and the manifest are stored
     items = aws.dynamodb.scan(TableName="filebatch-test-table")["Items"]
     assert sorted(i["sk"]["S"] for i in items) == ["BATCH", "FILE#f00001", "FILE#f00002"]
     manifest = aws.s3.get_object(Bucket=BUCKET, Key=f"manifests/acme/{created['batch_id']}.json")
     assert json.loads(manifest["Body"].read()) == [{"file_id": "f00001"}, {"file_id": "f00002"}]
+
+
+def test_created_batch_items_expire_after_the_upload_retention(
+    aws: Aws, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the create function configured with a 7-day retention, as the template passes it,
+    # and an API key issued to the tenant
+    monkeypatch.setenv("UPLOAD_RETENTION_DAYS", "7")
+    get_settings.cache_clear()
+    aws.api_key("acme")
+    # When a batch of two files is created
+    created = create(invoke)
+    # Then the batch item and both file items carry the TTL attribute (a Number of epoch
+    # seconds) 7 days after the batch's creation
+    expected = int(datetime.fromisoformat(created["created_at"]).timestamp()) + 7 * 24 * 3600
+    items = {i["sk"]["S"]: i for i in aws.dynamodb.scan(TableName="filebatch-test-table")["Items"]}
+    assert set(items) == {"APIKEY", "BATCH", "FILE#f00001", "FILE#f00002"}
+    for sk in ("BATCH", "FILE#f00001", "FILE#f00002"):
+        assert items[sk]["expires_at"] == {"N": str(expected)}, sk
+    # And the API key item never expires
+    assert "expires_at" not in items["APIKEY"]
 
 
 def test_presigned_put_stores_the_bytes(aws: Aws, invoke: Invoke) -> None:
@@ -182,7 +207,9 @@ def test_uploads_page_fresh_urls_for_files_still_awaiting_upload(aws: Aws, invok
     batch_id = created["batch_id"]
     assert created["total_files"] == 3
     assert created["next_uploads_cursor"] is None
-    runtime.repository().mark_uploaded("acme", batch_id, "f00001", size=5, at=datetime.now(UTC))
+    runtime.repository().mark_uploaded(
+        "acme", batch_id, "f00001", size=5, version_id=None, at=datetime.now(UTC)
+    )
     path = f"/v1/batches/{batch_id}/uploads"
     params = {"batch_id": batch_id}
     # When the uploads are listed two files at a time
@@ -204,3 +231,43 @@ def test_uploads_page_fresh_urls_for_files_still_awaiting_upload(aws: Aws, invok
     # And another tenant cannot list them
     other = invoke("list_uploads", api_event("GET", path, tenant_id="globex", path_parameters=params))
     assert other["statusCode"] == 404
+
+
+def test_cursor_keys_follow_a_secret_rotation(aws: Aws) -> None:
+    # Given the cursor signing secret, read through its adapter
+    from filebatch.adapters.secrets import SecretsManagerCursorKeys
+
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="rotating-cursor-key", SecretString="first-key")["ARN"]
+    assert SecretsManagerCursorKeys(arn, secrets).signing_keys() == [b"first-key"]
+    # When a new value is put (what a rotation does)
+    secrets.put_secret_value(SecretId=arn, SecretString="second-key")
+    # Then the new value signs and the previous one still verifies
+    assert SecretsManagerCursorKeys(arn, secrets).signing_keys() == [b"second-key", b"first-key"]
+
+
+def test_a_page_cursor_for_another_batch_or_a_forged_one_is_a_400(aws: Aws, invoke: Invoke) -> None:
+    # Given two batches of three files, and the first one's second-page cursor
+    def batch() -> str:
+        body = {"files": [{"filename": f"{i}.png", "size": 5, "content_type": "image/png"} for i in range(3)]}
+        return json.loads(invoke("create_batch", api_event("POST", "/v1/batches", body=body))["body"])[
+            "batch_id"
+        ]
+
+    first, second = batch(), batch()
+
+    def results(batch_id: str, **query: str) -> dict[str, Any]:
+        event = api_event(
+            "GET", f"/v1/batches/{batch_id}/results", path_parameters={"batch_id": batch_id}, query=query
+        )
+        response = invoke("list_results", event)
+        return {"status": response["statusCode"], **json.loads(response["body"])}
+
+    cursor = results(first, limit="1")["next_cursor"]
+    assert results(first, limit="1", cursor=cursor)["items"][0]["file_id"] == "f00002"
+    # When it is used on the other batch, or altered to skip ahead
+    foreign = results(second, cursor=cursor)
+    forged = results(first, cursor=cursor.replace("f00001", "f00002"))
+    # Then both are refused as invalid cursors
+    assert (foreign["status"], foreign["error"]["code"]) == (400, "invalid_cursor")
+    assert (forged["status"], forged["error"]["code"]) == (400, "invalid_cursor")

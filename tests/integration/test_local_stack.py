@@ -262,6 +262,9 @@ HANDLERS = {
                 time.sleep(event["sleep"])
             if event.get("exit"):
                 os._exit(event["exit"])
+            if event.get("allocate_mb"):
+                block = bytearray(event["allocate_mb"] * 1024 * 1024)
+                block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not just reserved
             return {"pid": os.getpid()}
     """,
 }
@@ -544,3 +547,19 @@ def test_concurrent_counter_updates_are_not_lost(stack: LocalStack) -> None:
     # Then every update counted (moto's DynamoDB backend is serialised by the local stack)
     item = stack.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
     assert item["n"]["N"] == "192"
+
+
+def test_max_memory_used_is_the_environments_peak_rss_as_lambda_reports_it(
+    stack: LocalStack, project: Path
+) -> None:
+    # Given a fresh environment (the previous one is made to exit) that has done nothing yet
+    stack.invoke("FragileFunction", {"exit": 1})
+    idle = stack.invoke("FragileFunction", {})
+    # When an invocation allocates and touches 200 MB
+    busy = stack.invoke("FragileFunction", {"allocate_mb": 200})
+    # Then its Max Memory Used is at least 200 MB above the idle figure, and the REPORT line says so
+    assert idle.max_memory_used_mb is not None and busy.max_memory_used_mb is not None
+    assert busy.max_memory_used_mb >= idle.max_memory_used_mb + 200
+    assert stack.peak_memory_used_mb("FragileFunction") >= busy.max_memory_used_mb
+    log = (stack.state_dir / "logs" / "FragileFunction.log").read_text()
+    assert f"Max Memory Used: {busy.max_memory_used_mb} MB" in log

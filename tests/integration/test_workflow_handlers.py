@@ -3,11 +3,13 @@ chains them (the e2e tests run the real ASL)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 import requests
 from PIL import Image
@@ -40,13 +42,19 @@ def upload_all(created: dict[str, Any], contents: list[bytes]) -> None:
         )
 
 
-def s3_event(batch_id: str, file_id: str, size: int, message_id: str = "m-1") -> dict[str, Any]:
-    """The real SQS event shape whose body is EventBridge's S3 'Object Created' event."""
+def s3_event(
+    batch_id: str, file_id: str, size: int, message_id: str = "m-1", version_id: str | None = None
+) -> dict[str, Any]:
+    """The real SQS event shape whose body is EventBridge's S3 'Object Created' event, for the
+    given version of the object (by default its current version, as the event of the last write)."""
     event = load_event("sqs_s3_object_created_via_eventbridge")
     record = event["Records"][0]
     body = json.loads(record["body"])
+    key = f"uploads/acme/{batch_id}/{file_id}"
+    if version_id is None:
+        version_id = boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["VersionId"]
     body["detail"]["bucket"]["name"] = BUCKET
-    body["detail"]["object"].update(key=f"uploads/acme/{batch_id}/{file_id}", size=size)
+    body["detail"]["object"].update({"key": key, "size": size, "version-id": version_id})
     record.update(body=json.dumps(body), messageId=message_id)
     return event
 
@@ -169,6 +177,41 @@ def test_process_describe_record_and_finalize_a_batch_with_one_good_and_one_lyin
     assert status["status"] == "completed_with_errors"
     assert status["counts"] == {"total": 2, "uploaded": 2, "completed": 1, "failed": 1}
     assert status["progress_percentage"] == 100.0
+
+
+def test_bytes_written_after_the_upload_are_neither_verified_nor_described(aws: Aws, invoke: Invoke) -> None:
+    # Given a PNG uploaded through its presigned URL, and its upload event (which names the version)
+    picture = png(16, 9)
+    created = create(invoke, [("photo.png", picture, "image/png")])
+    batch_id, upload = created["batch_id"], created["files"][0]["upload"]
+    upload_all(created, [picture])
+    key = f"uploads/acme/{batch_id}/f00001"
+    invoke("record_upload", s3_event(batch_id, "f00001", len(picture)))
+    # When the client PUTs other bytes of the same length through the same URL
+    text = b"not a picture at all ".ljust(len(picture), b"!")
+    again = requests.put(upload["url"], data=text, headers=upload["headers"], timeout=10)
+    # Then S3 refuses it: the URL only creates the object
+    assert again.status_code == 412, again.text
+    # And even bytes that do reach the key (a writer that S3 lets through) change nothing: the
+    # process step verifies the announced version and the describe step describes that version
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=text)
+    processed = invoke("process_file", {"tenant_id": "acme", "batch_id": batch_id, "file_id": "f00001"})
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=text)
+    described = invoke("describe_file", {"file": processed, "attempt": 0})
+    invoke("record_result", {"outcome": "succeeded", "file": described})
+    result = json.loads(
+        invoke(
+            "list_results",
+            api_event("GET", f"/v1/batches/{batch_id}/results", path_parameters={"batch_id": batch_id}),
+        )["body"]
+    )["items"][0]
+    assert result["sha256"] == hashlib.sha256(picture).hexdigest()
+    assert result["detected_content_type"] == "image/png"
+    assert result["description"]["attributes"]["kind"] == "image"
+    assert (result["description"]["attributes"]["width"], result["description"]["attributes"]["height"]) == (
+        16,
+        9,
+    )
 
 
 def test_recording_the_same_result_twice_counts_it_once(aws: Aws, invoke: Invoke) -> None:

@@ -3,7 +3,7 @@ adapter (tests/integration checks the adapter itself against moto)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from filebatch.models.domain import (
     FileStatus,
 )
 from filebatch.models.records import ApiKeyRecord
+from filebatch.services.ports import StoredObject
 
 
 class InMemoryRepository:
@@ -48,12 +49,21 @@ class InMemoryRepository:
         page = [self.files[(tenant_id, batch_id, i)].model_copy(deep=True) for i in ids[:limit]]
         return page, (page[-1].file_id if len(ids) > limit else None)
 
-    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
+    def mark_uploaded(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        size: int,
+        version_id: str | None,
+        at: datetime,
+    ) -> bool:
         file = self.files.get((tenant_id, batch_id, file_id))
         batch = self.batches.get((tenant_id, batch_id))
         if file is None or batch is None or file.status is not FileStatus.AWAITING_UPLOAD:
             return False
-        file.status, file.uploaded_at = FileStatus.UPLOADED, at
+        file.status, file.uploaded_at, file.uploaded_version_id = FileStatus.UPLOADED, at, version_id
         batch.uploaded += 1
         batch.updated_at = at
         return True
@@ -105,22 +115,45 @@ class InMemoryRepository:
 
 
 class InMemoryStorage:
+    """A versioned bucket: `put` adds a version, `read` gives the current one or the one asked for."""
+
     def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
+        self.versions: dict[str, list[bytes]] = {}
         self.documents: dict[str, Any] = {}
+        # Small chunks, so that tests cross chunk boundaries; counters, so they can see what was read.
+        self.chunk_size = 64
+        self.streams_opened = 0
+        self.bytes_streamed = 0
+
+    def put(self, key: str, content: bytes) -> str:
+        """Store a new version of `key`; returns its version id."""
+        self.versions.setdefault(key, []).append(content)
+        return f"v{len(self.versions[key])}"
 
     def presign_put(
         self, key: str, *, content_type: str, size: int, expires_in: int
     ) -> tuple[str, dict[str, str]]:
-        return f"https://uploads.example/{key}?expires={expires_in}", {"Content-Type": content_type}
+        return f"https://uploads.example/{key}?expires={expires_in}", {
+            "Content-Type": content_type,
+            "If-None-Match": "*",
+        }
 
     def put_json(self, key: str, document: Any) -> None:
         self.documents[key] = document
 
-    def read(self, key: str) -> bytes:
-        if key not in self.objects:
-            raise NotFoundError(f"object {key} does not exist", code="object_missing")
-        return self.objects[key]
+    def stream(self, key: str, *, version_id: str | None = None) -> StoredObject:
+        versions = self.versions.get(key, [])
+        number = len(versions) if version_id is None else int(version_id.removeprefix("v"))
+        if not 1 <= number <= len(versions):
+            raise NotFoundError(f"object {key} version {version_id} does not exist", code="object_missing")
+        content = versions[number - 1]
+        self.streams_opened += 1
+        return StoredObject(len(content), f"v{number}", self._chunks(content))
+
+    def _chunks(self, content: bytes) -> Generator[bytes, None, None]:
+        for start in range(0, len(content), self.chunk_size):
+            self.bytes_streamed += len(content[start : start + self.chunk_size])
+            yield content[start : start + self.chunk_size]
 
 
 class RecordingStarter:
@@ -136,3 +169,16 @@ class RecordingStarter:
             return False
         self.started[name] = payload
         return True
+
+
+class StaticCursorKeys:
+    """Cursor keys held in memory; `rotate` makes a new current key, keeping the old one as previous."""
+
+    def __init__(self, key: bytes = b"k" * 32) -> None:
+        self.current, self.previous = key, None
+
+    def signing_keys(self) -> list[bytes]:
+        return [self.current] if self.previous is None else [self.current, self.previous]
+
+    def rotate(self, new_key: bytes) -> None:
+        self.current, self.previous = new_key, self.current

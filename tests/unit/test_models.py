@@ -9,8 +9,15 @@ from pydantic import ValidationError
 
 from filebatch.config import settings_from
 from filebatch.models.api import CreateBatchRequest
-from filebatch.models.domain import Batch, BatchStatus, parse_upload_key, upload_key
-from filebatch.models.records import BatchRecord
+from filebatch.models.domain import (
+    Batch,
+    BatchFile,
+    BatchStatus,
+    FileStatus,
+    parse_upload_key,
+    upload_key,
+)
+from filebatch.models.records import TTL_ATTRIBUTE, ApiKeyRecord, BatchRecord, FileRecord, api_key_pk
 
 
 @pytest.mark.parametrize(
@@ -68,6 +75,72 @@ def test_batch_record_round_trips() -> None:
     assert BatchRecord.model_validate(item).to_domain() == batch
 
 
+EXPIRES = datetime(2026, 12, 22, 3, 4, 5, tzinfo=UTC)
+
+
+def test_batch_and_file_items_carry_their_expiry_as_epoch_seconds_for_the_ttl() -> None:
+    # Given a batch and a file that expire at the same moment
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    batch = Batch(
+        tenant_id="acme",
+        batch_id="b-" + "d" * 32,
+        status=BatchStatus.AWAITING_UPLOAD,
+        total=1,
+        created_at=now,
+        updated_at=now,
+        expires_at=EXPIRES,
+    )
+    file = BatchFile(
+        tenant_id="acme",
+        batch_id=batch.batch_id,
+        file_id="f00001",
+        filename="cat.png",
+        declared_size=5,
+        declared_content_type="image/png",
+        status=FileStatus.AWAITING_UPLOAD,
+        expires_at=EXPIRES,
+    )
+    # When they become DynamoDB items
+    items = [BatchRecord.from_domain(batch).to_item(), FileRecord.from_domain(file).to_item()]
+    # Then both carry the TTL attribute as an integer number of epoch seconds (DynamoDB's TTL
+    # ignores anything else) ...
+    for item in items:
+        assert item[TTL_ATTRIBUTE] == 1797908645
+        assert type(item[TTL_ATTRIBUTE]) is int
+    # ... and read back as the same moment
+    assert BatchRecord.model_validate(items[0]).to_domain() == batch
+    assert FileRecord.model_validate(items[1]).to_domain() == file
+
+
+def test_items_written_before_retention_existed_still_read() -> None:
+    # Given a batch item as stored before items had an expiry
+    item = {
+        "pk": "TENANT#acme#BATCH#b-" + "d" * 32,
+        "sk": "BATCH",
+        "entity": "batch",
+        "tenant_id": "acme",
+        "batch_id": "b-" + "d" * 32,
+        "status": "completed",
+        "total": 1,
+        "completed": 1,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+    }
+    # When it is read, then it is a batch without an expiry
+    assert BatchRecord.model_validate(item).to_domain().expires_at is None
+
+
+def test_api_key_items_never_expire() -> None:
+    # Given an API key record
+    record = ApiKeyRecord(
+        pk=api_key_pk("0" * 64), tenant_id="acme", key_prefix="fbk_abcd", created_at=datetime.now(UTC)
+    )
+    # When it becomes an item, then it has no TTL attribute, and cannot be given one
+    assert TTL_ATTRIBUTE not in record.to_item()
+    with pytest.raises(ValidationError):
+        ApiKeyRecord.model_validate({**record.to_item(), TTL_ATTRIBUTE: 1797908645})
+
+
 @pytest.mark.parametrize(
     ("completed", "failed", "status"),
     [(3, 0, BatchStatus.COMPLETED), (0, 3, BatchStatus.FAILED), (2, 1, BatchStatus.COMPLETED_WITH_ERRORS)],
@@ -93,3 +166,34 @@ def test_settings_read_only_known_variables_and_validate_them() -> None:
     assert (settings.table_name, settings.bucket_name, settings.max_file_bytes) == ("t", "b", 5)
     with pytest.raises(ValidationError):
         settings_from({"TABLE_NAME": "t"})
+
+
+def test_a_failure_caught_after_the_process_step_parses_with_everything_that_step_produced() -> None:
+    # Given the input of the describe step (the process step's output) with the Catch's error added
+    from filebatch.models.domain import FileFacts
+    from filebatch.models.workflow import FailedFile, ProcessedFile
+
+    processed = ProcessedFile(
+        tenant_id="acme",
+        batch_id="b-" + "0" * 32,
+        file_id="f00001",
+        filename="a.png",
+        version_id="ace4ffae-52d0-4c00-8450-b1b762aadadc",
+        facts=FileFacts(size_bytes=1, sha256="0" * 64, detected_content_type="image/png"),
+    )
+    caught = {**processed.model_dump(mode="json"), "error": {"Error": "Runtime.ExitError", "Cause": None}}
+    # When the record step parses it
+    failed = FailedFile.model_validate(caught)
+    # Then nothing the process step produced is refused as unknown
+    assert failed.version_id == processed.version_id
+    assert failed.facts == processed.facts
+
+
+def test_settings_read_the_upload_retention() -> None:
+    # Given the environment the template gives the create function
+    environ = {"TABLE_NAME": "t", "BUCKET_NAME": "b", "UPLOAD_RETENTION_DAYS": "7"}
+    # When settings are read, then the retention is the template's number of days
+    assert settings_from(environ).upload_retention_days == 7
+    # And a retention under a day is refused, as the template's parameter refuses it
+    with pytest.raises(ValidationError):
+        settings_from({"TABLE_NAME": "t", "BUCKET_NAME": "b", "UPLOAD_RETENTION_DAYS": "0"})

@@ -12,17 +12,18 @@ from filebatch.models.domain import BatchStatus, FileStatus, Tenant, manifest_ke
 from filebatch.services.batches import (
     UploadLimits,
     create_batch,
-    decode_cursor,
-    encode_cursor,
     get_batch_status,
     list_results,
 )
-from tests.unit.fakes import InMemoryRepository, InMemoryStorage
+from filebatch.services.cursors import CursorSigner
+from tests.unit.fakes import InMemoryRepository, InMemoryStorage, StaticCursorKeys
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 ACME = Tenant(tenant_id="acme")
 LIMITS = UploadLimits(max_files=10, max_file_bytes=1000, url_ttl_seconds=900)
+RETENTION_DAYS = 30
 BATCH_ID = "b-" + "0" * 32
+CURSORS = CursorSigner(StaticCursorKeys())
 
 
 def request(*sizes: int) -> CreateBatchRequest:
@@ -36,7 +37,15 @@ def request(*sizes: int) -> CreateBatchRequest:
 
 def make(repo: InMemoryRepository, storage: InMemoryStorage, *sizes: int) -> str:
     created = create_batch(
-        repo, storage, ACME, request(*sizes), limits=LIMITS, now=NOW, make_batch_id=lambda: BATCH_ID
+        repo,
+        storage,
+        ACME,
+        request(*sizes),
+        limits=LIMITS,
+        retention_days=RETENTION_DAYS,
+        cursors=CURSORS,
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
     )
     return created.batch_id
 
@@ -46,12 +55,21 @@ def test_create_batch_records_files_in_order_and_returns_presigned_puts() -> Non
     repo, storage = InMemoryRepository(), InMemoryStorage()
     # When a tenant creates a batch of three files
     created = create_batch(
-        repo, storage, ACME, request(10, 20, 30), limits=LIMITS, now=NOW, make_batch_id=lambda: BATCH_ID
+        repo,
+        storage,
+        ACME,
+        request(10, 20, 30),
+        limits=LIMITS,
+        retention_days=RETENTION_DAYS,
+        cursors=CURSORS,
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
     )
     # Then every file gets an id in submission order and a PUT with the declared content type
     assert [f.file_id for f in created.files] == ["f00001", "f00002", "f00003"]
     assert all(
-        f.upload.method == "PUT" and f.upload.headers == {"Content-Type": "image/jpeg"} for f in created.files
+        f.upload.method == "PUT" and f.upload.headers == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
+        for f in created.files
     )
     assert created.files[0].upload.url.endswith(f"uploads/acme/{BATCH_ID}/f00001?expires=900")
     assert created.files[0].upload.expires_at == datetime(2026, 11, 22, 2, 15, tzinfo=UTC)
@@ -65,6 +83,30 @@ def test_create_batch_records_files_in_order_and_returns_presigned_puts() -> Non
     ]
 
 
+def test_created_batch_and_files_expire_after_the_retention_in_whole_seconds() -> None:
+    # Given an empty store and a creation time with a fraction of a second
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    now = datetime(2026, 11, 22, 2, 0, 0, 750_000, tzinfo=UTC)
+    # When a batch of two files is created with a 7-day retention
+    create_batch(
+        repo,
+        storage,
+        ACME,
+        request(10, 20),
+        limits=LIMITS,
+        retention_days=7,
+        cursors=CURSORS,
+        now=now,
+        make_batch_id=lambda: BATCH_ID,
+    )
+    # Then the batch and every file expire 7 days after creation, on a whole second
+    expected = datetime(2026, 11, 29, 2, 0, 0, tzinfo=UTC)
+    batch = repo.get_batch("acme", BATCH_ID)
+    assert batch is not None and batch.expires_at == expected
+    files, _ = repo.list_files("acme", BATCH_ID, limit=10)
+    assert [f.expires_at for f in files] == [expected, expected]
+
+
 @pytest.mark.parametrize(
     ("sizes", "code"),
     [((1,) * 11, "too_many_files"), ((10, 1001), "file_too_large")],
@@ -76,7 +118,7 @@ def test_create_batch_refuses_requests_beyond_the_limits_and_writes_nothing(
     repo, storage = InMemoryRepository(), InMemoryStorage()
     # When the request breaks a limit
     with pytest.raises(InvalidRequestError) as raised:
-        create_batch(repo, storage, ACME, request(*sizes), limits=LIMITS, now=NOW)
+        make(repo, storage, *sizes)
     # Then it is refused with a code and nothing was half-written
     assert raised.value.code == code
     assert repo.batches == {} and repo.files == {} and storage.documents == {}
@@ -87,7 +129,7 @@ def test_status_reports_counts_and_progress() -> None:
     repo, storage = InMemoryRepository(), InMemoryStorage()
     batch_id = make(repo, storage, 1, 2, 3, 4)
     for file_id in ("f00001", "f00002"):
-        repo.mark_uploaded("acme", batch_id, file_id, size=1, at=NOW)
+        repo.mark_uploaded("acme", batch_id, file_id, size=1, version_id=None, at=NOW)
     repo.record_file_result(
         "acme",
         batch_id,
@@ -132,7 +174,7 @@ def test_results_paginate_with_an_opaque_cursor_until_exhausted() -> None:
     # When results are read two at a time following next_cursor
     seen, cursor, pages = [], None, 0
     while True:
-        page = list_results(repo, ACME, batch_id, PageQuery(limit=2, cursor=cursor))
+        page = list_results(repo, ACME, batch_id, PageQuery(limit=2, cursor=cursor), cursors=CURSORS)
         seen += [item.file_id for item in page.items]
         pages += 1
         cursor = page.next_cursor
@@ -144,16 +186,36 @@ def test_results_paginate_with_an_opaque_cursor_until_exhausted() -> None:
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage!", encode_cursor("b-" + "1" * 32, "f00001"), encode_cursor(BATCH_ID, "x")]
+    "cursor",
+    [
+        "garbage!",
+        CURSORS.encode("acme", "b-" + "1" * 32, "f00001"),  # another batch's
+        CURSORS.encode("globex", BATCH_ID, "f00001"),  # another tenant's
+        CursorSigner(StaticCursorKeys(b"not our key" * 3)).encode("acme", BATCH_ID, "f00001"),  # forged
+        CURSORS.encode("acme", BATCH_ID, "f00001").replace("f00001", "f00002"),  # tampered
+        "[" * 1000,
+    ],
 )
-def test_a_cursor_from_elsewhere_is_refused(cursor: str) -> None:
-    # Given a cursor that is corrupt, from another batch, or names no file
-    # When it is decoded for this batch
+def test_a_cursor_not_issued_for_this_batch_is_refused(cursor: str) -> None:
+    # Given a cursor that is corrupt, forged, tampered with, or issued for another batch or tenant
+    # When it is decoded for acme's batch
     # Then it is refused with invalid_cursor
     with pytest.raises(InvalidRequestError) as raised:
-        decode_cursor(BATCH_ID, cursor)
+        CURSORS.decode("acme", BATCH_ID, cursor)
     assert raised.value.code == "invalid_cursor"
 
 
-def test_cursor_round_trips() -> None:
-    assert decode_cursor(BATCH_ID, encode_cursor(BATCH_ID, "f00042")) == "f00042"
+def test_cursor_round_trips_and_survives_a_key_rotation() -> None:
+    # Given a cursor issued before the signing key is rotated
+    keys = StaticCursorKeys()
+    cursors = CursorSigner(keys)
+    issued = cursors.encode("acme", BATCH_ID, "f00042")
+    # When the key rotates
+    keys.rotate(b"n" * 32)
+    # Then the old cursor still decodes, and new cursors are signed with the new key
+    assert cursors.decode("acme", BATCH_ID, issued) == "f00042"
+    assert cursors.encode("acme", BATCH_ID, "f00042") != issued
+    # And once the old key is gone, the old cursor is refused
+    keys.rotate(b"m" * 32)
+    with pytest.raises(InvalidRequestError):
+        cursors.decode("acme", BATCH_ID, issued)

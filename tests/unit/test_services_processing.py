@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from filebatch.errors import FileRejectedError, InvalidRequestError, RetryableDescriptionError
+from filebatch.media.source import MediaSource
 from filebatch.models.api import CreateBatchRequest, FileSpec
 from filebatch.models.domain import BatchStatus, Description, FileFacts, FileStatus, Tenant, upload_key
 from filebatch.models.workflow import (
@@ -21,6 +22,7 @@ from filebatch.models.workflow import (
     StepFunctionsError,
 )
 from filebatch.services.batches import UploadLimits, create_batch
+from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import FaultInjection
 from filebatch.services.processing import (
     describe,
@@ -31,7 +33,7 @@ from filebatch.services.processing import (
     record_success,
 )
 from tests.conftest import load_event
-from tests.unit.fakes import InMemoryRepository, InMemoryStorage
+from tests.unit.fakes import InMemoryRepository, InMemoryStorage, StaticCursorKeys
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 BATCH_ID = "b-0123456789abcdef0123456789abcdef"
@@ -51,6 +53,8 @@ def batch_with(*specs: tuple[str, int, str]) -> tuple[InMemoryRepository, InMemo
         Tenant(tenant_id="acme"),
         CreateBatchRequest(files=[FileSpec(filename=n, size=s, content_type=t) for n, s, t in specs]),
         limits=UploadLimits(max_files=100, max_file_bytes=10**7, url_ttl_seconds=60),
+        retention_days=30,
+        cursors=CursorSigner(StaticCursorKeys()),
         now=NOW,
         make_batch_id=lambda: BATCH_ID,
     )
@@ -65,7 +69,7 @@ def test_process_verifies_size_hash_and_type_of_the_stored_bytes() -> None:
     # Given a declared PNG whose exact bytes were uploaded
     content = png_bytes()
     repo, storage = batch_with(("red.png", len(content), "image/png"))
-    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     # When the process step runs
     processed = process_file(repo, storage, task())
     # Then it reports the real size, SHA-256, type from magic bytes and dimensions
@@ -90,7 +94,7 @@ def test_process_rejects_bytes_that_do_not_match_the_declaration(
     # Given a PNG was uploaded under a different size or type than declared
     content = png_bytes()
     repo, storage = batch_with(("x", declared_size or len(content), declared_type))
-    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     # When the process step runs
     # Then the file is rejected (not retryable) with a clear code
     with pytest.raises(FileRejectedError) as raised:
@@ -98,19 +102,66 @@ def test_process_rejects_bytes_that_do_not_match_the_declaration(
     assert raised.value.code == code
 
 
+class EchoProvider:
+    """Describes the bytes it is given by their first bytes, so a test can tell which it got."""
+
+    name = "echo"
+
+    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+        with media.open() as file:
+            content = file.read()
+        return Description(provider=self.name, text=repr(content[:8]), attributes={"size": len(content)})
+
+
+def test_describe_reads_the_version_that_was_verified_not_bytes_written_since() -> None:
+    # Given a PNG uploaded and recorded with the version its upload event announced
+    content = png_bytes()
+    repo, storage = batch_with(("photo.png", len(content), "image/png"))
+    key = upload_key("acme", BATCH_ID, "f00001")
+    announced = storage.put(key, content)
+    repo.mark_uploaded("acme", BATCH_ID, "f00001", size=len(content), version_id=announced, at=NOW)
+    # And other bytes of the same length written to the key before processing
+    swapped = b"plain text, not a picture".ljust(len(content), b".")
+    storage.put(key, swapped)
+    # When the process step verifies it, then more bytes are written, then it is described
+    processed = process_file(repo, storage, task())
+    storage.put(key, swapped)
+    described = describe(storage, EchoProvider(), DescribeFileInput(file=processed))
+    # Then both steps worked on the announced version: the PNG's facts and the PNG's description
+    assert processed.version_id == announced
+    assert processed.facts.sha256 == hashlib.sha256(content).hexdigest()
+    assert processed.facts.detected_content_type == "image/png"
+    assert described.description.text == repr(content[:8])
+
+
+def test_without_an_announced_version_describe_still_reads_what_process_read() -> None:
+    # Given an upload whose event carried no version (an unversioned bucket)
+    content = png_bytes()
+    repo, storage = batch_with(("photo.png", len(content), "image/png"))
+    key = upload_key("acme", BATCH_ID, "f00001")
+    storage.put(key, content)
+    repo.mark_uploaded("acme", BATCH_ID, "f00001", size=len(content), version_id=None, at=NOW)
+    # When it is processed, then overwritten, then described
+    processed = process_file(repo, storage, task())
+    storage.put(key, b"x" * len(content))
+    described = describe(storage, EchoProvider(), DescribeFileInput(file=processed))
+    # Then describe read the version process read
+    assert described.description.text == repr(content[:8])
+
+
 def test_fault_injection_throttles_matching_files_for_the_first_attempts_only() -> None:
     # Given a processed file named like the fault injection's fragment
     content = png_bytes()
     repo, storage = batch_with(("flaky-red.png", len(content), "image/png"))
-    storage.objects[upload_key("acme", BATCH_ID, "f00001")] = content
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     processed = process_file(repo, storage, task())
     faults = FaultInjection.parse("throttle:flaky:2")
 
     class Provider:
         name = "fake"
 
-        def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
-            return Description(provider="fake", text=f"{len(content)} bytes", attributes={})
+        def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+            return Description(provider="fake", text=f"{media.size} bytes", attributes={})
 
     # When it is described on attempts 0, 1 and 2
     for attempt in (0, 1):
@@ -149,7 +200,7 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
     # Given a batch of three uploaded files
     repo, _ = batch_with(*[(f"{i}.png", 1, "image/png") for i in range(3)])
     for file_id in ("f00001", "f00002", "f00003"):
-        repo.mark_uploaded("acme", BATCH_ID, file_id, size=1, at=NOW)
+        repo.mark_uploaded("acme", BATCH_ID, file_id, size=1, version_id=None, at=NOW)
     facts = FileFacts(size_bytes=1, sha256="0" * 64, detected_content_type="image/png")
     described = DescribedFile(
         **task().model_dump(),
@@ -204,7 +255,6 @@ def test_fault_injection_spec_takes_several_rules_and_refuses_nonsense() -> None
     [
         ("PermanentDescriptionError", '{"errorMessage": "no code in front"}', "unsupported_media"),
         ("FileRejectedError", None, "file_rejected"),
-        ("States.Timeout", None, "timeout"),
         ("KeyError", '{"errorMessage": "\'facts\'"}', "internal_error"),
     ],
 )
@@ -218,3 +268,81 @@ def test_errors_without_a_code_in_their_message_take_their_class_code(
         error=StepFunctionsError(Error=name, Cause=cause),
     )
     assert failure_from(failed).code == code
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "code"),
+    [
+        (
+            "Runtime.ExitError",
+            "RequestId: 1f2e Error: Runtime exited with error: signal: killed",
+            "function_crashed",
+        ),
+        (
+            "Lambda.Unknown",
+            "The cause could not be determined because Lambda did not return an error type.",
+            "function_crashed",
+        ),
+        (
+            "Runtime.OutOfMemory",
+            "RequestId: 1f2e Error: Runtime exited with error: signal: killed",
+            "out_of_memory",
+        ),
+        ("Sandbox.Timedout", "RequestId: 1f2e Error: Task timed out after 120.00 seconds", "timeout"),
+        ("States.Timeout", None, "timeout"),
+    ],
+)
+def test_a_crashed_or_timed_out_environment_is_recorded_retryable_with_a_code_saying_so(
+    name: str, message: str | None, code: str
+) -> None:
+    # Given what a Catch recorded after the state machine's retries of an infrastructure failure
+    cause = None if message is None else f'{{"errorType": "{name}", "errorMessage": "{message}"}}'
+    failed = FailedFile(
+        tenant_id="acme",
+        batch_id=BATCH_ID,
+        file_id="f00001",
+        error=StepFunctionsError(Error=name, Cause=cause),
+    )
+    # When it is turned into the file's error
+    error = failure_from(failed)
+    # Then it says what happened and that trying again may work
+    assert (error.code, error.retryable) == (code, True)
+
+
+def test_a_file_larger_than_declared_is_refused_before_its_bytes_are_read() -> None:
+    # Given a file whose stored size differs from the declared size
+    content = b"x" * 10_000
+    repo, storage = batch_with(("big.txt", 10, "text/plain"))
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
+    # When the process step runs
+    with pytest.raises(FileRejectedError) as rejected:
+        process_file(repo, storage, task())
+    # Then it is a size mismatch, and not one byte was downloaded to find out
+    assert rejected.value.code == "size_mismatch"
+    assert storage.bytes_streamed == 0
+
+
+def test_the_local_provider_reads_only_what_it_needs() -> None:
+    # Given a long text file and an opaque binary file, verified by the process step
+    from filebatch.media.local_provider import LocalDescriptionProvider
+
+    text = ("word " * 20_000).encode()
+    binary = bytes(range(256)) * 40
+    repo, storage = batch_with(
+        ("long.txt", len(text), "text/plain"), ("blob.bin", len(binary), "application/octet-stream")
+    )
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), text)
+    storage.put(upload_key("acme", BATCH_ID, "f00002"), binary)
+    processed = [process_file(repo, storage, task(file_id)) for file_id in ("f00001", "f00002")]
+    # When each is described
+    storage.bytes_streamed = 0
+    described_text = describe(storage, LocalDescriptionProvider(), DescribeFileInput(file=processed[0]))
+    read_for_text = storage.bytes_streamed
+    described_binary = describe(storage, LocalDescriptionProvider(), DescribeFileInput(file=processed[1]))
+    # Then the text's description has its true counts and first words, read from its first chunks
+    # only, and the binary file's took no read at all
+    assert described_text.description.attributes["word_count"] == 20_000
+    assert described_text.description.attributes["excerpt"].startswith("word word")
+    assert 0 < read_for_text < len(text) // 100
+    assert described_binary.description.attributes["size_bytes"] == len(binary)
+    assert storage.bytes_streamed == read_for_text

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import filebatch.errors
+from filebatch.services.processing import INFRASTRUCTURE_ERROR_CODES, RETRYABLE_ERROR_NAMES
 from filebatch_local.template import load_template
 from tests.conftest import PROJECT_ROOT
 
@@ -133,7 +134,23 @@ def test_retry_and_catch_error_names_exist() -> None:
     for _, state in ALL_STATES:
         for clause in state.get("Retry", []) + state.get("Catch", []):
             for name in clause["ErrorEquals"]:
-                assert name.startswith(("States.", "Lambda.")) or name in ours, name
+                assert (
+                    name.startswith(("States.", "Lambda."))
+                    or name in ours
+                    or name in INFRASTRUCTURE_ERROR_CODES
+                ), name
+
+
+@pytest.mark.parametrize("step", ["ProcessFile", "DescribeFile"])
+def test_file_steps_retry_a_crashed_timed_out_or_out_of_memory_environment_a_few_times(step: str) -> None:
+    # A runtime crash is infrastructure, not the file: retried (a small budget), then recorded retryable.
+    state = dict(ALL_STATES)[step]
+    retried = [r for r in state["Retry"] if set(r["ErrorEquals"]) & set(INFRASTRUCTURE_ERROR_CODES)]
+    assert len(retried) == 1
+    assert set(retried[0]["ErrorEquals"]) == set(INFRASTRUCTURE_ERROR_CODES)
+    assert 1 <= retried[0]["MaxAttempts"] <= 3
+    assert retried[0]["JitterStrategy"] == "FULL"
+    assert set(INFRASTRUCTURE_ERROR_CODES) <= RETRYABLE_ERROR_NAMES
 
 
 def test_describe_retries_retryable_errors_with_backoff_and_jitter_and_catches_the_rest() -> None:
@@ -184,3 +201,83 @@ def test_state_machine_s3_access_is_scoped_to_the_manifest_and_result_prefixes()
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_batch_items_expire_with_the_bucket_objects_from_one_parameter() -> None:
+    from filebatch.models.records import TTL_ATTRIBUTE, BatchRecord, FileRecord
+
+    # The table's TTL reads the attribute the batch and file records write ...
+    ttl = RESOURCES["Table"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert TTL_ATTRIBUTE in BatchRecord.model_fields and TTL_ATTRIBUTE in FileRecord.model_fields
+    # ... which the create function computes from the parameter the bucket's lifecycle uses.
+    retention = {"Ref": "UploadRetentionDays"}
+    rules = RESOURCES["UploadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert any(rule.get("ExpirationInDays") == retention for rule in rules)
+    create = FUNCTIONS["CreateBatchFunction"]["Properties"]["Environment"]["Variables"]
+    assert create["UPLOAD_RETENTION_DAYS"] == retention
+
+
+ALARMS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_every_alarm_notifies_the_alarm_topic_on_alarm_and_on_recovery(name: str) -> None:
+    properties = ALARMS[name]["Properties"]
+    assert {"Ref": "AlarmTopic"} in properties["AlarmActions"]
+    assert {"Ref": "AlarmTopic"} in properties["OKActions"]
+
+
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use_and_mail_is_optional() -> None:
+    topic = RESOURCES["AlarmTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    # Not alias/aws/sns: CloudWatch may not use the AWS managed key, and alarms would not publish.
+    key = RESOURCES[topic["Properties"]["KmsMasterKeyId"]["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    cloudwatch = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert cloudwatch and set(_actions(cloudwatch[0])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    subscriptions = [r for r in RESOURCES.values() if r["Type"] == "AWS::SNS::Subscription"]
+    assert subscriptions and all(s["Condition"] == "HasAlarmEmail" for s in subscriptions)
+    assert TEMPLATE["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert TEMPLATE["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+def test_the_dashboard_shows_every_alarm() -> None:
+    from filebatch_local.template import Template
+
+    # Resolved as CloudFormation would (GetAtt <alarm>.Arn), then read as the dashboard's JSON.
+    template = Template(PROJECT_ROOT / "template.yaml")
+    body = json.loads(template.properties("Dashboard")["DashboardBody"])
+    widgets = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert len(widgets) == 1
+    assert sorted(widgets[0]["properties"]["alarms"]) == sorted(
+        template.get_att(name, "Arn") for name in ALARMS
+    )
+
+
+def test_the_throttles_alarm_watches_every_function() -> None:
+    metrics = ALARMS["FunctionThrottlesAlarm"]["Properties"]["Metrics"]
+    watched = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for m in metrics
+        if "MetricStat" in m and m["MetricStat"]["Metric"]["MetricName"] == "Throttles"
+    }
+    assert watched == set(FUNCTIONS)
+    # CloudWatch's hard limit for a metric math alarm: past 10 functions, split the alarm.
+    assert len([m for m in metrics if "MetricStat" in m]) <= 10
+
+
+def test_metric_math_alarms_return_exactly_one_expression_over_their_own_metrics() -> None:
+    for name, alarm in ALARMS.items():
+        metrics = alarm["Properties"].get("Metrics")
+        if not metrics:
+            continue
+        returned = [m for m in metrics if m["ReturnData"]]
+        assert len(returned) == 1 and "Expression" in returned[0], name
+        ids = {m["Id"] for m in metrics if "MetricStat" in m}
+        used = set(re.findall(r"\b[a-z][a-z0-9_]*\b", returned[0]["Expression"]))
+        assert "METRICS" in returned[0]["Expression"] or ids <= used, name

@@ -1,29 +1,170 @@
 """What every API handler shares: the resolver with validation, the error body, the tenant.
 
 Every error leaves as {"error": {"code", "message", "details"?}} with a 4xx status for bad input;
-a 5xx only for faults on our side (logged with the request id)."""
+a 5xx only for faults on our side (logged with the request id). What a client sends is refused
+before it can raise: bodies over the size limit (413), bodies that are not JSON by their Content-Type
+(415), JSON too deep or with numbers too long to parse (400)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from filebatch.errors import FilebatchError, UnauthorizedError
+from filebatch.models.api import ApiError, ApiErrorBody
 from filebatch.models.domain import Tenant
 
 logger = Logger()
 
 
+# The largest request body any route accepts. A create request for 10,000 files with 100-byte
+# entries is ~1 MB; this leaves room for long names and stays under API Gateway's 10 MB.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+# JSON nested deeper than this is refused before Python's parser recurses into it: no request body of
+# the API nests deeper than 4 levels.
+MAX_JSON_DEPTH = 32
+# Strings whole (their brackets do not count), and brackets.
+_JSON_STRINGS_AND_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error = ApiError(error=ApiErrorBody(code=code, message=message, details=details or None))
+    return error.model_dump(mode="json", exclude_none=True)
+
+
+# What each status means on this API, for the published contract (docs/openapi.json).
+_ERROR_MEANINGS = {
+    400: "The request is malformed or does not match the schema (`malformed_json`, `validation_error`, "
+    "`invalid_cursor`, `file_too_large`...).",
+    401: "Missing or unknown API key (`unauthorized`).",
+    404: "No such batch for this API key's tenant (`batch_not_found`), or no such route.",
+    409: "The request conflicts with the batch's state.",
+    413: "The request body is over the size limit (`payload_too_large`).",
+    415: "The body is not `application/json` (`unsupported_media_type`).",
+    429: "Too many requests (`throttled`); retry with backoff.",
+}
+
+
+def route_responses(
+    success: int, model: type[BaseModel], description: str, *, errors: tuple[int, ...]
+) -> dict[int, Any]:
+    """A route's documented responses (the published contract): its success status and body, and its
+    error statuses, all in the API's error shape."""
+    responses: dict[int, Any] = {
+        success: {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
+    }
+    for status in errors:
+        responses[status] = {
+            "description": _ERROR_MEANINGS[status],
+            "content": {content_types.APPLICATION_JSON: {"model": ApiError}},
+        }
+    return responses
+
+
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> Response[Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"error": body})
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=error_body(code, message, details),
+    )
+
+
+def parse_json_body(text: str) -> Any:
+    """json.loads for request bodies: every way a text can fail to become a value is a
+    JSONDecodeError (which the resolver answers with 400 malformed_json), never another exception."""
+    depth = 0
+    for token in _JSON_STRINGS_AND_BRACKETS.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", text, token.start())
+        elif bracket in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as error:
+        # e.g. an integer of more than 4,300 digits: a ValueError that is not a JSONDecodeError.
+        raise json.JSONDecodeError(str(error), text, 0) from None
+
+
+class FilebatchResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, with the request checks that must come before its own parsing."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        refused = _refuse_body(event)
+        if refused is not None:
+            return refused
+        return super().resolve(_with_json_content_type(event), context)
+
+
+def _refuse_body(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A proxy response refusing the request's body (413, 415), or None when it may be parsed."""
+    body = event.get("body")
+    if not body:
+        return None
+    size = len(body) if not event.get("isBase64Encoded") else len(body) * 3 // 4
+    if size > MAX_BODY_BYTES:
+        return _proxy_error(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES:,} bytes")
+    content_type = _header(event, "content-type")
+    if content_type is not None and _essence(content_type) != content_types.APPLICATION_JSON:
+        return _proxy_error(
+            415, "unsupported_media_type", f"send the body as application/json, not {content_type[:100]!r}"
+        )
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return _proxy_error(400, "malformed_json", "the request body is not UTF-8 JSON")
+    return None
+
+
+def _with_json_content_type(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Content types are case-insensitive and take parameters ("Application/JSON; charset=utf-8");
+    Powertools compares the header to "application/json" literally, so it is given that."""
+    content_type = _header(event, "content-type")
+    if content_type is None or content_type == content_types.APPLICATION_JSON:
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    headers["Content-Type"] = content_types.APPLICATION_JSON
+    multi["Content-Type"] = [content_types.APPLICATION_JSON]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name and isinstance(value, str):
+            return value
+    return None
+
+
+def _essence(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _proxy_error(status: int, code: str, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "multiValueHeaders": {},
+        "body": json.dumps(error_body(code, message)),
+        "isBase64Encoded": False,
+    }
 
 
 def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
@@ -38,7 +179,7 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def make_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = FilebatchResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:

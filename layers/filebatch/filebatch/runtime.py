@@ -9,7 +9,7 @@ from typing import Any
 from filebatch.config import get_settings
 from filebatch.errors import FilebatchError
 from filebatch.services.description import DescriptionProvider, FaultInjection, provider_named
-from filebatch.services.ports import BatchRepository, ObjectStorage, WorkflowStarter
+from filebatch.services.ports import BatchRepository, CursorKeys, ObjectStorage, WorkflowStarter
 
 
 def _client_config(service: str) -> Any:
@@ -53,6 +53,16 @@ def workflow() -> WorkflowStarter:
     if not arn:
         raise FilebatchError("STATE_MACHINE_ARN is not set for this function", code="misconfigured")
     return StepFunctionsStarter(arn, _boto3_client("stepfunctions"))
+
+
+@lru_cache(maxsize=1)
+def cursor_keys() -> CursorKeys:
+    from filebatch.adapters.secrets import SecretsManagerCursorKeys
+
+    secret = get_settings().cursor_secret_arn
+    if not secret:
+        raise FilebatchError("CURSOR_SECRET_ARN is not set for this function", code="misconfigured")
+    return SecretsManagerCursorKeys(secret, _boto3_client("secretsmanager"))
 
 
 @lru_cache(maxsize=1)

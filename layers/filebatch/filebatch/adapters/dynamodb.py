@@ -108,9 +108,28 @@ class DynamoBatchRepository:
         more = "LastEvaluatedKey" in page and files
         return files, files[-1].file_id if more else None
 
-    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
+    def mark_uploaded(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        size: int,
+        version_id: str | None,
+        at: datetime,
+    ) -> bool:
         pk = batch_pk(tenant_id, batch_id)
         stamp = at.isoformat()
+        assignments = "SET #status = :uploaded, uploaded_at = :at, uploaded_size = :size"
+        values: dict[str, Any] = {
+            ":uploaded": FileStatus.UPLOADED.value,
+            ":awaiting": FileStatus.AWAITING_UPLOAD.value,
+            ":at": stamp,
+            ":size": size,
+        }
+        if version_id is not None:
+            assignments += ", uploaded_version_id = :version"
+            values[":version"] = version_id
         return self._transact(
             "mark uploaded",
             [
@@ -118,17 +137,10 @@ class DynamoBatchRepository:
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": pk, "sk": file_sk(file_id)},
-                        "UpdateExpression": (
-                            "SET #status = :uploaded, uploaded_at = :at, uploaded_size = :size"
-                        ),
+                        "UpdateExpression": assignments,
                         "ConditionExpression": "#status = :awaiting",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":uploaded": FileStatus.UPLOADED.value,
-                            ":awaiting": FileStatus.AWAITING_UPLOAD.value,
-                            ":at": stamp,
-                            ":size": size,
-                        },
+                        "ExpressionAttributeValues": values,
                     }
                 },
                 {

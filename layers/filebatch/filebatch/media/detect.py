@@ -6,7 +6,7 @@ tables below are the whole policy; add a row rather than a branch.
 
 from __future__ import annotations
 
-import re
+from filebatch.media.text import scan_text
 
 EMPTY = "application/x-empty"
 UNKNOWN = "application/octet-stream"
@@ -52,9 +52,6 @@ _HEIF_BOX_MAX = 256
 # "BM" alone is too weak (a text file may start with it); the DIB header size at offset 14 is one of
 # a handful of values for every BMP variant in use.
 _BMP_DIB_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
-
-# C0 controls other than \t \n \f \r, and DEL: their presence means binary, whatever UTF-8 says.
-_BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 # Alternative spellings clients send → the name detection uses.
 _ALIASES: dict[str, str] = {
@@ -118,18 +115,28 @@ _CONTAINED_IN: dict[str, frozenset[str]] = {
 }
 
 
+# Every signature and probe below looks at most this far into a file.
+SIGNATURE_BYTES = _HEIF_BOX_MAX
+
+
 def detect_content_type(content: bytes) -> str:
     """The MIME type the bytes prove, or "application/octet-stream" when they prove nothing we know."""
     if not content:
         return EMPTY
+    return signature_type(content) or (TEXT if scan_text(content) is not None else UNKNOWN)
+
+
+def signature_type(head: bytes) -> str | None:
+    """The type a file's first bytes (at least SIGNATURE_BYTES of them, when it has that many) prove
+    by a signature; None for text and unknown data, which only the whole file can tell apart."""
     for offset, signature, content_type in _SIGNATURES:
-        if content.startswith(signature, offset):
+        if head.startswith(signature, offset):
             return content_type
     for probe in (_riff, _iso_bmff, _bmp):
-        found = probe(content)
+        found = probe(head)
         if found is not None:
             return found
-    return TEXT if _is_text(content) else UNKNOWN
+    return None
 
 
 def normalize_content_type(content_type: str) -> str:
@@ -181,14 +188,3 @@ def _bmp(content: bytes) -> str | None:
         if dib_header_size in _BMP_DIB_HEADER_SIZES:
             return "image/bmp"
     return None
-
-
-def _is_text(content: bytes) -> bool:
-    if _BINARY_BYTES.search(content):
-        return False
-    try:
-        # utf-8-sig: a leading byte order mark is allowed and is not part of the text.
-        content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -1,19 +1,24 @@
 """Cheap, verifiable facts about a file's bytes, for the process step (and the local provider).
 
+Files are read as a stream of chunks, once: memory stays bounded by a chunk (plus what Pillow or pypdf
+hold while parsing an image's header or a PDF's page tree), whatever the file's size.
+
 Pillow and pypdf are imported inside the functions: a Lambda that never inspects media should not pay
 for loading them at cold start.
 """
 
 from __future__ import annotations
 
-import io
-import re
+import hashlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from filebatch.errors import FileRejectedError
+from filebatch.media.detect import EMPTY, SIGNATURE_BYTES, TEXT, UNKNOWN, signature_type
+from filebatch.media.text import TextScanner
+from filebatch.models.domain import FileFacts
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,27 +44,75 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _ORIENTATION_TAG = 0x0112
 
 _PNG_SIGNATURE_LENGTH = 8
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_MAX_EXIF_BYTES = 1024 * 1024
+
+# Types whose parsers need to seek in the file: their bytes are kept (in a local temporary file, not in
+# memory) while they stream past; every other type is inspected on the fly.
+RANDOM_ACCESS_TYPES = frozenset({*PILLOW_FORMATS, "application/pdf"})
 
 
-def basic_metadata(content: bytes, detected_content_type: str) -> dict[str, Any]:
-    """JSON-serialisable facts about `content`, which has been detected as `detected_content_type`.
+def inspect_stream(chunks: Iterable[bytes], spool: BinaryIO) -> FileFacts:
+    """One pass over a file's bytes, in order: size, SHA-256, type from magic bytes (text from every
+    byte), and a text's counts. Images and PDFs are written to `spool`, a seekable local file, as they
+    pass, for `basic_metadata` to parse afterwards; nothing else is kept.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    undecided: list[bytes] | None = []  # chunks seen before the first bytes decided the type
+    signature: str | None = None
+    scanner = TextScanner()
+
+    def take(chunk: bytes) -> None:
+        if signature in RANDOM_ACCESS_TYPES:
+            spool.write(chunk)
+        elif signature is None:
+            scanner.feed(chunk)
+
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if undecided is None:
+            take(chunk)
+            continue
+        head += chunk[: SIGNATURE_BYTES - len(head)]
+        undecided.append(chunk)
+        if len(head) >= SIGNATURE_BYTES:
+            signature = signature_type(head)
+            for held in undecided:
+                take(held)
+            undecided = None
+    if undecided is not None:
+        signature = signature_type(head) if head else None
+        for held in undecided:
+            take(held)
+    statistics = scanner.finish() if signature is None else None
+    detected = EMPTY if size == 0 else signature or (TEXT if statistics is not None else UNKNOWN)
+    spool.seek(0)
+    return FileFacts(
+        size_bytes=size,
+        sha256=digest.hexdigest(),
+        detected_content_type=detected,
+        metadata=statistics.as_metadata() if statistics is not None and detected == TEXT else {},
+    )
+
+
+def basic_metadata(file: BinaryIO, detected_content_type: str) -> dict[str, Any]:
+    """JSON-serialisable facts about an image or a PDF, read from a seekable file (other types: {}).
 
     Raises FileRejectedError (code "corrupt_media") when the bytes claim a format they do not parse
     as, and (code "image_too_large") for images over MAX_IMAGE_PIXELS.
     """
     if detected_content_type in PILLOW_FORMATS:
-        return _image_metadata(content)
+        return _image_metadata(file)
     if detected_content_type == "application/pdf":
-        return _pdf_metadata(content)
-    if detected_content_type == "text/plain":
-        return text_statistics(decode_text(content))
+        return _pdf_metadata(file)
     return {}
 
 
 @contextmanager
-def open_image(content: bytes) -> Iterator[Image.Image]:
-    """Open `content` with Pillow, refusing decompression bombs, and close it afterwards.
+def open_image(file: BinaryIO) -> Iterator[Image.Image]:
+    """Open a seekable image file with Pillow, refusing decompression bombs, and close it afterwards.
 
     Both Pillow's bomb warning and its error become FileRejectedError: a warning that a caller might
     filter away is no protection. Decoding errors raised inside the `with` block become
@@ -72,7 +125,7 @@ def open_image(content: bytes) -> Iterator[Image.Image]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(content)) as image:
+            with Image.open(file) as image:
                 yield image
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise FileRejectedError(
@@ -88,7 +141,7 @@ def open_image(content: bytes) -> Iterator[Image.Image]:
             ) from exc
 
 
-def read_exif(image: Image.Image, content: bytes) -> Image.Exif:
+def read_exif(image: Image.Image, file: BinaryIO) -> Image.Exif:
     """The image's EXIF (plus an XMP orientation, which Pillow merges in) without decoding its pixels.
 
     Pillow's PNG plugin decodes the whole image to look for an eXIf chunk after the pixel data, so
@@ -96,7 +149,7 @@ def read_exif(image: Image.Image, content: bytes) -> Image.Exif:
     """
     if image.format == "PNG" and "exif" not in image.info:
         # An empty value still lets Pillow add the orientation an XMP packet may carry.
-        image.info["exif"] = _png_chunk(content, b"eXIf") or b""
+        image.info["exif"] = _png_chunk(file, b"eXIf") or b""
     return image.getexif()
 
 
@@ -119,8 +172,8 @@ class OpenedPdf(NamedTuple):
 
 
 @contextmanager
-def open_pdf(content: bytes) -> Iterator[OpenedPdf]:
-    """A pypdf reader over `content`; parse errors, here or in the `with` block, become corrupt_media.
+def open_pdf(file: BinaryIO) -> Iterator[OpenedPdf]:
+    """A pypdf reader over a seekable file; parse errors, here or in the `with` block, become corrupt_media.
 
     An encrypted document is decrypted with the empty user password when it has one (most "protected"
     PDFs only restrict printing or copying); otherwise it is reported as unreadable, not as corrupt.
@@ -128,7 +181,7 @@ def open_pdf(content: bytes) -> Iterator[OpenedPdf]:
     from pypdf import PdfReader
 
     try:
-        reader = PdfReader(io.BytesIO(content))
+        reader = PdfReader(file)
         yield OpenedPdf(reader, not reader.is_encrypted or _unlock_with_empty_password(reader))
     except FileRejectedError:
         raise
@@ -141,22 +194,6 @@ def open_pdf(content: bytes) -> Iterator[OpenedPdf]:
 
 def pdf_title(reader: PdfReader) -> str | None:
     return clean_text(reader.metadata.title) if reader.metadata is not None else None
-
-
-def decode_text(content: bytes) -> str:
-    """The text of bytes detected as text/plain (UTF-8, optional byte order mark)."""
-    return content.decode("utf-8-sig")
-
-
-def text_statistics(text: str) -> dict[str, int]:
-    # Lines end in \n, \r\n or \r; a last line without its line break still counts.
-    breaks = len(_LINE_BREAK.findall(text))
-    unterminated = 1 if text and not text.endswith(("\n", "\r")) else 0
-    return {
-        "line_count": breaks + unterminated,
-        "word_count": len(text.split()),
-        "character_count": len(text),
-    }
 
 
 def clean_text(value: object, *, limit: int = 200) -> str | None:
@@ -175,9 +212,9 @@ def clean_text(value: object, *, limit: int = 200) -> str | None:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _image_metadata(content: bytes) -> dict[str, Any]:
-    with open_image(content) as image:
-        exif = read_exif(image, content)
+def _image_metadata(file: BinaryIO) -> dict[str, Any]:
+    with open_image(file) as image:
+        exif = read_exif(image, file)
         width, height = displayed_size(image, exif)
         return {
             "format": image.format,
@@ -189,8 +226,8 @@ def _image_metadata(content: bytes) -> dict[str, Any]:
         }
 
 
-def _pdf_metadata(content: bytes) -> dict[str, Any]:
-    with open_pdf(content) as pdf:
+def _pdf_metadata(file: BinaryIO) -> dict[str, Any]:
+    with open_pdf(file) as pdf:
         facts: dict[str, Any] = {"encrypted": bool(pdf.reader.is_encrypted)}
         # An unreadable encrypted document hides even its page tree; None says "not known".
         facts["page_count"] = len(pdf.reader.pages) if pdf.readable else None
@@ -212,15 +249,23 @@ def _unlock_with_empty_password(reader: PdfReader) -> bool:
         return False
 
 
-def _png_chunk(content: bytes, wanted: bytes) -> bytes | None:
-    offset = _PNG_SIGNATURE_LENGTH
-    while offset + 8 <= len(content):
-        length = int.from_bytes(content[offset : offset + 4], "big")
-        kind = content[offset + 4 : offset + 8]
-        if kind == wanted:
-            return content[offset + 8 : offset + 8 + length]
-        if kind == b"IEND":
-            return None
-        # length, type, data and CRC.
-        offset += 12 + length
-    return None
+def _png_chunk(file: BinaryIO, wanted: bytes) -> bytes | None:
+    """The data of the first chunk of type `wanted`, walking chunk headers only (the file is local)."""
+    position = file.tell()
+    try:
+        offset = _PNG_SIGNATURE_LENGTH
+        while True:
+            file.seek(offset)
+            header = file.read(8)
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == wanted:
+                # A chunk length is client-chosen: EXIF data is small, a claimed 4 GB is not read.
+                return file.read(min(length, _MAX_EXIF_BYTES))
+            if kind == b"IEND":
+                return None
+            # length, type, data and CRC.
+            offset += 12 + length
+    finally:
+        file.seek(position)

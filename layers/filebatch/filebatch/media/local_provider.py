@@ -3,28 +3,33 @@
 It cannot see what a picture shows, so it never says: every word of a description is a fact computed
 from the bytes (dimensions, colours, EXIF tags, page counts, words). The description depends on the
 bytes alone, not on the client-chosen file name, so the same bytes always get the same description.
+
+It reads only what it needs: nothing for types it does not look into, the first words of a text
+(whose counts the process step measured on the same object version), and the whole file, from a
+local spool, for images and PDFs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from contextlib import closing
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from filebatch.errors import FileRejectedError, PermanentDescriptionError
-from filebatch.media.detect import EMPTY, TEXT, UNKNOWN, detect_content_type
+from filebatch.media.detect import EMPTY, TEXT, UNKNOWN
 from filebatch.media.inspect import (
     PILLOW_FORMATS,
     clean_text,
-    decode_text,
     displayed_size,
     frame_count,
     open_image,
     open_pdf,
     pdf_title,
     read_exif,
-    text_statistics,
 )
+from filebatch.media.source import MediaSource
+from filebatch.media.text import FIRST_WORDS, TextScanner
 from filebatch.models.domain import Description, FileFacts
 
 if TYPE_CHECKING:
@@ -125,18 +130,21 @@ _EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})([ T].*)?$")
 class LocalDescriptionProvider:
     name = "local"
 
-    def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
-        """Describe `content` from the bytes alone; `facts` and `filename` are not trusted or needed."""
-        detected = detect_content_type(content)
+    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+        """Describe `media` from its bytes and the facts the process step verified on exactly these
+        bytes (type, size, text counts); the client-chosen `filename` is not used."""
+        detected = facts.detected_content_type
         try:
             if detected in PILLOW_FORMATS:
-                text, attributes = _describe_image(content, detected)
+                with media.open() as file:
+                    text, attributes = _describe_image(file, detected, media.size)
             elif detected == "application/pdf":
-                text, attributes = _describe_pdf(content)
+                with media.open() as file:
+                    text, attributes = _describe_pdf(file, media.size)
             elif detected == TEXT:
-                text, attributes = _describe_text(content)
+                text, attributes = _describe_text(media, facts)
             else:
-                text, attributes = _describe_opaque(content, detected)
+                text, attributes = _describe_opaque(media.size, detected)
         except FileRejectedError as exc:
             # Nothing in a local computation is transient: media that cannot be read now never will be.
             code = "unsupported_media" if exc.code == "image_too_large" else "corrupt_media"
@@ -147,11 +155,11 @@ class LocalDescriptionProvider:
 # --- images -------------------------------------------------------------------------------------
 
 
-def _describe_image(content: bytes, detected: str) -> tuple[str, dict[str, Any]]:
+def _describe_image(file: BinaryIO, detected: str, size: int) -> tuple[str, dict[str, Any]]:
     from PIL import Image
 
-    with open_image(content) as image:
-        exif = read_exif(image, content)
+    with open_image(file) as image:
+        exif = read_exif(image, file)
         # Inside the block: a TIFF's EXIF sub-directories are read from the open file.
         exif_facts = _exif_facts(exif)
         width, height = displayed_size(image, exif)
@@ -172,7 +180,7 @@ def _describe_image(content: bytes, detected: str) -> tuple[str, dict[str, Any]]
     attributes: dict[str, Any] = {
         "kind": "image",
         "content_type": detected,
-        "size_bytes": len(content),
+        "size_bytes": size,
         "format": image_format,
         "width": width,
         "height": height,
@@ -509,19 +517,19 @@ def _camera(make: str | None, model: str | None) -> str | None:
 # --- PDF ----------------------------------------------------------------------------------------
 
 
-def _describe_pdf(content: bytes) -> tuple[str, dict[str, Any]]:
-    with open_pdf(content) as pdf:
+def _describe_pdf(file: BinaryIO, size_bytes: int) -> tuple[str, dict[str, Any]]:
+    with open_pdf(file) as pdf:
         reader = pdf.reader
         attributes: dict[str, Any] = {
             "kind": "document",
             "content_type": "application/pdf",
-            "size_bytes": len(content),
+            "size_bytes": size_bytes,
             "format": "PDF",
             "encrypted": bool(reader.is_encrypted),
         }
         if not pdf.readable:
             return (
-                f"An encrypted {len(content):,}-byte PDF document; the local provider cannot open it "
+                f"An encrypted {size_bytes:,}-byte PDF document; the local provider cannot open it "
                 "without its password.",
                 attributes,
             )
@@ -621,17 +629,16 @@ def _pdf_text_phrase(attributes: dict[str, Any]) -> str:
 # --- text and the rest --------------------------------------------------------------------------
 
 
-def _describe_text(content: bytes) -> tuple[str, dict[str, Any]]:
-    text = decode_text(content)
-    statistics = text_statistics(text)
+def _describe_text(media: MediaSource, facts: FileFacts) -> tuple[str, dict[str, Any]]:
+    statistics = {key: int(facts.metadata[key]) for key in ("line_count", "word_count", "character_count")}
     attributes: dict[str, Any] = {
         "kind": "text",
         "content_type": TEXT,
-        "size_bytes": len(content),
+        "size_bytes": media.size,
         "encoding": "utf-8",
         **statistics,
     }
-    words = text.split()
+    words = _first_words(media)
     lines, characters = statistics["line_count"], statistics["character_count"]
     head = (
         f"A plain-text file of {_plural(lines, 'line')}, {_plural(statistics['word_count'], 'word')} "
@@ -639,29 +646,41 @@ def _describe_text(content: bytes) -> tuple[str, dict[str, Any]]:
     )
     if not words:
         return f"{head}, all of them whitespace.", attributes
-    attributes["excerpt"] = _excerpt(words)
+    attributes["excerpt"] = _excerpt(words, more=statistics["word_count"] > len(words))
     return f"{head}, beginning: “{attributes['excerpt']}”.", attributes
 
 
-def _describe_opaque(content: bytes, detected: str) -> tuple[str, dict[str, Any]]:
-    attributes: dict[str, Any] = {"kind": "other", "content_type": detected, "size_bytes": len(content)}
+def _first_words(media: MediaSource) -> list[str]:
+    """The first words of the text, reading only as many chunks as they take."""
+    scanner = TextScanner()
+    with closing(media.chunks()) as chunks:
+        for chunk in chunks:
+            scanner.feed(chunk)
+            if len(scanner.first_words) >= FIRST_WORDS:
+                break
+    return scanner.first_words
+
+
+def _describe_opaque(size: int, detected: str) -> tuple[str, dict[str, Any]]:
+    attributes: dict[str, Any] = {"kind": "other", "content_type": detected, "size_bytes": size}
     if detected == EMPTY:
         return "An empty file (0 bytes).", attributes
     if detected == UNKNOWN or detected not in _OPAQUE_TYPES:
         return (
-            f"A {len(content):,}-byte file in a format the local provider does not recognise.",
+            f"A {size:,}-byte file in a format the local provider does not recognise.",
             attributes,
         )
     label, reason = _OPAQUE_TYPES[detected]
-    head = f"{len(content):,}-byte {label}"
+    head = f"{size:,}-byte {label}"
     return f"{_opening(head)}; {reason}.", attributes
 
 
 # --- wording ------------------------------------------------------------------------------------
 
 
-def _excerpt(words: list[str]) -> str:
-    """The first EXCERPT_WORDS words, bounded in characters too: a CSV line or a URL is one "word"."""
+def _excerpt(words: list[str], *, more: bool = False) -> str:
+    """The first EXCERPT_WORDS words, bounded in characters too: a CSV line or a URL is one "word".
+    `more`: the text goes on beyond `words`."""
     kept: list[str] = []
     length = 0
     for word in words[:EXCERPT_WORDS]:
@@ -671,7 +690,8 @@ def _excerpt(words: list[str]) -> str:
         kept.append(word)
         length += len(word) + 1
     excerpt = clean_text(" ".join(kept), limit=_EXCERPT_CHARACTERS * 2) or ""
-    return excerpt + ("…" if len(kept) < len(words) or excerpt != " ".join(words[: len(kept)]) else "")
+    cut = more or len(kept) < len(words) or excerpt != " ".join(words[: len(kept)])
+    return excerpt + ("…" if cut else "")
 
 
 def _plural(count: int, noun: str) -> str:

@@ -16,14 +16,30 @@ UPLOADS_PER_PAGE = 1000
 CONTENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
 
 
+# S3's largest object; the deployment's MaxFileBytes is checked by the service.
+MAX_DECLARED_FILE_BYTES = 5 * 1024**4
+
+
 class FileSpec(BaseModel):
     """One file the client is about to upload."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON types are what they say ("6" is not a size, true is not 1); unknown fields refused.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    filename: str = Field(min_length=1, max_length=255)
-    size: int = Field(ge=1, description="Exact size in bytes; the upload is checked against it.")
+    # Printable text: no C0 control character or DEL (JSON Schema pattern, so clients can know).
+    filename: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+    size: int = Field(
+        ge=1, le=MAX_DECLARED_FILE_BYTES, description="Exact size in bytes; the upload is checked against it."
+    )
     content_type: str = Field(pattern=CONTENT_TYPE_PATTERN)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _integral_number(cls, value: Any) -> Any:
+        # JSON Schema counts 6.0 as an integer; strings and booleans stay refused (strict).
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @field_validator("content_type", mode="before")
     @classmethod
@@ -32,14 +48,32 @@ class FileSpec(BaseModel):
 
     @field_validator("filename")
     @classmethod
-    def _printable_filename(cls, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("filename must not contain control characters")
+    def _encodable_filename(cls, value: str) -> str:
+        # JSON can carry a lone UTF-16 surrogate ("\udaf4"), which no storage can encode.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("filename must be valid Unicode text (no lone surrogates)") from None
         return value
 
 
 class CreateBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The files of a new batch, in the order their results will be listed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "files": [
+                        {"filename": "cat.jpg", "size": 48213, "content_type": "image/jpeg"},
+                        {"filename": "scan-0042.pdf", "size": 1048576, "content_type": "application/pdf"},
+                    ]
+                }
+            ]
+        },
+    )
 
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_BATCH)
 
@@ -155,3 +189,50 @@ class PageQuery(BaseModel):
 
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=2048)
+
+
+class ProblemDetail(BaseModel):
+    """One reason a request was refused (for validation errors: where, and what is wrong)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: str
+    problem: str
+    type: str
+
+
+class ApiErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable and machine-readable, e.g. validation_error, batch_not_found.")
+    message: str = Field(description="For people; may change.")
+    details: list[ProblemDetail] | None = None
+
+
+class ApiError(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "batch_not_found",
+                        "message": "no batch b-0123456789abcdef0123456789abcdef",
+                    }
+                },
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": "the request does not match the API schema",
+                        "details": [
+                            {"location": "body.files.0.size", "problem": "Field required", "type": "missing"}
+                        ],
+                    }
+                },
+            ]
+        },
+    )
+
+    error: ApiErrorBody

@@ -115,6 +115,9 @@ class Batch(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    # When DynamoDB's TTL removes the batch (see records.py). None only for batches created before
+    # retention existed; every new batch has one.
+    expires_at: datetime | None = None
 
     @property
     def terminal_files(self) -> int:
@@ -148,10 +151,14 @@ class BatchFile(BaseModel):
     declared_content_type: str
     status: FileStatus
     uploaded_at: datetime | None = None
+    # The S3 object version the upload event announced: the bytes that are verified and described.
+    uploaded_version_id: str | None = None
     finished_at: datetime | None = None
     facts: FileFacts | None = None
     description: Description | None = None
     error: FileError | None = None
+    # The batch's expiry: a file item goes when its batch does.
+    expires_at: datetime | None = None
 
     @property
     def object_key(self) -> str:

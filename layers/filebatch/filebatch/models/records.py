@@ -6,13 +6,16 @@
     APIKEY#<sha256 of key>               APIKEY          an API key's tenant (the key itself is never stored)
 
 The tenant is part of every batch key, so another tenant's batch is simply not found.
+Batch and file items carry `expires_at` (epoch seconds, the table's TTL attribute): DynamoDB
+deletes them after the upload retention, as the bucket's lifecycle rule deletes the batch's
+objects. API key items have no `expires_at` and never expire.
 Nested values (facts, description, error) are stored as JSON text: DynamoDB would otherwise turn
 floats into Decimals and the API would have to turn them back.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -44,6 +47,19 @@ def api_key_pk(key_hash: str) -> str:
     return f"APIKEY#{key_hash}"
 
 
+# The attribute template.yaml names in the table's TimeToLiveSpecification.
+TTL_ATTRIBUTE = "expires_at"
+
+
+def to_epoch_seconds(moment: datetime | None) -> int | None:
+    """DynamoDB TTL only acts on a Number of epoch seconds (an ISO string would be ignored)."""
+    return int(moment.timestamp()) if moment else None
+
+
+def from_epoch_seconds(seconds: int | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,13 +81,22 @@ class BatchRecord(_Record):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    # Optional only because items written before retention existed lack it.
+    expires_at: int | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:
-        return cls(pk=batch_pk(batch.tenant_id, batch.batch_id), **batch.model_dump())
+        return cls(
+            pk=batch_pk(batch.tenant_id, batch.batch_id),
+            **batch.model_dump(exclude={"expires_at"}),
+            expires_at=to_epoch_seconds(batch.expires_at),
+        )
 
     def to_domain(self) -> Batch:
-        return Batch.model_validate(self.model_dump(exclude={"pk", "sk", "entity"}))
+        return Batch(
+            **self.model_dump(exclude={"pk", "sk", "entity", "expires_at"}),
+            expires_at=from_epoch_seconds(self.expires_at),
+        )
 
 
 class FileRecord(_Record):
@@ -87,20 +112,24 @@ class FileRecord(_Record):
     status: FileStatus
     uploaded_at: datetime | None = None
     uploaded_size: int | None = None
+    uploaded_version_id: str | None = None
     finished_at: datetime | None = None
     facts_json: str | None = None
     description_json: str | None = None
     error_json: str | None = None
+    # Optional only because items written before retention existed lack it.
+    expires_at: int | None = None
 
     @classmethod
     def from_domain(cls, file: BatchFile) -> FileRecord:
         return cls(
             pk=batch_pk(file.tenant_id, file.batch_id),
             sk=file_sk(file.file_id),
-            **file.model_dump(exclude={"facts", "description", "error"}),
+            **file.model_dump(exclude={"facts", "description", "error", "expires_at"}),
             facts_json=file.facts.model_dump_json() if file.facts else None,
             description_json=file.description.model_dump_json() if file.description else None,
             error_json=file.error.model_dump_json() if file.error else None,
+            expires_at=to_epoch_seconds(file.expires_at),
         )
 
     def to_domain(self) -> BatchFile:
@@ -114,6 +143,7 @@ class FileRecord(_Record):
                     "facts_json",
                     "description_json",
                     "error_json",
+                    "expires_at",
                 }
             ),
             facts=FileFacts.model_validate_json(self.facts_json) if self.facts_json else None,
@@ -121,6 +151,7 @@ class FileRecord(_Record):
                 Description.model_validate_json(self.description_json) if self.description_json else None
             ),
             error=FileError.model_validate_json(self.error_json) if self.error_json else None,
+            expires_at=from_epoch_seconds(self.expires_at),
         )
 
 

@@ -34,9 +34,11 @@ class FileTask(BaseModel):
 
 
 class ProcessedFile(FileTask):
-    """Output of the process step: the verified facts about the stored bytes."""
+    """Output of the process step: the verified facts about the stored bytes, and which version of
+    the object they are about (the describe step reads exactly that version)."""
 
     filename: str
+    version_id: str | None = None
     facts: FileFacts
 
 
@@ -66,6 +68,7 @@ class FailedFile(FileTask):
     facts when the process step had produced them) and adds the error at $.error."""
 
     filename: str | None = None
+    version_id: str | None = None
     facts: FileFacts | None = None
     error: StepFunctionsError
 

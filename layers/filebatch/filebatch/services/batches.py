@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import uuid
 from collections.abc import Callable
@@ -29,7 +26,6 @@ from filebatch.models.api import (
 )
 from filebatch.models.domain import (
     BATCH_ID_PATTERN,
-    FILE_ID_PATTERN,
     Batch,
     BatchFile,
     BatchStatus,
@@ -38,6 +34,7 @@ from filebatch.models.domain import (
     file_id_for,
     manifest_key,
 )
+from filebatch.services.cursors import CursorSigner
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
 
@@ -59,6 +56,8 @@ def create_batch(
     request: CreateBatchRequest,
     *,
     limits: UploadLimits,
+    retention_days: int,
+    cursors: CursorSigner,
     now: datetime,
     make_batch_id: Callable[[], str] = new_batch_id,
 ) -> CreateBatchResponse:
@@ -74,6 +73,9 @@ def create_batch(
         )
 
     batch_id = make_batch_id()
+    # The batch's items expire with its objects (the bucket's lifecycle uses the same number of
+    # days). Whole seconds: the TTL attribute is epoch seconds.
+    expires_at = now.replace(microsecond=0) + timedelta(days=retention_days)
     files = [
         BatchFile(
             tenant_id=tenant.tenant_id,
@@ -83,6 +85,7 @@ def create_batch(
             declared_size=spec.size,
             declared_content_type=spec.content_type,
             status=FileStatus.AWAITING_UPLOAD,
+            expires_at=expires_at,
         )
         for position, spec in enumerate(request.files, start=1)
     ]
@@ -93,6 +96,7 @@ def create_batch(
         total=len(files),
         created_at=now,
         updated_at=now,
+        expires_at=expires_at,
     )
     # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
     # complete, and the batch record (written last by create_batch) is the commit point.
@@ -106,7 +110,7 @@ def create_batch(
         created_at=now,
         total_files=len(files),
         files=upload_instructions(storage, first_page, ttl_seconds=limits.url_ttl_seconds, now=now),
-        next_uploads_cursor=encode_cursor(batch_id, first_page[-1].file_id)
+        next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if len(files) > len(first_page)
         else None,
     )
@@ -144,19 +148,20 @@ def list_uploads(
     batch_id: str,
     query: PageQuery,
     *,
+    cursors: CursorSigner,
     ttl_seconds: int,
     now: datetime,
 ) -> UploadsPage:
     """Fresh upload instructions for the files still awaiting upload, a page at a time: for batches
     larger than the create response's page, and to replace URLs that expired before the upload."""
     _require_batch(repo, tenant, batch_id)
-    after = decode_cursor(batch_id, query.cursor) if query.cursor else None
+    after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
     waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
     return UploadsPage(
         batch_id=batch_id,
         items=upload_instructions(storage, waiting, ttl_seconds=ttl_seconds, now=now),
-        next_cursor=encode_cursor(batch_id, last) if last else None,
+        next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
     )
 
 
@@ -184,25 +189,6 @@ def get_batch_status(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Ba
     )
 
 
-def encode_cursor(batch_id: str, after_file_id: str) -> str:
-    raw = json.dumps({"b": batch_id, "f": after_file_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(batch_id: str, cursor: str) -> str:
-    """The file id a cursor continues after. A cursor only works for the batch that issued it."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        after = data["f"]
-        valid = data["b"] == batch_id and isinstance(after, str) and re.match(FILE_ID_PATTERN, after)
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        valid = False
-    if not valid:
-        raise InvalidRequestError("cursor is not one this batch's results returned", code="invalid_cursor")
-    return str(after)
-
-
 def to_file_result(file: BatchFile) -> FileResult:
     return FileResult(
         file_id=file.file_id,
@@ -220,12 +206,14 @@ def to_file_result(file: BatchFile) -> FileResult:
     )
 
 
-def list_results(repo: BatchRepository, tenant: Tenant, batch_id: str, query: PageQuery) -> ResultsPage:
+def list_results(
+    repo: BatchRepository, tenant: Tenant, batch_id: str, query: PageQuery, *, cursors: CursorSigner
+) -> ResultsPage:
     _require_batch(repo, tenant, batch_id)
-    after = decode_cursor(batch_id, query.cursor) if query.cursor else None
+    after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
     return ResultsPage(
         batch_id=batch_id,
         items=[to_file_result(f) for f in files],
-        next_cursor=encode_cursor(batch_id, last) if last else None,
+        next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
     )

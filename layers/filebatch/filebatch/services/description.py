@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 from filebatch.errors import InvalidRequestError, RetryableDescriptionError
+from filebatch.media.source import MediaSource
 from filebatch.models.domain import Description, FileFacts
 
 
 class DescriptionProvider(Protocol):
     name: str
 
-    def describe(self, content: bytes, facts: FileFacts, filename: str) -> Description:
-        """Say true things about `content`, whose verified facts are `facts`."""
+    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+        """Say true things about `media`, whose verified facts are `facts`, reading only as much of
+        it as the provider needs."""
         ...
 
 
@@ -89,7 +91,7 @@ class FaultInjection:
 
 def describe_file(
     provider: DescriptionProvider,
-    content: bytes,
+    media: MediaSource,
     facts: FileFacts,
     filename: str,
     *,
@@ -98,4 +100,4 @@ def describe_file(
 ) -> Description:
     if faults is not None:
         faults.check(filename, attempt)
-    return provider.describe(content, facts, filename)
+    return provider.describe(media, facts, filename)

@@ -3,9 +3,9 @@ implement them with in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from filebatch.models.domain import (
     Batch,
@@ -32,9 +32,19 @@ class BatchRepository(Protocol):
     ) -> tuple[list[BatchFile], str | None]:
         """Files in file-id order; the second value is the last file id when more may follow."""
 
-    def mark_uploaded(self, tenant_id: str, batch_id: str, file_id: str, *, size: int, at: datetime) -> bool:
-        """awaiting_upload → uploaded and count it on the batch, atomically. False if it was not
-        awaiting upload (a duplicate or late event): nothing is changed then."""
+    def mark_uploaded(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        file_id: str,
+        *,
+        size: int,
+        version_id: str | None,
+        at: datetime,
+    ) -> bool:
+        """awaiting_upload → uploaded (remembering the object version) and count it on the batch,
+        atomically. False if it was not awaiting upload (a duplicate or late event): nothing is
+        changed then, so the first recorded version stands."""
 
     def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
         """awaiting_upload → processing. False when the batch had already moved on."""
@@ -62,15 +72,34 @@ class BatchRepository(Protocol):
     def put_api_key(self, record: ApiKeyRecord) -> None: ...
 
 
+class StoredObject(NamedTuple):
+    """One version of an object, opened for reading: its bytes arrive as `chunks`, once, in order;
+    closing the iterator (or reading it to the end) ends the download."""
+
+    size: int
+    # The version being read: later steps read this one again, whatever was written since.
+    version_id: str | None
+    chunks: Generator[bytes, None, None]
+
+
 class ObjectStorage(Protocol):
     def presign_put(
         self, key: str, *, content_type: str, size: int, expires_in: int
     ) -> tuple[str, dict[str, str]]:
-        """A URL and the headers the client must send with its PUT."""
+        """A URL and the headers the client must send with its PUT. The PUT only creates the
+        object: once a file is uploaded, its key can no longer be written through such a URL."""
 
     def put_json(self, key: str, document: Any) -> None: ...
 
-    def read(self, key: str) -> bytes: ...
+    def stream(self, key: str, *, version_id: str | None = None) -> StoredObject:
+        """Open one version of an object (the current one when `version_id` is None) for a single
+        pass over its bytes, in chunks of bounded size."""
+
+
+class CursorKeys(Protocol):
+    def signing_keys(self) -> list[bytes]:
+        """The keys page cursors are signed with: the current one first, then older ones that still
+        verify (a rotation in progress)."""
 
 
 class WorkflowStarter(Protocol):

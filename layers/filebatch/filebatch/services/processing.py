@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
+from collections.abc import Generator
+from contextlib import AbstractContextManager, closing
 from datetime import datetime
+from typing import BinaryIO
 
 from filebatch import errors
 from filebatch.errors import FileRejectedError, NotFoundError
-from filebatch.media.detect import detect_content_type, is_compatible
-from filebatch.media.inspect import basic_metadata
-from filebatch.models.domain import BatchStatus, Description, FileError, FileFacts, FileStatus, upload_key
+from filebatch.media.detect import is_compatible
+from filebatch.media.inspect import RANDOM_ACCESS_TYPES, basic_metadata, inspect_stream
+from filebatch.media.source import spooled
+from filebatch.models.domain import BatchStatus, Description, FileError, FileStatus, upload_key
 from filebatch.models.workflow import (
     DescribedFile,
     DescribeFileInput,
@@ -23,45 +27,79 @@ from filebatch.models.workflow import (
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
+# Failures of the execution environment rather than of the file (Step Functions / Lambda error
+# names): the state machine retries them, and what is left is recorded retryable with this code.
+INFRASTRUCTURE_ERROR_CODES: dict[str, str] = {
+    "Runtime.ExitError": "function_crashed",
+    "Lambda.Unknown": "function_crashed",
+    "Runtime.OutOfMemory": "out_of_memory",
+    "Sandbox.Timedout": "timeout",
+    "States.Timeout": "timeout",
+}
+
 # Errors the state machine classifies as retryable when they reach a Catch (after Retry gave up).
 RETRYABLE_ERROR_NAMES = frozenset(
     {
         "RetryableDescriptionError",
         "StorageUnavailableError",
-        "States.Timeout",
-        "Sandbox.Timedout",
         "Lambda.ServiceException",
         "Lambda.TooManyRequestsException",
+        *INFRASTRUCTURE_ERROR_CODES,
     }
 )
 
 
 def process_file(repo: BatchRepository, storage: ObjectStorage, task: FileTask) -> ProcessedFile:
-    """Check the stored bytes against what the client declared and learn what they are."""
+    """Check the stored bytes against what the client declared and learn what they are, in one
+    streamed pass (memory bounded whatever the file's size; images and PDFs spooled to local disk)."""
     file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
     if file is None:
         raise NotFoundError(f"file {task.file_id} of batch {task.batch_id} not found", code="file_not_found")
     try:
-        content = storage.read(file.object_key)
+        # The version the upload event announced, not whatever the key holds now.
+        stored = storage.stream(file.object_key, version_id=file.uploaded_version_id)
     except NotFoundError as error:
         raise FileRejectedError("the uploaded object is gone", code="object_missing") from error
-
-    if len(content) != file.declared_size:
-        raise FileRejectedError(
-            f"uploaded {len(content)} bytes but {file.declared_size} were declared", code="size_mismatch"
-        )
-    detected = detect_content_type(content)
-    if not is_compatible(file.declared_content_type, detected):
-        raise FileRejectedError(
-            f"declared {file.declared_content_type} but the content is {detected}", code="type_mismatch"
-        )
-    facts = FileFacts(
-        size_bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        detected_content_type=detected,
-        metadata=basic_metadata(content, detected),
+    with closing(stored.chunks), tempfile.TemporaryFile() as spool:
+        # Refused before a byte is read: a liar's gigabytes are not downloaded.
+        if stored.size != file.declared_size:
+            raise FileRejectedError(
+                f"uploaded {stored.size} bytes but {file.declared_size} were declared", code="size_mismatch"
+            )
+        facts = inspect_stream(stored.chunks, spool)
+        detected = facts.detected_content_type
+        if not is_compatible(file.declared_content_type, detected):
+            raise FileRejectedError(
+                f"declared {file.declared_content_type} but the content is {detected}", code="type_mismatch"
+            )
+        if detected in RANDOM_ACCESS_TYPES:
+            facts.metadata = basic_metadata(spool, detected)
+    return ProcessedFile(
+        **task.model_dump(), filename=file.filename, version_id=stored.version_id, facts=facts
     )
-    return ProcessedFile(**task.model_dump(), filename=file.filename, facts=facts)
+
+
+class StoredMedia:
+    """A MediaSource over one pinned version of a stored object: each read is a new streamed GET of
+    that version, so a provider pays only for what it reads."""
+
+    def __init__(self, storage: ObjectStorage, key: str, version_id: str | None, size: int) -> None:
+        self._storage = storage
+        self._key = key
+        self._version_id = version_id
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        stored = self._storage.stream(self._key, version_id=self._version_id)
+        with closing(stored.chunks):
+            yield from stored.chunks
+
+    def open(self) -> AbstractContextManager[BinaryIO]:
+        return spooled(self.chunks())
 
 
 def describe(
@@ -72,9 +110,15 @@ def describe(
     faults: FaultInjection | None = None,
 ) -> DescribedFile:
     file = request.file
-    content = storage.read(upload_key(file.tenant_id, file.batch_id, file.file_id))
+    # Exactly the bytes the process step verified: bytes written to the key since then are not these.
+    media = StoredMedia(
+        storage,
+        upload_key(file.tenant_id, file.batch_id, file.file_id),
+        file.version_id,
+        file.facts.size_bytes,
+    )
     description: Description = describe_file(
-        provider, content, file.facts, file.filename, attempt=request.attempt, faults=faults
+        provider, media, file.facts, file.filename, attempt=request.attempt, faults=faults
     )
     return DescribedFile(**file.model_dump(), description=description)
 
@@ -88,6 +132,8 @@ def failure_from(failed: FailedFile) -> FileError:
 
 
 def _error_code(error_name: str, message: str) -> str:
+    if error_name in INFRASTRUCTURE_ERROR_CODES:
+        return INFRASTRUCTURE_ERROR_CODES[error_name]
     # FilebatchError.__str__ puts the code first ("code: message"), and Lambda reports str(error).
     head, sep, _ = message.partition(": ")
     if sep and head.replace("_", "").isalnum() and head.islower():
@@ -96,7 +142,7 @@ def _error_code(error_name: str, message: str) -> str:
     error_class = getattr(errors, error_name, None)
     if isinstance(error_class, type) and issubclass(error_class, errors.FilebatchError):
         return error_class.code
-    return "timeout" if error_name in {"States.Timeout", "Sandbox.Timedout"} else "internal_error"
+    return "internal_error"
 
 
 def record_success(repo: BatchRepository, described: DescribedFile, *, now: datetime) -> RecordResultOutput:

@@ -19,12 +19,20 @@ class UploadOutcome(StrEnum):
 
 
 def record_upload(
-    repo: BatchRepository, workflow: WorkflowStarter, *, key: str, size: int, now: datetime
+    repo: BatchRepository,
+    workflow: WorkflowStarter,
+    *,
+    key: str,
+    size: int,
+    version_id: str | None,
+    now: datetime,
 ) -> UploadOutcome:
     ref = parse_upload_key(key)
     if ref is None:
         return UploadOutcome.IGNORED
-    recorded = repo.mark_uploaded(ref.tenant_id, ref.batch_id, ref.file_id, size=size, at=now)
+    recorded = repo.mark_uploaded(
+        ref.tenant_id, ref.batch_id, ref.file_id, size=size, version_id=version_id, at=now
+    )
     if not recorded and repo.get_file(ref.tenant_id, ref.batch_id, ref.file_id) is None:
         return UploadOutcome.IGNORED
 

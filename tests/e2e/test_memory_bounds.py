@@ -1,0 +1,110 @@
+"""Memory is bounded by the functions' MemorySize, not by the file: a ~100 MiB text file and a 1 GiB
+mostly-zero binary file go through the real path (create, presigned PUT, S3 event, state machine,
+process and describe workers), and each step's Max Memory Used (its environment's peak RSS, as
+Lambda's REPORT line gives it) stays under its function's MemorySize.
+
+A stack of its own: the environments' peaks are then about these files, and MaxFileBytes can allow
+a 1 GiB declaration."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1024 * 1024
+TEXT_BYTES = 100 * MIB
+BINARY_BYTES = 1024 * MIB
+
+
+@pytest.fixture(scope="module")
+def big_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from filebatch_local.stack import LocalStack
+
+    local = LocalStack(
+        PROJECT_ROOT,
+        api_port=0,
+        parameter_overrides={"MaxFileBytes": str(2 * BINARY_BYTES)},
+        state_dir=tmp_path_factory.mktemp("big-stack"),
+    )
+    local.start()
+    try:
+        yield Stack(api_url=local.api_url, api_key=local.create_api_key("big"), local=local)
+    finally:
+        local.stop()
+
+
+def write_text_file(path: Path, size: int) -> tuple[str, int]:
+    """Deterministic lines of words, exactly `size` bytes; returns their SHA-256 and line count."""
+    line = b"the quick brown fox jumps over the lazy dog, again and again\n"
+    block = line * (MIB // len(line))
+    digest = hashlib.sha256()
+    lines = 0
+    with path.open("wb") as file:
+        written = 0
+        while written < size:
+            piece = block[: size - written]
+            file.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            lines += piece.count(b"\n")
+    # The last line is cut short of its line break, and still counts.
+    return digest.hexdigest(), lines + (0 if piece.endswith(b"\n") else 1)
+
+
+def write_sparse_binary_file(path: Path, size: int) -> str:
+    """Mostly zeros, with a random 64 KiB block every 64 MiB; returns the SHA-256."""
+    zeros = bytes(MIB)
+    digest = hashlib.sha256()
+    with path.open("wb") as file:
+        for mib in range(size // MIB):
+            piece = os.urandom(64 * 1024) + zeros[64 * 1024 :] if mib % 64 == 0 else zeros
+            file.write(piece)
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def test_a_100_mib_text_file_and_a_1_gib_file_stay_within_each_functions_memory(
+    big_stack: Stack, tmp_path: Path
+) -> None:
+    # Given a ~100 MiB text file and a 1 GiB binary file on disk
+    text_path, binary_path = tmp_path / "big.txt", tmp_path / "big.bin"
+    text_sha256, text_lines = write_text_file(text_path, TEXT_BYTES)
+    expected = {"big.txt": text_sha256, "big.bin": write_sparse_binary_file(binary_path, BINARY_BYTES)}
+    files = [("big.txt", text_path, "text/plain"), ("big.bin", binary_path, "application/octet-stream")]
+    response = big_stack.post_batch(
+        [{"filename": name, "size": path.stat().st_size, "content_type": kind} for name, path, kind in files]
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    # When each is uploaded, streamed from disk, through its presigned URL, and the batch is processed
+    for (_, path, _), file in zip(files, created["files"], strict=True):
+        upload = file["upload"]
+        with path.open("rb") as body:
+            put = requests.put(upload["url"], data=body, headers=upload["headers"], timeout=600)
+        assert put.status_code == 200, put.text
+    status = big_stack.wait_terminal(created["batch_id"], timeout=900)
+    # Then both files completed with their true size and hash
+    assert status["status"] == "completed", status
+    results = {r["filename"]: r for r in big_stack.results(created["batch_id"])}
+    for name, path, _ in files:
+        assert results[name]["status"] == "completed", results[name]
+        assert results[name]["size_bytes"] == path.stat().st_size
+        assert results[name]["sha256"] == expected[name]
+    assert results["big.txt"]["description"]["attributes"]["line_count"] == text_lines
+    # And no process or describe environment went over its function's memory
+    template = big_stack.local.template
+    for function in ("ProcessFileFunction", "DescribeFileFunction"):
+        peak = big_stack.local.peak_memory_used_mb(function)
+        memory_size = template.function(function).memory_mb
+        print(f"{function}: Max Memory Used {peak} MB of {memory_size} MB")
+        assert 0 < peak < memory_size, f"{function} peaked at {peak} MB, over its {memory_size} MB"

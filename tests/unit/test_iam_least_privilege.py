@@ -1,0 +1,377 @@
+"""Least privilege, checked against the code: each function's AWS calls are derived from the source
+(handler → service functions → port methods → adapter methods → boto3 operations) and must equal,
+action for action, what template.yaml grants that function.
+
+The derivation reads the code with `ast`; it follows calls by name, so it sees every path the code
+could take, not only the ones a test happens to exercise."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filebatch_local.template import load_template
+from tests.conftest import PROJECT_ROOT
+
+PACKAGE = PROJECT_ROOT / "layers" / "filebatch" / "filebatch"
+TEMPLATE: dict[str, Any] = load_template(PROJECT_ROOT / "template.yaml")
+FUNCTIONS = {
+    name: resource
+    for name, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+
+# The IAM service prefix of each adapter module's client.
+SERVICE_OF_ADAPTER = {
+    "dynamodb": "dynamodb",
+    "s3": "s3",
+    "stepfunctions": "states",
+    "secrets": "secretsmanager",
+}
+# boto3 calls whose IAM action is not their own name in PascalCase.
+SPECIAL_OPERATIONS = {
+    "batch_writer": "BatchWriteItem",
+    # A presigned URL is a request signed with the signer's permissions: the action of the operation
+    # it names (the first argument) is what the function must be granted.
+    "generate_presigned_url": None,
+}
+# TransactWriteItems is authorised per item action (DynamoDB developer guide, "IAM with transactions").
+TRANSACTION_ITEM_ACTIONS = {
+    "Update": "UpdateItem",
+    "Put": "PutItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+# The attributes adapters keep their boto3 client or resource in.
+CLIENT_ATTRIBUTES = {"_client", "_table"}
+
+
+def pascal(operation: str) -> str:
+    return "".join(part.capitalize() for part in operation.split("_"))
+
+
+# ------------------------------------------------------------------------------ adapters
+@dataclass
+class MethodCalls:
+    actions: set[str] = field(default_factory=set)
+    helpers: set[str] = field(default_factory=set)
+    transaction_kinds: set[str] = field(default_factory=set)
+    transacts: bool = False
+
+
+def _adapter_method_calls(method: ast.FunctionDef, service: str) -> MethodCalls:
+    calls = MethodCalls()
+    for node in ast.walk(method):
+        if isinstance(node, ast.Dict):
+            calls.transaction_kinds |= {
+                key.value
+                for key in node.keys
+                if isinstance(key, ast.Constant) and key.value in TRANSACTION_ITEM_ACTIONS
+            }
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        target, name = node.func.value, node.func.attr
+        if isinstance(target, ast.Name) and target.id == "self":
+            calls.helpers.add(name)
+        elif isinstance(target, ast.Attribute) and target.attr in CLIENT_ATTRIBUTES:
+            if name == "transact_write_items":
+                calls.transacts = True
+            elif name == "generate_presigned_url":
+                operation = node.args[0]
+                assert isinstance(operation, ast.Constant), "presigned operation must be a literal"
+                calls.actions.add(f"{service}:{pascal(str(operation.value))}")
+            elif name in SPECIAL_OPERATIONS:
+                calls.actions.add(f"{service}:{SPECIAL_OPERATIONS[name]}")
+            else:
+                calls.actions.add(f"{service}:{pascal(name)}")
+                if name == "get_object" and "VersionId" in ast.unparse(method):
+                    # Reading a given version is authorised as GetObjectVersion.
+                    calls.actions.add("s3:GetObjectVersion")
+    return calls
+
+
+def _resolve(
+    methods: dict[str, MethodCalls],
+    service: str,
+    name: str,
+    seen: frozenset[str] = frozenset(),
+    kinds: frozenset[str] = frozenset(),
+) -> set[str]:
+    """A method's actions, with those of the helpers it calls; a transaction takes the item kinds
+    written by the method that built its items."""
+    calls = methods[name]
+    kinds = kinds | calls.transaction_kinds
+    actions = set(calls.actions)
+    if calls.transacts:
+        actions |= {f"{service}:{TRANSACTION_ITEM_ACTIONS[k]}" for k in kinds}
+    for helper in calls.helpers - seen - {name}:
+        if helper in methods:
+            actions |= _resolve(methods, service, helper, seen | {name}, kinds)
+    return actions
+
+
+def adapter_actions() -> dict[str, dict[str, set[str]]]:
+    """Adapter class name → public method → the IAM actions it (and its helpers) needs."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for module, service in SERVICE_OF_ADAPTER.items():
+        tree = ast.parse((PACKAGE / "adapters" / f"{module}.py").read_text())
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            methods = {
+                m.name: _adapter_method_calls(m, service) for m in cls.body if isinstance(m, ast.FunctionDef)
+            }
+            found[cls.name] = {
+                name: _resolve(methods, service, name) for name in methods if not name.startswith("_")
+            }
+    return found
+
+
+# ------------------------------------------------------------------------------ ports and runtime
+def port_adapters() -> dict[str, str]:
+    """Port protocol → the adapter class runtime.py builds for it (from the factories' code)."""
+    tree = ast.parse((PACKAGE / "runtime.py").read_text())
+    mapping = {}
+    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+        if not isinstance(function.returns, ast.Name):
+            continue
+        built = [
+            n.func.id
+            for n in ast.walk(function)
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys"))
+        ]
+        if built:
+            mapping[function.returns.id] = built[-1]
+    return mapping
+
+
+def runtime_factories() -> dict[str, str]:
+    """runtime factory name → the port it returns."""
+    tree = ast.parse((PACKAGE / "runtime.py").read_text())
+    return {
+        f.name: f.returns.id
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef) and isinstance(f.returns, ast.Name)
+    }
+
+
+# ------------------------------------------------------------------------------ services
+PORTS = {"BatchRepository", "ObjectStorage", "WorkflowStarter", "CursorKeys"}
+
+
+@dataclass
+class ServiceCalls:
+    port_calls: set[tuple[str, str]] = field(default_factory=set)
+    calls: set[str] = field(default_factory=set)
+
+
+def _annotation_name(annotation: ast.expr | None) -> str | None:
+    return annotation.id if isinstance(annotation, ast.Name) else None
+
+
+def _callable_calls(node: ast.FunctionDef, typed: dict[str, str]) -> ServiceCalls:
+    found = ServiceCalls()
+    local_types = dict(typed)
+    for argument in node.args.args + node.args.kwonlyargs:
+        port = _annotation_name(argument.annotation)
+        if port in PORTS:
+            local_types[argument.arg] = port
+    for inner in ast.walk(node):
+        if not isinstance(inner, ast.Call):
+            continue
+        func = inner.func
+        if isinstance(func, ast.Name):
+            found.calls.add(func.id)
+        elif isinstance(func, ast.Attribute):
+            owner = func.value
+            key = (
+                owner.id
+                if isinstance(owner, ast.Name)
+                else f"self.{owner.attr}"
+                if (
+                    isinstance(owner, ast.Attribute)
+                    and isinstance(owner.value, ast.Name)
+                    and owner.value.id == "self"
+                )
+                else None
+            )
+            if key in local_types:
+                found.port_calls.add((local_types[key], func.attr))
+    return found
+
+
+def service_callables() -> dict[str, ServiceCalls]:
+    """Every service function and class (a class stands for all its methods) → its calls."""
+    found: dict[str, ServiceCalls] = {}
+    for path in (PACKAGE / "services").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                found[node.name] = _callable_calls(node, {})
+            elif isinstance(node, ast.ClassDef):
+                typed: dict[str, str] = {}
+                methods = [m for m in node.body if isinstance(m, ast.FunctionDef)]
+                for method in methods:
+                    if method.name == "__init__":
+                        params = {a.arg: _annotation_name(a.annotation) for a in method.args.args}
+                        for statement in ast.walk(method):
+                            if (
+                                isinstance(statement, ast.Assign)
+                                and isinstance(statement.value, ast.Name)
+                                and params.get(statement.value.id) in PORTS
+                            ):
+                                for target in statement.targets:
+                                    if isinstance(target, ast.Attribute):
+                                        typed[f"self.{target.attr}"] = str(params[statement.value.id])
+                merged = ServiceCalls()
+                for method in methods:
+                    calls = _callable_calls(method, typed)
+                    merged.port_calls |= calls.port_calls
+                    merged.calls |= calls.calls
+                found[node.name] = merged
+    return found
+
+
+def port_calls_of(names: Iterable[str], services: dict[str, ServiceCalls]) -> set[tuple[str, str]]:
+    seen: set[str] = set()
+    pending = [n for n in names if n in services]
+    result: set[tuple[str, str]] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        result |= services[name].port_calls
+        pending += [n for n in services[name].calls if n in services and n not in seen]
+    return result
+
+
+# ------------------------------------------------------------------------------ handlers
+def derived_actions(function_logical_id: str) -> set[str]:
+    properties = FUNCTIONS[function_logical_id]["Properties"]
+    tree = ast.parse((PROJECT_ROOT / properties["CodeUri"] / "app.py").read_text())
+    factories = runtime_factories()
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    ports_obtained = {
+        factories[n.func.attr]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == "runtime"
+        and n.func.attr in factories
+    }
+    adapters, implementations = adapter_actions(), port_adapters()
+    actions: set[str] = set()
+    for port, method in port_calls_of(called, service_callables()):
+        if port in ports_obtained:
+            actions |= adapters[implementations[port]][method]
+    return actions
+
+
+# ------------------------------------------------------------------------------ template
+def _policy_template_statements() -> dict[str, list[dict[str, Any]]]:
+    import samtranslator
+
+    data = json.loads(
+        (Path(samtranslator.__file__).parent / "policy_templates_data" / "policy_templates.json").read_text()
+    )
+    return {name: body["Definition"]["Statement"] for name, body in data["Templates"].items()}
+
+
+def granted_statements(function_logical_id: str) -> list[dict[str, Any]]:
+    templates = _policy_template_statements()
+    statements: list[dict[str, Any]] = []
+    for policy in FUNCTIONS[function_logical_id]["Properties"].get("Policies", []):
+        assert isinstance(policy, dict), f"{function_logical_id}: a managed policy by name grants too much"
+        [(name, body)] = policy.items()
+        if name == "Statement":
+            statements += body
+        else:
+            assert name in templates, f"{function_logical_id}: unknown policy {name}"
+            statements += templates[name]
+    return statements
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def granted_actions(function_logical_id: str) -> set[str]:
+    return {
+        a
+        for s in granted_statements(function_logical_id)
+        if s.get("Effect", "Allow") == "Allow"
+        for a in _actions(s)
+    }
+
+
+# ------------------------------------------------------------------------------ tests
+def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
+    # Given the code as it is, Then known paths come out: the authorizer only reads a key,
+    # recording a result is a conditional transaction of updates, and describing reads a version
+    assert derived_actions("AuthorizeRequestFunction") == {"dynamodb:GetItem"}
+    assert derived_actions("RecordResultFunction") == {"dynamodb:UpdateItem"}
+    assert derived_actions("DescribeFileFunction") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert "states:StartExecution" in derived_actions("RecordUploadFunction")
+    assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(
+        "CreateBatchFunction"
+    )
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_function_is_granted_exactly_the_actions_its_code_calls(function: str) -> None:
+    derived, granted = derived_actions(function), granted_actions(function)
+    assert derived == granted, (
+        f"{function}: granted but never called: {sorted(granted - derived)}; "
+        f"called but not granted: {sorted(derived - granted)}"
+    )
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machine(function: str) -> None:
+    for statement in granted_statements(function):
+        resources = statement.get("Resource")
+        assert resources not in (None, "*"), f"{function}: a grant without a resource scope"
+        for resource in resources if isinstance(resources, list) else [resources]:
+            text = json.dumps(resource)
+            services = {a.split(":")[0] for a in _actions(statement)}
+            if services == {"s3"}:
+                assert re.search(r"\$\{UploadBucket\.Arn\}/(uploads|manifests)/\*", text), (function, text)
+            elif services == {"dynamodb"}:
+                assert "Table" in text, (function, text)
+            elif services == {"secretsmanager"}:
+                assert resource == {"Ref": "CursorSigningSecret"}, (function, text)
+
+
+def test_the_authorizer_reads_only_api_key_items() -> None:
+    [statement] = granted_statements("AuthorizeRequestFunction")
+    assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["APIKEY#*"]}}
+    from filebatch.models.records import api_key_pk
+
+    assert api_key_pk("x").startswith("APIKEY#")
+
+
+def test_only_adapters_and_the_composition_root_import_boto3() -> None:
+    # The derivation above reads AWS calls from the adapters: code elsewhere calling AWS would escape it
+    allowed = {PACKAGE / "runtime.py", PACKAGE / "admin.py", *(PACKAGE / "adapters").glob("*.py")}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        if imported & {"boto3", "botocore"} and path not in allowed:
+            offenders.append(str(path.relative_to(PACKAGE)))
+    assert offenders == []
