@@ -325,7 +325,7 @@ def test_the_gateway_refuses_a_body_that_breaks_the_model_before_the_function_ru
 
 
 @pytest.mark.parametrize(("size", "status"), [("6366.0", 201), ("6366.5", 400)])
-def test_the_gateway_reads_integer_as_the_published_contract_does(stack: Stack, size: str, status: int) -> None:
+def test_the_gateway_reads_integer_as_the_contract_does(stack: Stack, size: str, status: int) -> None:
     # Given a size written as a number with a fraction part (an integer in the OpenAPI 3.1 contract
     # when the fraction is zero, a number in draft 4, which API Gateway's models use)
     body = '{"files": [{"filename": "a.png", "size": ' + size + ', "content_type": "image/png"}]}'
