@@ -1,7 +1,8 @@
-"""API Gateway TOKEN authorizer: `Authorization: Bearer <api key>` → the key's tenant.
+"""API Gateway TOKEN authorizer: `Authorization: Bearer <api key>` → the key's tenant and plan.
 
 Unknown keys raise "Unauthorized" (API Gateway answers 401). The policy allows every route of the
-stage, because API Gateway caches it per token for all of them."""
+stage, because API Gateway caches it per token for all of them. Its usageIdentifierKey puts the
+request under the usage plan of the tenant's plan (the API's ApiKeySourceType is AUTHORIZER)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ tracer = Tracer()
 @event_source(data_class=APIGatewayAuthorizerTokenEvent)
 def lambda_handler(event: APIGatewayAuthorizerTokenEvent, context: LambdaContext) -> dict[str, Any]:
     try:
-        tenant = authenticate(runtime.repository(), event.authorization_token)
+        tenant, usage_key = authenticate(runtime.repository(), event.authorization_token)
     except UnauthorizedError as error:
         logger.info("request refused", extra={"reason": error.message})
         # The exact text "Unauthorized" is what makes API Gateway answer 401.
@@ -40,7 +41,8 @@ def lambda_handler(event: APIGatewayAuthorizerTokenEvent, context: LambdaContext
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context={"tenant_id": tenant.tenant_id},
+        context={"tenant_id": tenant.tenant_id, "plan": tenant.plan},
+        usage_identifier_key=usage_key,
     )
     policy.allow_all_routes()
     return policy.asdict()

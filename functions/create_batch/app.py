@@ -33,7 +33,10 @@ app = make_resolver()
     description="Declare up to 10,000 files; the answer has one presigned upload per file (the first "
     "1,000; the rest at the uploads route). Processing starts when every file has arrived.",
     responses=route_responses(
-        201, CreateBatchResponse, "The batch, and how to upload its files.", errors=(400, 401, 413, 415, 429)
+        201,
+        CreateBatchResponse,
+        "The batch, and how to upload its files.",
+        errors=(400, 401, 403, 413, 415, 429),
     ),
     tags=["batches"],
 )

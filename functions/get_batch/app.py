@@ -22,7 +22,9 @@ app = make_resolver()
     "/v1/batches/<batch_id>",
     summary="A batch's status",
     description="Status, counts per file state and progress of one of the caller's batches.",
-    responses=route_responses(200, BatchStatusResponse, "The batch's status.", errors=(400, 401, 404, 429)),
+    responses=route_responses(
+        200, BatchStatusResponse, "The batch's status.", errors=(400, 401, 403, 404, 429)
+    ),
     tags=["batches"],
 )
 @tracer.capture_method

@@ -25,7 +25,7 @@ app = make_resolver()
     summary="A batch's results",
     description="One result per file in submission order: its description or its error. Page with "
     "`cursor` (opaque; `next_cursor` is null on the last page).",
-    responses=route_responses(200, ResultsPage, "One page of results.", errors=(400, 401, 404, 429)),
+    responses=route_responses(200, ResultsPage, "One page of results.", errors=(400, 401, 403, 404, 429)),
     tags=["results"],
 )
 @tracer.capture_method

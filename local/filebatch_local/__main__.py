@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     openapi.add_argument("output", type=Path)
     models = commands.add_parser("request-models", help="print the API Gateway request models (YAML)")
     models.add_argument("template", type=Path)
+    commands.add_parser("usage-plans", help="print the API Gateway usage plans of filebatch.plans (YAML)")
     return parser
 
 
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         from filebatch_local.openapi import request_models
 
         print(yaml.safe_dump(request_models(args.template), sort_keys=False, width=100), end="")
+        return 0
+    if args.command == "usage-plans":
+        import yaml
+
+        from filebatch_local.usage_plans import usage_plan_resources
+
+        print(yaml.safe_dump(usage_plan_resources(), sort_keys=False, width=100), end="")
         return 0
 
     logging.basicConfig(

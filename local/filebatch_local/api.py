@@ -1,5 +1,6 @@
 """A REST API Gateway stand-in: every `Type: Api` event of the template as a Lambda proxy route,
-behind the Api's TOKEN Lambda authorizer, with the Api's GatewayResponses.
+behind the Api's TOKEN Lambda authorizer, metered by the stage's usage plans where the route
+requires an API key, with the Api's GatewayResponses.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from filebatch_local.lambdas import InvokeResult
@@ -42,6 +43,8 @@ DEFAULT_STATUS = {
     "REQUEST_TOO_LARGE": 413,
     "BAD_REQUEST_BODY": 400,
     "THROTTLED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "INVALID_API_KEY": 403,
     "DEFAULT_4XX": 400,
     "DEFAULT_5XX": 500,
 }
@@ -92,6 +95,12 @@ def policy_allows(policy: dict[str, Any], method_arn: str) -> tuple[bool, bool]:
     return allowed and not denied, denied
 
 
+class _Server(ThreadingHTTPServer):
+    # Clients connect many at once (bursts, fuzzers, parallel uploads of the SDK): with
+    # socketserver's backlog of 5, connections beyond it wait for a SYN retransmit (1 s and more).
+    request_queue_size = 128
+
+
 class GatewayError(Exception):
     def __init__(self, response_type: str, message: str | None, status: int | None = None) -> None:
         super().__init__(message)
@@ -106,6 +115,138 @@ class _CachedAuth:
     principal_id: str
     policy: dict[str, Any]
     context: dict[str, Any]
+    usage_identifier_key: str | None
+
+
+class Authorized(NamedTuple):
+    # requestContext.authorizer (None: the route has no authorizer).
+    context: dict[str, Any] | None
+    # The authorizer's usageIdentifierKey: the API key when the Api's key source is AUTHORIZER.
+    usage_identifier_key: str | None
+
+
+# ------------------------------------------------------------------------------ usage plans
+@dataclass(frozen=True)
+class UsageKey:
+    """An enabled API key in a usage plan of the stage, with that plan's limits."""
+
+    key_id: str
+    value: str
+    usage_plan_id: str
+    rate_limit: float | None  # tokens refilled per second (None: no throttle)
+    burst_limit: int | None  # bucket capacity
+    quota_limit: int | None  # requests per quota period (None: no quota)
+    quota_period: str | None  # DAY, WEEK or MONTH
+
+
+def stage_usage_keys(client: Any, *, api_id: str, stage: str) -> Callable[[], Iterator[UsageKey]]:
+    """The keys of the usage plans attached to the API's stage, read from API Gateway (moto's) as
+    they are when called: keys are created at run time (`LocalStack.create_api_key`)."""
+
+    def items(operation: str, **parameters: Any) -> Iterator[dict[str, Any]]:
+        for page in client.get_paginator(operation).paginate(**parameters):
+            yield from page.get("items", [])
+
+    def fetch() -> Iterator[UsageKey]:
+        enabled = {key["id"] for key in items("get_api_keys") if key.get("enabled")}
+        for plan in items("get_usage_plans"):
+            if not any(
+                s.get("apiId") == api_id and s.get("stage") == stage for s in plan.get("apiStages") or []
+            ):
+                continue
+            throttle, quota = plan.get("throttle") or {}, plan.get("quota") or {}
+            for key in items("get_usage_plan_keys", usagePlanId=plan["id"]):
+                if key["id"] in enabled and key.get("type", "API_KEY") == "API_KEY":
+                    yield UsageKey(
+                        key_id=key["id"],
+                        value=key["value"],
+                        usage_plan_id=plan["id"],
+                        rate_limit=float(throttle["rateLimit"]) if "rateLimit" in throttle else None,
+                        burst_limit=int(throttle["burstLimit"]) if "burstLimit" in throttle else None,
+                        quota_limit=int(quota["limit"]) if "limit" in quota else None,
+                        quota_period=str(quota.get("period", "MONTH")).upper() if quota else None,
+                    )
+
+    return fetch
+
+
+class UsagePlanMeter:
+    """API Gateway's usage plans on one API stage, for the methods that require an API key.
+
+    A key that is in no usage plan of the stage (or disabled, or absent) is refused
+    (INVALID_API_KEY). A key's plan is enforced as API Gateway does, per key: a token bucket
+    holding BurstLimit tokens, refilled at RateLimit per second, one token per request (THROTTLED
+    when empty); and a request count per quota period (UTC day, week from Sunday, or calendar
+    month), QUOTA_EXCEEDED once it reaches the limit. Refused requests use no quota.
+
+    Which keys are in which plan is read through `fetch` and cached; a key not in the cache, or a
+    cache older than `max_age_s`, is read again (so removed keys stop working within that time).
+    `clock` (epoch seconds) drives buckets and quota periods, so tests can move time.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Iterable[UsageKey]],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_age_s: float = 1.0,
+    ) -> None:
+        self._fetch = fetch
+        self.clock = clock
+        self.max_age_s = max_age_s
+        self._keys: dict[str, UsageKey] = {}
+        self._fetched_at = float("-inf")  # time.monotonic() when the last read started
+        self._fetch_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # → (tokens, at)
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def admit(self, value: str | None) -> UsageKey:
+        """The key the request is metered under, or GatewayError as API Gateway answers it."""
+        key = self.find(value) if value else None
+        if key is None:
+            raise GatewayError("INVALID_API_KEY", "Forbidden")
+        now = self.clock()
+        with self._lock:
+            counter: tuple[str, str, str] | None = None
+            if key.quota_limit is not None:
+                counter = (key.usage_plan_id, key.key_id, _quota_period(key.quota_period, now))
+                if self._counts.get(counter, 0) >= key.quota_limit:
+                    raise GatewayError("QUOTA_EXCEEDED", "Limit Exceeded")
+            if key.rate_limit is not None or key.burst_limit is not None:
+                rate = key.rate_limit or 0.0
+                capacity = float(key.burst_limit if key.burst_limit is not None else max(1.0, rate))
+                bucket = (key.usage_plan_id, key.key_id)
+                tokens, at = self._buckets.get(bucket, (capacity, now))
+                tokens = min(capacity, tokens + max(0.0, now - at) * rate)
+                if tokens < 1:
+                    self._buckets[bucket] = (tokens, now)
+                    raise GatewayError("THROTTLED", "Too Many Requests")
+                self._buckets[bucket] = (tokens - 1, now)
+            if counter is not None:
+                self._counts[counter] = self._counts.get(counter, 0) + 1
+        return key
+
+    def find(self, value: str) -> UsageKey | None:
+        asked = time.monotonic()
+        key = self._keys.get(value)
+        if key is not None and asked - self._fetched_at < self.max_age_s:
+            return key
+        with self._fetch_lock:
+            if self._fetched_at < asked:  # no read of the keys started since this request asked
+                started = time.monotonic()
+                self._keys = {k.value: k for k in self._fetch()}
+                self._fetched_at = started
+        return self._keys.get(value)
+
+
+def _quota_period(period: str | None, now: float) -> str:
+    day = datetime.fromtimestamp(now, UTC).date()
+    if period == "DAY":
+        return day.isoformat()
+    if period == "WEEK":
+        return (day - timedelta(days=(day.weekday() + 1) % 7)).isoformat()
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 class ApiGateway:
@@ -120,8 +261,12 @@ class ApiGateway:
         port: int = 3000,
         host: str = "127.0.0.1",
         documents: dict[str, Callable[[], tuple[str, bytes]]] | None = None,
+        usage_plans: Mapping[str, UsagePlanMeter] | None = None,
     ) -> None:
         self.apis = apis
+        # By Api logical id: the usage plans of its stage. A route that requires an API key on an
+        # Api without a meter refuses every request, as a stage without usage plans does.
+        self.usage_plans = dict(usage_plans or {})
         # Paths served as they are, without authorization (GET): the published contract.
         self.documents = dict(documents or {})
         self.region = region
@@ -138,7 +283,7 @@ class ApiGateway:
             max_workers=64, thread_name_prefix="api-invoke"
         )
         self._host = host
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -198,10 +343,11 @@ class ApiGateway:
         return status, headers, body.encode()
 
     # -- authorizer -----------------------------------------------------------------------
-    def authorize(self, route: Route, headers: dict[str, str], method_arn: str) -> dict[str, Any] | None:
-        """requestContext.authorizer for the request, or GatewayError as API Gateway would answer."""
+    def authorize(self, route: Route, headers: dict[str, str], method_arn: str) -> Authorized:
+        """requestContext.authorizer for the request and the authorizer's usageIdentifierKey, or
+        GatewayError as API Gateway would answer."""
         if route.spec.authorizer is None:
-            return None
+            return Authorized(None, None)
         authorizer = route.api.authorizers.get(route.spec.authorizer)
         if authorizer is None:
             raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", None)
@@ -219,7 +365,24 @@ class ApiGateway:
             message = "User is not authorized to access this resource"
             raise GatewayError("ACCESS_DENIED", message + (" with an explicit deny" if denied else ""))
         context = {k: _context_value(v) for k, v in cached.context.items()}
-        return {"principalId": cached.principal_id, **context, "integrationLatency": 0}
+        return Authorized(
+            {"principalId": cached.principal_id, **context, "integrationLatency": 0},
+            cached.usage_identifier_key,
+        )
+
+    def meter(self, route: Route, headers: dict[str, str], authorized: Authorized) -> UsageKey | None:
+        """For a route that requires an API key: the key, admitted by its usage plan on this stage
+        (after the authorizer, before body validation, as API Gateway orders them)."""
+        if not route.spec.api_key_required:
+            return None
+        meter = self.usage_plans.get(route.api.logical_id)
+        if route.api.api_key_source == "AUTHORIZER":
+            value = authorized.usage_identifier_key
+        else:
+            value = _header(headers, "x-api-key")
+        if meter is None:
+            raise GatewayError("INVALID_API_KEY", "Forbidden")
+        return meter.admit(value)
 
     def _cached(self, api: ApiSpec, authorizer: AuthorizerSpec, token: str, method_arn: str) -> _CachedAuth:
         # The policy is cached per token for ReauthorizeEvery seconds and then applies to every
@@ -245,6 +408,7 @@ class ApiGateway:
             or not all(
                 isinstance(v, str | int | float | bool) for v in (payload.get("context") or {}).values()
             )
+            or not isinstance(payload.get("usageIdentifierKey", ""), str)
         ):
             raise GatewayError("AUTHORIZER_CONFIGURATION_ERROR", None)
         cached = _CachedAuth(
@@ -252,6 +416,7 @@ class ApiGateway:
             principal_id=str(payload["principalId"]),
             policy=payload["policyDocument"],
             context=dict(payload.get("context") or {}),
+            usage_identifier_key=payload.get("usageIdentifierKey"),
         )
         if authorizer.ttl_seconds > 0:
             with self._auth_lock:
@@ -288,7 +453,8 @@ class ApiGateway:
                 f"arn:aws:execute-api:{self.region}:{self.account_id}:{api.api_id}/{api.stage}/{method}"
                 f"{resource_path}"
             )
-            authorizer_context = self.authorize(route, single_headers, method_arn)
+            authorized = self.authorize(route, single_headers, method_arn)
+            usage_key = self.meter(route, single_headers, authorized)
             # After the authorizer, before the integration, as API Gateway orders them.
             validate_body(route, single_headers, body)
             event = self._proxy_event(
@@ -302,7 +468,8 @@ class ApiGateway:
                 body,
                 source_ip,
                 request_id,
-                authorizer_context,
+                authorized.context,
+                usage_key,
             )
             return self._integrate(route, event, request_id)
         except GatewayError as error:
@@ -321,6 +488,7 @@ class ApiGateway:
         source_ip: str,
         request_id: str,
         authorizer: dict[str, Any] | None,
+        usage_key: UsageKey | None = None,
     ) -> dict[str, Any]:
         api = route.api
         query_multi: dict[str, list[str]] = {}
@@ -361,6 +529,10 @@ class ApiGateway:
         }
         if authorizer is not None:
             request_context["authorizer"] = authorizer
+        if usage_key is not None:
+            # $context.identity.apiKey / apiKeyId: set for methods that require an API key.
+            request_context["identity"]["apiKey"] = usage_key.value
+            request_context["identity"]["apiKeyId"] = usage_key.key_id
         return {
             "resource": route.spec.path,
             "path": path,
@@ -499,6 +671,9 @@ def _error_type(response_type: str) -> str:
         "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
         "AUTHORIZER_FAILURE": "AuthorizerFailureException",
         "AUTHORIZER_CONFIGURATION_ERROR": "AuthorizerConfigurationException",
+        "INVALID_API_KEY": "ForbiddenException",
+        "THROTTLED": "TooManyRequestsException",
+        "QUOTA_EXCEEDED": "LimitExceededException",
     }.get(
         response_type,
         "InternalServerErrorException" if response_type == "DEFAULT_5XX" else "BadRequestException",

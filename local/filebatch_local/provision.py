@@ -281,6 +281,7 @@ class Provisioner:
             "AWS::Serverless::StateMachine": self._state_machine,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::StepFunctions::StateMachine": self._state_machine,
+            "AWS::ApiGateway::UsagePlan": self._usage_plan,
         }
         self._role()
         # Queues before rules (targets) and redrive; functions before state machines (task ARNs).
@@ -476,12 +477,65 @@ class Provisioner:
             request["SecretString"] = "".join(secrets.choice(alphabet) for _ in range(length))
         self._client("secretsmanager").create_secret(**request)
 
+    def _usage_plan(self, logical_id: str) -> None:
+        # Created in moto's API Gateway (the local gateway reads its plans and keys from there, as
+        # the project's tools write them), under the id the template's Ref gives. The API itself
+        # is not created in moto: apiStages name it by its local id and stage, which is all a
+        # usage plan needs.
+        from moto.apigateway.utils import ApigwUsagePlanIdentifier
+        from moto.utilities.id_generator import moto_id_manager
+
+        properties = self.template.properties(logical_id)
+        name = self.template.physical_name(logical_id)
+        request: dict[str, Any] = {"name": name}
+        if "Description" in properties:
+            request["description"] = str(properties["Description"])
+        request["apiStages"] = [_api_stage(stage) for stage in properties.get("ApiStages") or []]
+        if "Throttle" in properties:
+            request["throttle"] = _throttle(properties["Throttle"])
+        if "Quota" in properties:
+            quota = properties["Quota"]
+            request["quota"] = {
+                "limit": int(quota["Limit"]),
+                "period": str(quota["Period"]),
+                **({"offset": int(quota["Offset"])} if "Offset" in quota else {}),
+            }
+        if properties.get("Tags"):
+            request["tags"] = {str(t["Key"]): str(t["Value"]) for t in properties["Tags"]}
+        expected = self.template.ref(logical_id)
+        identifier = ApigwUsagePlanIdentifier(self.template.account_id, self.region, name)
+        moto_id_manager.set_custom_id(identifier, expected)
+        try:
+            created = self._client("apigateway").create_usage_plan(**request)
+        finally:
+            moto_id_manager.unset_custom_id(identifier)
+        if created["id"] != expected:
+            raise RuntimeError(f"{logical_id}: moto gave usage plan id {created['id']}, not {expected}")
+
     def _state_machine(self, logical_id: str) -> None:
         spec = self.template.state_machine(logical_id)
         # The definition runs exactly as written (the file is the one AWS gets).
         self._client("stepfunctions").create_state_machine(
             name=spec.name, definition=spec.definition, roleArn=LOCAL_ROLE_ARN, type=spec.type
         )
+
+
+def _throttle(throttle: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation ThrottleSettings → the API's."""
+    api: dict[str, Any] = {}
+    if "RateLimit" in throttle:
+        api["rateLimit"] = float(throttle["RateLimit"])
+    if "BurstLimit" in throttle:
+        api["burstLimit"] = int(throttle["BurstLimit"])
+    return api
+
+
+def _api_stage(stage: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation ApiStage → the API's (per-method Throttle keyed by "/path/METHOD")."""
+    api: dict[str, Any] = {"apiId": str(stage["ApiId"]), "stage": str(stage["Stage"])}
+    if stage.get("Throttle"):
+        api["throttle"] = {str(method): _throttle(t) for method, t in stage["Throttle"].items()}
+    return api
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import boto3
 
-from filebatch_local.api import ApiGateway
+from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
 from filebatch_local.events import SqsEventSource
 from filebatch_local.lambdas import (
     DEFAULT_MAX_WORKERS,
@@ -26,11 +26,14 @@ from filebatch_local.lambdas import (
     install_lambda_dispatch,
 )
 from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
-from filebatch_local.template import Template
+from filebatch_local.template import ApiSpec, Template
 
 log = logging.getLogger("filebatch_local")
 
 LOCAL_TENANT = "local"
+# The plan of the key the stack issues for itself (demo, `make up`, e2e tests, schemathesis): no
+# quotas, and a bucket large enough for a fuzzer creating batches back to back.
+LOCAL_PLAN = "enterprise"
 # The vendored OpenAPI renderer behind the /docs page (no CDN).
 REDOC = Path(__file__).with_name("vendor") / "redoc"
 
@@ -47,6 +50,7 @@ class LocalStack:
         max_workers: int = DEFAULT_MAX_WORKERS,
         verbose: bool = False,
         issue_api_key: bool = True,
+        api_key_plan: str = LOCAL_PLAN,
         prewarm: bool = True,
     ) -> None:
         self.project_root = Path(project_root).resolve()
@@ -57,6 +61,7 @@ class LocalStack:
         self.max_workers = max_workers
         self.verbose = verbose
         self.issue_api_key = issue_api_key
+        self.api_key_plan = api_key_plan
         self.prewarm = prewarm
 
         self.template: Template | None = None
@@ -100,8 +105,9 @@ class LocalStack:
 
             routes = template.routes()
             if routes:
+                apis = template.apis()
                 self._api = ApiGateway(
-                    template.apis(),
+                    apis,
                     routes,
                     self._runtime.invoke,
                     region=template.region,
@@ -114,6 +120,14 @@ class LocalStack:
                             "text/javascript; charset=utf-8",
                             (REDOC / "redoc.standalone.js").read_bytes(),
                         ),
+                    },
+                    # Each stage's usage plans, as provisioned from the template into moto; keys
+                    # are read from there (they are created at run time, by create_api_key).
+                    usage_plans={
+                        logical_id: UsagePlanMeter(
+                            stage_usage_keys(self.client("apigateway"), api_id=api.api_id, stage=api.stage)
+                        )
+                        for logical_id, api in apis.items()
                     },
                 )
                 self._api.start()
@@ -136,7 +150,7 @@ class LocalStack:
             self.physical_ids = template.physical_ids()
             self.outputs = self._local_outputs(template)
             if self.issue_api_key and self._api is not None:
-                self.api_key = self.create_api_key(LOCAL_TENANT)
+                self.api_key = self.create_api_key(LOCAL_TENANT, plan=self.api_key_plan)
             self._write_stack_file()
             if self.prewarm:
                 # One environment per function starts in the background (two at a time), so the
@@ -214,9 +228,12 @@ class LocalStack:
         assert self.template is not None, "the local stack is not started"
         return client(service, self.moto_endpoint, self.template.region)
 
-    def create_api_key(self, tenant_id: str) -> str:
-        """Issue an API key with the project's own code, into the table the authorizer reads."""
+    def create_api_key(self, tenant_id: str, plan: str | None = None) -> str:
+        """Issue an API key on a plan (default: the stack's own, `api_key_plan`) with the project's
+        own code: its hash into the table the authorizer reads, its usage key into the usage plan
+        of that plan on the API's stage (moto's API Gateway, where the local gateway reads it)."""
         # Imported lazily: the shared package is the lead's, and tests may stand in for it.
+        from filebatch.adapters.apigateway import ApiGatewayUsageKeys
         from filebatch.adapters.dynamodb import DynamoBatchRepository
         from filebatch.services.auth import issue_api_key
 
@@ -226,11 +243,16 @@ class LocalStack:
             aws_secret_access_key="testing",  # noqa: S106 - dummy credentials for moto
             region_name=self.template.region,
         )
-        table = session.resource("dynamodb", endpoint_url=self.moto_endpoint).Table(
-            self._authorizer_table_name()
+        table_name, api = self._authorizer_table_and_api()
+        repository = DynamoBatchRepository(
+            session.resource("dynamodb", endpoint_url=self.moto_endpoint).Table(table_name)
         )
-        repository = DynamoBatchRepository(table)
-        return str(issue_api_key(repository, tenant_id, now=datetime.now(UTC)))
+        usage_keys = ApiGatewayUsageKeys(self.client("apigateway"), api_id=api.api_id, stage=api.stage)
+        return str(
+            issue_api_key(
+                repository, usage_keys, tenant_id, plan=plan or self.api_key_plan, now=datetime.now(UTC)
+            )
+        )
 
     @functools.cache  # noqa: B019 - one stack, one document, built on first request
     def _openapi_document(self) -> tuple[str, bytes]:
@@ -238,14 +260,15 @@ class LocalStack:
 
         return "application/json", render(build_document(self.template_path)).encode()
 
-    def _authorizer_table_name(self) -> str:
-        # The table the API's authorizer function is configured with (TABLE_NAME in its env).
+    def _authorizer_table_and_api(self) -> tuple[str, ApiSpec]:
+        # The table the API's authorizer function is configured with (TABLE_NAME in its env), and
+        # that API (whose stage the keys' usage plans are attached to).
         assert self.template is not None and self._runtime is not None
         for api in self.template.apis().values():
             for authorizer in api.authorizers.values():
                 env = self._runtime.environments[authorizer.function_logical_id]
                 if env.get("TABLE_NAME"):
-                    return env["TABLE_NAME"]
+                    return env["TABLE_NAME"], api
         raise RuntimeError("no authorizer function with a TABLE_NAME in the template")
 
     def _local_outputs(self, template: Template) -> dict[str, Any]:

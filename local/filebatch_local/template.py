@@ -50,12 +50,14 @@ _NAME_PROPERTIES = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::IAM::Role": "RoleName",
+    "AWS::ApiGateway::UsagePlan": "UsagePlanName",
 }
 
 _FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 _STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 _API_TYPES = ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi")
 IMPLICIT_API = "ServerlessRestApi"
+USAGE_PLAN_TYPE = "AWS::ApiGateway::UsagePlan"
 
 
 class TemplateError(Exception):
@@ -190,6 +192,11 @@ class ApiSpec:
     binary_media_types: tuple[str, ...]
     # Request models (JSON Schema draft 4) by name, for routes that validate their body.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where a method that requires an API key reads it: HEADER (X-API-Key) or AUTHORIZER (the
+    # Lambda authorizer's usageIdentifierKey).
+    api_key_source: str = "HEADER"
+    # Auth.ApiKeyRequired: the default of every route (an event's own Auth.ApiKeyRequired wins).
+    api_key_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,8 @@ class RouteSpec:
     authorizer: str | None  # None: no authorizer
     # The Api model the body must match (RequestModel with ValidateBody), if any.
     request_model: str | None = None
+    # The method requires an API key in a usage plan of the stage (metered by that plan).
+    api_key_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -367,6 +376,20 @@ class Template:
         # API ids are 10 random lowercase characters in AWS; a hash keeps them stable locally.
         return hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:10]
 
+    def usage_plan_id(self, logical_id: str) -> str:
+        # What Ref gives for a usage plan: its id, random in AWS, stable locally (the provisioner
+        # has moto create the usage plan under this id).
+        return hashlib.sha256(f"{self.stack_name}/{logical_id}/usage-plan".encode()).hexdigest()[:10]
+
+    def api_stage(self, logical_id: str) -> str:
+        """The stage name of an AWS::Serverless::Api: what SAM's `Ref <Api>.Stage` gives."""
+        if self.type_of(logical_id) != "AWS::Serverless::Api":
+            raise TemplateError(f"{logical_id}.Stage: {logical_id} is not an AWS::Serverless::Api")
+        stage = (self.resource(logical_id).get("Properties") or {}).get("StageName")
+        if stage is None:
+            raise TemplateError(f"{logical_id}: no StageName")
+        return str(self.resolve(stage, where=f"{logical_id}.StageName"))
+
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return (
             f"arn:{PARTITION}:{service}:{self.region if region else ''}:"
@@ -391,6 +414,8 @@ class Template:
             return pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        if "." in name and name not in self.resources:
+            return self._sam_referable(name)
         if name not in self.resources:
             if name in (self.raw.get("Resources") or {}):
                 raise TemplateError(f"Ref to {name!r}, a resource whose Condition is false")
@@ -405,7 +430,22 @@ class Template:
             return self.arn("lambda", f"layer:{physical}:1")
         if kind == "AWS::SNS::Topic":
             return self.arn("sns", physical)
+        if kind == USAGE_PLAN_TYPE:
+            return self.usage_plan_id(name)
         return physical
+
+    def _sam_referable(self, name: str) -> Any:
+        """SAM's referable properties of its generated resources: `<Api>.Stage` (the stage's Ref,
+        its name) and `<Api>.Deployment` (the deployment's id)."""
+        logical_id, _, attribute = name.partition(".")
+        if logical_id in self.resources and self.type_of(logical_id) == "AWS::Serverless::Api":
+            if attribute == "Stage":
+                return self.api_stage(logical_id)
+            if attribute == "Deployment":
+                return hashlib.sha256(f"{self.stack_name}/{logical_id}/deployment".encode()).hexdigest()[:10]
+        raise TemplateError(
+            f"Ref to {name!r}: not a resource, nor a SAM referable property supported locally"
+        )
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
         if logical_id not in self.resources:
@@ -449,6 +489,8 @@ class Template:
             attributes["Arn"] = lambda: f"arn:{PARTITION}:iam::{self.account_id}:role/{name}"
         elif kind in _API_TYPES:
             attributes["RootResourceId"] = lambda: hashlib.sha256(name.encode()).hexdigest()[:10]
+        elif kind == USAGE_PLAN_TYPE:
+            attributes["Id"] = lambda: self.usage_plan_id(logical_id)
         if attribute not in attributes:
             raise TemplateError(f"GetAtt {logical_id}.{attribute} ({kind}) is not supported locally")
         return attributes[attribute]()
@@ -525,6 +567,8 @@ class Template:
                 return "${" + name[1:] + "}"  # ${!Literal} stays as ${Literal}
             if name in variables:
                 value = variables[name]
+            elif name.endswith((".Stage", ".Deployment")) and name.split(".")[0] in self.resources:
+                value = self._sam_referable(name)  # SAM resolves its referable properties in Sub too
             elif "." in name and not name.startswith("AWS::"):
                 logical_id, attribute = name.split(".", 1)
                 value = self.get_att(logical_id, attribute)
@@ -705,6 +749,11 @@ class Template:
         default = auth.get("DefaultAuthorizer")
         if default is not None and default != "AWS_IAM" and default not in authorizers:
             raise TemplateError(f"{logical_id}: DefaultAuthorizer {default} is not defined in Authorizers")
+        api_key_source = str(properties.get("ApiKeySourceType", "HEADER")).upper()
+        if api_key_source not in ("HEADER", "AUTHORIZER"):
+            raise TemplateError(
+                f"{logical_id}: ApiKeySourceType {api_key_source!r} is not HEADER or AUTHORIZER"
+            )
         return ApiSpec(
             logical_id=logical_id,
             api_id=self.api_id(logical_id),
@@ -716,6 +765,8 @@ class Template:
                 str(t).replace("~1", "/") for t in properties.get("BinaryMediaTypes") or []
             ),
             models=dict(properties.get("Models") or {}),
+            api_key_source=api_key_source,
+            api_key_required=_as_flag(auth.get("ApiKeyRequired", False)),
         )
 
     def _events(self, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -736,13 +787,21 @@ class Template:
             if api_id is None:
                 raise TemplateError(f"{function_id}.{event_name}: RestApiId {raw_api!r} is not an Api here")
             authorizer: str | None
-            override = (properties.get("Auth") or {}).get("Authorizer")
+            event_auth = properties.get("Auth") or {}
+            api = self._api(api_id)
+            override = event_auth.get("Authorizer")
             if override == "NONE":
                 authorizer = None
             elif override is not None:
                 authorizer = str(override)
             else:
-                authorizer = None if api_id == IMPLICIT_API else self._api(api_id).default_authorizer
+                authorizer = None if api_id == IMPLICIT_API else api.default_authorizer
+            # SAM: the event's Auth.ApiKeyRequired, else the Api's.
+            api_key_required = (
+                _as_flag(event_auth["ApiKeyRequired"])
+                if "ApiKeyRequired" in event_auth
+                else api.api_key_required
+            )
             request_model = properties.get("RequestModel") or {}
             validated = request_model.get("ValidateBody") in (True, "true")
             routes.append(
@@ -754,6 +813,7 @@ class Template:
                     event_name=event_name,
                     authorizer=authorizer,
                     request_model=str(request_model["Model"]) if validated else None,
+                    api_key_required=api_key_required,
                 )
             )
         return routes
@@ -838,6 +898,15 @@ def substitute_definition(text: str, substitutions: Mapping[str, str]) -> str:
     """CloudFormation's DefinitionSubstitutions: plain textual `${Name}` replacement; placeholders
     without a substitution are left as they are (as CloudFormation does)."""
     return DEFINITION_PLACEHOLDER.sub(lambda m: substitutions.get(m.group(1), m.group(0)), text)
+
+
+def _as_flag(value: Any) -> bool:
+    """A template boolean (true, "true", "True"...)."""
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise TemplateError(f"{value!r} is not a boolean")
 
 
 def _scalar_text(value: Any) -> str:

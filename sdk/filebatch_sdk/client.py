@@ -417,7 +417,11 @@ class FilebatchClient:
             else:
                 if response.status_code not in retryable_statuses or attempt >= self.max_retries:
                     return response
-                delay = self._backoff.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None and retry_after > self._backoff.max_retry_after:
+                    # A plan's monthly quota: retrying within this call cannot pass, so say so now.
+                    return response
+                delay = self._backoff.delay(attempt, retry_after)
                 logger.info("%s: HTTP %d; retrying in %.2fs", what, response.status_code, delay)
                 response.close()
             self._sleep(delay)

@@ -20,7 +20,9 @@ import pytest
 from moto import mock_aws
 
 from filebatch import runtime
+from filebatch.adapters.apigateway import ApiGatewayUsageKeys
 from filebatch.config import get_settings
+from filebatch.plans import PLAN_TAG, PLANS
 from filebatch.services.auth import issue_api_key
 from filebatch_local.template import load_template
 from tests.conftest import PROJECT_ROOT, load_event
@@ -28,6 +30,9 @@ from tests.conftest import PROJECT_ROOT, load_event
 TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
 TABLE = "filebatch-test-table"
 BUCKET = "filebatch-test-uploads"
+# The API id and stage of the fixture events' method ARNs.
+API_ID = "a1b2c3d4e5"
+STAGE = "dev"
 _MODULES: dict[str, ModuleType] = {}
 
 
@@ -82,8 +87,9 @@ class Aws:
     sfn: Any
     state_machine_arn: str
 
-    def api_key(self, tenant_id: str) -> str:
-        return issue_api_key(runtime.repository(), tenant_id, now=datetime.now(UTC))
+    def api_key(self, tenant_id: str, plan: str = "pro") -> str:
+        usage_keys = ApiGatewayUsageKeys(boto3.client("apigateway"), api_id=API_ID, stage=STAGE)
+        return issue_api_key(runtime.repository(), usage_keys, tenant_id, plan=plan, now=datetime.now(UTC))
 
 
 @pytest.fixture
@@ -104,6 +110,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         secret = boto3.client("secretsmanager").create_secret(
             Name="filebatch-test-cursor-key", SecretString="integration-test-cursor-signing-key"
         )
+        apigateway = boto3.client("apigateway")
+        for name in PLANS:  # the template's usage plans, one per plan, on the API's stage
+            apigateway.create_usage_plan(
+                name=f"filebatch-{name}", apiStages=[{"apiId": API_ID, "stage": STAGE}], tags={PLAN_TAG: name}
+            )
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(
             name="process-batch",
@@ -137,6 +148,7 @@ def api_event(
     path: str,
     *,
     tenant_id: str | None = "acme",
+    plan: str = "pro",
     body: Any = None,
     path_parameters: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
@@ -159,5 +171,5 @@ def api_event(
     if tenant_id is None:
         event["requestContext"]["authorizer"] = {}
     else:
-        event["requestContext"]["authorizer"].update(principalId=tenant_id, tenant_id=tenant_id)
+        event["requestContext"]["authorizer"].update(principalId=tenant_id, tenant_id=tenant_id, plan=plan)
     return event

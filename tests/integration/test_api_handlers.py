@@ -13,8 +13,9 @@ import requests
 
 from filebatch import runtime
 from filebatch.config import get_settings
+from filebatch.plans import PLANS
 from tests.conftest import load_event
-from tests.integration.conftest import BUCKET, Aws, api_event
+from tests.integration.conftest import API_ID, BUCKET, STAGE, TABLE, Aws, api_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 FILES = [
@@ -54,9 +55,12 @@ def test_create_batch_answers_201_with_presigned_puts_and_stores_batch_files_and
     assert "X-Amz-Signature=" in upload["url"]
     assert "if-none-match" in upload["url"]
     assert f"uploads/acme/{created['batch_id']}/f00001" in upload["url"]
-    # And the batch, both files and the manifest are stored
+    # And the batch, both files and the manifest are stored, and the batch counts against the plan
     items = aws.dynamodb.scan(TableName="filebatch-test-table")["Items"]
-    assert sorted(i["sk"]["S"] for i in items) == ["BATCH", "FILE#f00001", "FILE#f00002"]
+    assert sorted(i["sk"]["S"] for i in items) == ["BATCH", "FILE#f00001", "FILE#f00002", "USAGE"]
+    [usage] = [i for i in items if i["sk"]["S"] == "USAGE"]
+    assert usage["open_batches"] == {"N": "1"}
+    assert usage[f"files_{datetime.now(UTC):%Y_%m}"] == {"N": "2"}
     manifest = aws.s3.get_object(Bucket=BUCKET, Key=f"manifests/acme/{created['batch_id']}.json")
     assert json.loads(manifest["Body"].read()) == [{"file_id": "f00001"}, {"file_id": "f00002"}]
 
@@ -75,11 +79,12 @@ def test_created_batch_items_expire_after_the_upload_retention(
     # seconds) 7 days after the batch's creation
     expected = int(datetime.fromisoformat(created["created_at"]).timestamp()) + 7 * 24 * 3600
     items = {i["sk"]["S"]: i for i in aws.dynamodb.scan(TableName="filebatch-test-table")["Items"]}
-    assert set(items) == {"APIKEY", "BATCH", "FILE#f00001", "FILE#f00002"}
+    assert set(items) == {"APIKEY", "BATCH", "FILE#f00001", "FILE#f00002", "USAGE"}
     for sk in ("BATCH", "FILE#f00001", "FILE#f00002"):
         assert items[sk]["expires_at"] == {"N": str(expected)}, sk
-    # And the API key item never expires
+    # And the API key and the tenant's plan usage never expire
     assert "expires_at" not in items["APIKEY"]
+    assert "expires_at" not in items["USAGE"]
 
 
 def test_presigned_put_stores_the_bytes(aws: Aws, invoke: Invoke) -> None:
@@ -182,15 +187,20 @@ def test_a_request_without_an_authorizer_tenant_is_refused(aws: Aws, invoke: Inv
 
 
 def test_authorizer_allows_a_known_key_with_its_tenant_and_refuses_others(aws: Aws, invoke: Invoke) -> None:
-    # Given a key issued to acme, and the real TOKEN authorizer event
-    key = aws.api_key("acme")
+    # Given a key issued to acme on the starter plan, and the real TOKEN authorizer event
+    key = aws.api_key("acme", plan="starter")
     event = load_event("apigw_token_authorizer")
     event["authorizationToken"] = f"Bearer {key}"
     # When the authorizer runs
     policy = invoke("authorize_request", event)
-    # Then it allows every route of the stage and passes the tenant on
+    # Then it allows every route of the stage and passes the tenant and its plan on
     assert policy["principalId"] == "acme"
-    assert policy["context"] == {"tenant_id": "acme"}
+    assert policy["context"] == {"tenant_id": "acme", "plan": "starter"}
+    # And names the gateway API key under the starter usage plan, so API Gateway meters the request there
+    apigateway = boto3.client("apigateway")
+    [starter] = [p for p in apigateway.get_usage_plans()["items"] if p["name"] == "filebatch-starter"]
+    keys = apigateway.get_usage_plan_keys(usagePlanId=starter["id"])["items"]
+    assert [k["value"] for k in keys] == [policy["usageIdentifierKey"]]
     statement = policy["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*"]
@@ -271,3 +281,85 @@ def test_a_page_cursor_for_another_batch_or_a_forged_one_is_a_400(aws: Aws, invo
     # Then both are refused as invalid cursors
     assert (foreign["status"], foreign["error"]["code"]) == (400, "invalid_cursor")
     assert (forged["status"], forged["error"]["code"]) == (400, "invalid_cursor")
+
+
+def test_a_free_tenant_over_its_open_batches_gets_a_429_with_retry_headers_until_one_ends(
+    aws: Aws, invoke: Invoke
+) -> None:
+    # Given a free tenant with as many open batches as its plan allows
+    limit = PLANS["free"].max_open_batches or 0
+    batch_ids = [
+        body_of(invoke("create_batch", api_event("POST", "/v1/batches", plan="free", body={"files": FILES})))[
+            "batch_id"
+        ]
+        for _ in range(limit)
+    ]
+    # When it creates one more
+    response = invoke("create_batch", api_event("POST", "/v1/batches", plan="free", body={"files": FILES}))
+    # Then the handler answers 429 open_batch_limit with Retry-After and RateLimit headers
+    assert response["statusCode"] == 429
+    assert body_of(response)["error"]["code"] == "open_batch_limit"
+    headers = response["multiValueHeaders"] if response.get("multiValueHeaders") else response["headers"]
+    flat = {k: v[0] if isinstance(v, list) else v for k, v in headers.items()}
+    assert flat["RateLimit-Limit"] == str(limit) and flat["RateLimit-Remaining"] == "0"
+    assert int(flat["Retry-After"]) > 0
+    # And a pro tenant at the same time is not limited by it
+    assert (
+        invoke("create_batch", api_event("POST", "/v1/batches", tenant_id="globex", body={"files": FILES}))[
+            "statusCode"
+        ]
+        == 201
+    )
+    # When the workflow finalizes one of the free tenant's batches (every file failed: never uploaded)
+    finalized = invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch_ids[0]})
+    assert finalized["status"] in ("failed", "completed_with_errors")
+    # Then the tenant can create a batch again
+    response = invoke("create_batch", api_event("POST", "/v1/batches", plan="free", body={"files": FILES}))
+    assert response["statusCode"] == 201, response["body"]
+
+
+def test_the_operator_command_issues_a_key_on_a_plan_that_the_authorizer_accepts(
+    aws: Aws, invoke: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the stack's table, API id and stage (its Outputs)
+    from filebatch.admin import main as admin
+
+    # When an operator issues a key for globex on the pro plan
+    admin(
+        [
+            "create-key",
+            "--table",
+            TABLE,
+            "--api-id",
+            API_ID,
+            "--stage",
+            STAGE,
+            "--tenant",
+            "globex",
+            "--plan",
+            "pro",
+        ]
+    )
+    key = capsys.readouterr().out.strip()
+    # Then the authorizer accepts it as globex on pro
+    event = load_event("apigw_token_authorizer")
+    event["authorizationToken"] = f"Bearer {key}"
+    policy = invoke("authorize_request", event)
+    assert policy["context"] == {"tenant_id": "globex", "plan": "pro"}
+    # And an unknown plan is refused before anything is issued
+    with pytest.raises(SystemExit):
+        admin(
+            [
+                "create-key",
+                "--table",
+                TABLE,
+                "--api-id",
+                API_ID,
+                "--stage",
+                STAGE,
+                "--tenant",
+                "x",
+                "--plan",
+                "gold",
+            ]
+        )

@@ -1,7 +1,8 @@
 """The local stack (filebatch_local) on a tiny throwaway template with its own trivial handlers:
 what the template declares is what runs — environment, SQS event source with partial batch
 failures and the queue's redrive, Step Functions Retry/Catch on the handler's exception class,
-the REST API behind a TOKEN authorizer, and gateway responses."""
+the REST API behind a TOKEN authorizer, usage plans metering the routes that require an API key,
+and gateway responses."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
 from filebatch_local.stack import LocalStack
+from filebatch_local.template import Template
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -67,6 +71,7 @@ Resources:
     Type: AWS::Serverless::Api
     Properties:
       StageName: test
+      ApiKeySourceType: AUTHORIZER
       Auth:
         DefaultAuthorizer: TokenAuthorizer
         Authorizers:
@@ -92,6 +97,41 @@ Resources:
         DEFAULT_5XX:
           ResponseTemplates:
             application/json: '{"error":"internal","message":$context.error.messageString}'
+        THROTTLED:
+          StatusCode: 429
+          ResponseParameters:
+            Headers:
+              Retry-After: "'1'"
+          ResponseTemplates:
+            application/json: '{"error":"throttled"}'
+        QUOTA_EXCEEDED:
+          StatusCode: 429
+          ResponseTemplates:
+            application/json: '{"error":"quota_exceeded"}'
+  # Two at once, then one a second, five a month. Tagged as a filebatch plan would be.
+  MeteredUsagePlan:
+    Type: AWS::ApiGateway::UsagePlan
+    Properties:
+      UsagePlanName: !Sub "${AWS::StackName}-metered"
+      Description: a small plan
+      ApiStages:
+        - ApiId: !Ref Api
+          Stage: !Ref Api.Stage
+      Throttle: {RateLimit: 1, BurstLimit: 2}
+      Quota: {Limit: 5, Period: MONTH}
+      Tags:
+        - {Key: "filebatch:plan", Value: free}
+  # The plan of the key the stack issues for itself.
+  OwnUsagePlan:
+    Type: AWS::ApiGateway::UsagePlan
+    Properties:
+      ApiStages:
+        - ApiId:
+            Ref: Api
+          Stage:
+            Ref: Api.Stage
+      Tags:
+        - {Key: "filebatch:plan", Value: enterprise}
   AuthFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -118,6 +158,14 @@ Resources:
             RestApiId: !Ref Api
             Path: /boom
             Method: POST
+        Metered:
+          Type: Api
+          Properties:
+            RestApiId: !Ref Api
+            Path: /metered/{item_id}
+            Method: GET
+            Auth:
+              ApiKeyRequired: true
   ConsumerFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -152,6 +200,10 @@ Outputs:
     Value: !Ref WorkQueue
   MachineArn:
     Value: !Ref Machine
+  MeteredPlanId:
+    Value: !Ref MeteredUsagePlan
+  StageName:
+    Value: !Sub "${Api.Stage}"
 """
 
 MACHINE = {
@@ -199,6 +251,8 @@ HANDLERS = {
                     ],
                 },
                 "context": {"tenant": "t-" + token, "admin": False, "level": 3},
+                # The API key the request is metered under (the Api's ApiKeySourceType is AUTHORIZER).
+                "usageIdentifierKey": "usage-key-for-user-" + token,
             }
     """,
     "fn_echo/app.py": """
@@ -563,3 +617,212 @@ def test_max_memory_used_is_the_environments_peak_rss_as_lambda_reports_it(
     assert stack.peak_memory_used_mb("FragileFunction") >= busy.max_memory_used_mb
     log = (stack.state_dir / "logs" / "FragileFunction.log").read_text()
     assert f"Max Memory Used: {busy.max_memory_used_mb} MB" in log
+
+
+# --- usage plans ------------------------------------------------------------------------------
+def add_usage_key(stack: LocalStack, token: str, plan_logical_id: str | None) -> str:
+    """The API key the test authorizer names for `token`, in that usage plan (None: in none)."""
+    apigateway = stack.client("apigateway")
+    key = apigateway.create_api_key(name=f"key-of-{token}", value=f"usage-key-for-user-{token}", enabled=True)
+    if plan_logical_id is not None:
+        usage_plan_id = stack.physical_ids[plan_logical_id]
+        apigateway.create_usage_plan_key(usagePlanId=usage_plan_id, keyId=key["id"], keyType="API_KEY")
+    return str(key["id"])
+
+
+class Clock:
+    """Epoch seconds that move only when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def metered(stack: LocalStack) -> Iterator[tuple[ApiGateway, Clock]]:
+    """A gateway of its own on the stack's routes, functions and moto, whose usage plans run on a
+    clock the test moves (a minute before a month ends)."""
+    assert stack.template is not None
+    clock = Clock(datetime(2026, 1, 31, 23, 59, tzinfo=UTC))
+    api = stack.template.apis()["Api"]
+    meter = UsagePlanMeter(
+        stage_usage_keys(stack.client("apigateway"), api_id=api.api_id, stage=api.stage), clock=clock
+    )
+    gateway = ApiGateway(
+        stack.template.apis(),
+        stack.template.routes(),
+        stack.invoke,
+        region=stack.template.region,
+        account_id=stack.template.account_id,
+        port=0,
+        usage_plans={"Api": meter},
+    )
+    gateway.start()
+    try:
+        yield gateway, clock
+    finally:
+        gateway.stop()
+
+
+def call(gateway: ApiGateway, path: str, token: str) -> requests.Response:
+    return requests.get(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=20)
+
+
+def test_the_template_reads_api_key_settings_and_sam_stage_references(tmp_path: Path) -> None:
+    # Given an Api requiring API keys for all its methods, one event opting out, and the forms of
+    # SAM's stage reference a template can use
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(
+            """\
+            Transform: AWS::Serverless-2016-10-31
+            Resources:
+              Api:
+                Type: AWS::Serverless::Api
+                Properties:
+                  StageName: v1
+                  Auth: {ApiKeyRequired: true}
+              Fn:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: fn
+                  Handler: app.handler
+                  Runtime: python3.13
+                  Events:
+                    Keyed: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /a, Method: GET}}
+                    Open:
+                      Type: Api
+                      Properties: {RestApiId: !Ref Api, Path: /b, Method: GET, Auth: {ApiKeyRequired: false}}
+              Plan:
+                Type: AWS::ApiGateway::UsagePlan
+                Properties:
+                  ApiStages: [{ApiId: !Ref Api, Stage: !Ref Api.Stage}]
+            Outputs:
+              Long: {Value: {Ref: Api.Stage}}
+              Sub: {Value: !Sub "${Api}/${Api.Stage}"}
+              PlanRef: {Value: !Ref Plan}
+              PlanId: {Value: !GetAtt Plan.Id}
+            """
+        )
+    )
+    template = Template(tmp_path / "template.yaml")
+    # When it is read
+    api = template.apis()["Api"]
+    routes = {route.path: route for route in template.routes()}
+    outputs = template.outputs()
+    # Then the Api's ApiKeyRequired is each route's default, and the event's own setting wins
+    assert api.api_key_required is True and api.api_key_source == "HEADER"
+    assert routes["/a"].api_key_required is True
+    assert routes["/b"].api_key_required is False
+    # And Api.Stage is the stage name in Ref (both forms) and in Sub; a usage plan's Ref is its id
+    assert outputs["Long"] == "v1"
+    assert outputs["Sub"] == f"{api.api_id}/v1"
+    assert outputs["PlanRef"] == outputs["PlanId"] == template.usage_plan_id("Plan")
+    assert template.properties("Plan")["ApiStages"] == [{"ApiId": api.api_id, "Stage": "v1"}]
+
+
+def test_usage_plans_are_created_from_the_template_with_the_id_ref_gives(stack: LocalStack) -> None:
+    # Given the started stack
+    apigateway = stack.client("apigateway")
+    # When its usage plans are listed in (moto's) API Gateway
+    plans = {plan["name"]: plan for plan in apigateway.get_usage_plans()["items"]}
+    # Then each has the template's properties, the stage of the local API, and the id of its Ref
+    metered = plans["filebatch-local-metered"]
+    assert metered["id"] == stack.physical_ids["MeteredUsagePlan"] == stack.outputs["MeteredPlanId"]
+    assert metered["description"] == "a small plan"
+    assert metered["apiStages"] == [{"apiId": stack.physical_ids["Api"], "stage": stack.outputs["StageName"]}]
+    assert stack.outputs["StageName"] == "test"
+    assert metered["throttle"] == {"rateLimit": 1.0, "burstLimit": 2}
+    assert metered["quota"] == {"limit": 5, "period": "MONTH"}
+    assert metered["tags"] == {"filebatch:plan": "free"}
+    own = plans["filebatch-local-OwnUsagePlan"]
+    assert own["id"] == stack.physical_ids["OwnUsagePlan"]
+    assert "throttle" not in own and "quota" not in own
+    # And the stack's own key was issued on the enterprise plan: its usage key is in that plan
+    own_keys = apigateway.get_usage_plan_keys(usagePlanId=own["id"])["items"]
+    assert stack.api_key is not None
+    assert len(own_keys) == 1
+
+
+def test_a_burst_is_throttled_with_retry_after_until_the_bucket_refills(
+    stack: LocalStack, metered: tuple[ApiGateway, Clock]
+) -> None:
+    # Given a key in the metered plan (a bucket of 2, refilled at 1 a second), time standing still
+    gateway, clock = metered
+    key_id = add_usage_key(stack, "bursty", "MeteredUsagePlan")
+    # When it sends three requests at the same instant
+    first = [call(gateway, "/metered/1", "bursty") for _ in range(3)]
+    # Then the burst passes, metered under the key, and the third is the THROTTLED response with
+    # the template's Retry-After header
+    assert [r.status_code for r in first] == [200, 200, 429]
+    identity = first[0].json()["event"]["requestContext"]["identity"]
+    assert identity["apiKeyId"] == key_id and identity["apiKey"] == "usage-key-for-user-bursty"
+    assert first[2].json() == {"error": "throttled"}
+    assert first[2].headers["Retry-After"] == "1"
+    assert first[2].headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+    # When half a second passes, then another half
+    clock.advance(0.5)
+    half = call(gateway, "/metered/1", "bursty")
+    clock.advance(0.5)
+    refilled = [call(gateway, "/metered/1", "bursty") for _ in range(2)]
+    # Then half a token is not enough, a whole one lets exactly one more request through
+    assert half.status_code == 429
+    assert [r.status_code for r in refilled] == [200, 429]
+
+
+def test_the_monthly_quota_refuses_requests_until_the_next_month(
+    stack: LocalStack, metered: tuple[ApiGateway, Clock]
+) -> None:
+    # Given a key in the metered plan (5 requests a month), sending one request a second
+    gateway, clock = metered
+    add_usage_key(stack, "thrifty", "MeteredUsagePlan")
+    statuses = []
+    for _ in range(6):
+        response = call(gateway, "/metered/1", "thrifty")
+        statuses.append(response.status_code)
+        clock.advance(1.0)
+    # Then the sixth request of the month is the QUOTA_EXCEEDED response
+    assert statuses == [200] * 5 + [429]
+    assert response.json() == {"error": "quota_exceeded"}
+    assert "Retry-After" not in response.headers
+    # And once the month is over (in UTC), requests pass again
+    clock.advance(60)
+    assert call(gateway, "/metered/1", "thrifty").status_code == 200
+
+
+def test_a_key_in_no_usage_plan_of_the_stage_is_403(stack: LocalStack) -> None:
+    # Given a key in the metered plan, an API key in no plan, and a token with no API key at all
+    add_usage_key(stack, "member", "MeteredUsagePlan")
+    add_usage_key(stack, "stranger", None)
+    # When each calls the route that requires an API key, through the stack's own gateway
+    member = get(stack, "/metered/1", "Bearer member")
+    stranger = get(stack, "/metered/1", "Bearer stranger")
+    keyless = get(stack, "/metered/1", "Bearer keyless")
+    unauthenticated = get(stack, "/metered/1")
+    # Then only the member passes; the others get INVALID_API_KEY (403, API Gateway's own body, as
+    # the template sets none), after the authorizer (no token is still 401)
+    assert member.status_code == 200
+    for response in (stranger, keyless):
+        assert response.status_code == 403
+        assert response.json() == {"message": "Forbidden"}
+        assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+    assert unauthenticated.status_code == 401
+
+
+def test_routes_that_require_no_api_key_are_not_metered(
+    stack: LocalStack, metered: tuple[ApiGateway, Clock]
+) -> None:
+    # Given a key in the metered plan (a bucket of 2), time standing still
+    gateway, _ = metered
+    add_usage_key(stack, "steady", "MeteredUsagePlan")
+    # When it calls a route without ApiKeyRequired five times, then the metered route three times
+    plain = [call(gateway, "/items/42", "steady") for _ in range(5)]
+    metered_calls = [call(gateway, "/metered/1", "steady") for _ in range(3)]
+    # Then the plain route took no tokens and no quota: it all passed, and the bucket was still full
+    assert [r.status_code for r in plain] == [200] * 5
+    assert "apiKeyId" not in plain[0].json()["event"]["requestContext"]["identity"]
+    assert [r.status_code for r in metered_calls] == [200, 200, 429]

@@ -16,6 +16,7 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
+    TenantUsage,
 )
 from filebatch.models.records import ApiKeyRecord
 from filebatch.services.ports import StoredObject
@@ -26,6 +27,8 @@ class InMemoryRepository:
         self.batches: dict[tuple[str, str], Batch] = {}
         self.files: dict[tuple[str, str, str], BatchFile] = {}
         self.api_keys: dict[str, ApiKeyRecord] = {}
+        self.open_batches: dict[str, int] = {}
+        self.files_by_month: dict[tuple[str, str], int] = {}
 
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
         for file in files:
@@ -105,7 +108,36 @@ class InMemoryRepository:
         if batch is None or batch.status.is_terminal:
             return False
         batch.status, batch.finished_at, batch.updated_at = status, at, at
+        self.open_batches[tenant_id] = self.open_batches.get(tenant_id, 0) - 1
         return True
+
+    def reserve_batch(
+        self,
+        tenant_id: str,
+        *,
+        month: str,
+        files: int,
+        max_open_batches: int | None,
+        monthly_files: int | None,
+    ) -> bool:
+        usage = self.get_usage(tenant_id, month=month)
+        if max_open_batches is not None and usage.open_batches >= max_open_batches:
+            return False
+        if monthly_files is not None and usage.files_this_month + files > monthly_files:
+            return False
+        self.open_batches[tenant_id] = usage.open_batches + 1
+        self.files_by_month[(tenant_id, month)] = usage.files_this_month + files
+        return True
+
+    def release_batch(self, tenant_id: str, *, month: str, files: int) -> None:
+        self.open_batches[tenant_id] = self.open_batches.get(tenant_id, 0) - 1
+        self.files_by_month[(tenant_id, month)] = self.files_by_month.get((tenant_id, month), 0) - files
+
+    def get_usage(self, tenant_id: str, *, month: str) -> TenantUsage:
+        return TenantUsage(
+            open_batches=self.open_batches.get(tenant_id, 0),
+            files_this_month=self.files_by_month.get((tenant_id, month), 0),
+        )
 
     def get_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         return next((r for r in self.api_keys.values() if r.pk == f"APIKEY#{key_hash}"), None)
@@ -182,3 +214,15 @@ class StaticCursorKeys:
 
     def rotate(self, new_key: bytes) -> None:
         self.current, self.previous = new_key, self.current
+
+
+class InMemoryUsageKeys:
+    """API Gateway API keys under usage plans, by plan."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[str, str, str]] = {}  # id → (name, value, plan)
+
+    def register(self, *, name: str, value: str, plan: str) -> str:
+        key_id = f"key{len(self.keys) + 1}"
+        self.keys[key_id] = (name, value, plan)
+        return key_id

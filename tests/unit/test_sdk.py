@@ -399,6 +399,23 @@ def test_throttled_call_waits_as_long_as_retry_after_says(
     assert status.batch_id == created.batch_id
 
 
+def test_a_monthly_quota_is_raised_at_once_instead_of_waiting_for_next_month(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given an API whose plan has used its files for the month (Retry-After: the month's end)
+    fake_api.script(
+        "POST",
+        "/v1/batches",
+        _error(429, "monthly_file_quota", "no files left", headers={"Retry-After": "864000"}),
+    )
+    # When a batch is created
+    with pytest.raises(FilebatchApiError) as raised:
+        client.create_batch(sample_files[:1])
+    # Then the error comes back at once, with its code, and nothing was slept
+    assert (raised.value.status, raised.value.code) == (429, "monthly_file_quota")
+    assert sleeps == []
+
+
 def test_upload_retries_server_errors_then_succeeds(
     client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
 ) -> None:

@@ -10,11 +10,15 @@ class FilebatchError(Exception):
     code = "internal_error"
     http_status = 500
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        # Response headers that belong with this error (e.g. Retry-After on a 429).
+        self.headers = dict(headers or {})
 
     def __str__(self) -> str:
         # Lambda reports only the exception's class name and str(): keeping the code in front lets
@@ -35,6 +39,14 @@ class NotFoundError(FilebatchError):
 class UnauthorizedError(FilebatchError):
     code = "unauthorized"
     http_status = 401
+
+
+class LimitExceededError(FilebatchError):
+    """A limit of the tenant's plan (open batches, files per month). Its headers say when a retry
+    can pass: Retry-After (RFC 9110) and RateLimit-Limit/Remaining/Reset where they are known."""
+
+    code = "limit_exceeded"
+    http_status = 429
 
 
 class StorageUnavailableError(FilebatchError):

@@ -27,8 +27,10 @@ from filebatch.models.domain import Tenant
 logger = Logger()
 
 
-# The largest request body any route accepts. A create request for 10,000 files with 100-byte
-# entries is ~1 MB; this leaves room for long names and stays under API Gateway's 10 MB.
+# The largest request body any route accepts: the largest create request in ASCII (10,000 files,
+# every field at its maximum length) is 5.7 MB as json.dumps writes it (tests/unit/test_body_limit.py),
+# and API Gateway itself stops at 10 MB. Names sent as \u escapes or long UTF-8 can go over: split
+# such a batch.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 # JSON nested deeper than this is refused before Python's parser recurses into it: no request body of
 # the API nests deeper than 4 levels.
@@ -47,11 +49,15 @@ _ERROR_MEANINGS = {
     400: "The request is malformed or does not match the schema (`malformed_json`, `validation_error`, "
     "`invalid_cursor`, `file_too_large`...).",
     401: "Missing or unknown API key (`unauthorized`).",
+    403: "The API key has no usage plan on this API (`forbidden`): ask the operator for a new key.",
     404: "No such batch for this API key's tenant (`batch_not_found`), or no such route.",
     409: "The request conflicts with the batch's state.",
     413: "The request body is over the size limit (`payload_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
-    429: "Too many requests (`throttled`); retry with backoff.",
+    429: "A limit of the API key's plan: requests per second (`throttled`, from the gateway, with "
+    "`Retry-After`), requests per month (`request_quota_exceeded`), open batches (`open_batch_limit`) or "
+    "files per month (`monthly_file_quota`); the last two carry `Retry-After` and "
+    "`RateLimit-Limit`/`RateLimit-Remaining`/`RateLimit-Reset`.",
 }
 
 
@@ -68,16 +74,31 @@ def route_responses(
             "description": _ERROR_MEANINGS[status],
             "content": {content_types.APPLICATION_JSON: {"model": ApiError}},
         }
+        if status == 429:
+            responses[status]["headers"] = _RATE_LIMIT_HEADERS
     return responses
 
 
+_RATE_LIMIT_HEADERS = {
+    "Retry-After": {"description": "Seconds after which a retry can pass.", "schema": {"type": "integer"}},
+    "RateLimit-Limit": {"description": "The plan's limit that was reached.", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "What is left of it.", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {"description": "Seconds until it resets.", "schema": {"type": "integer"}},
+}
+
+
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body=error_body(code, message, details),
+        headers=headers or None,
     )
 
 
@@ -192,7 +213,7 @@ def make_resolver() -> APIGatewayRestResolver:
     def _known(error: FilebatchError) -> Response[Any]:
         if error.http_status >= 500:
             logger.exception("request failed", extra={"code": error.code})
-        return error_response(error.http_status, error.code, error.message)
+        return error_response(error.http_status, error.code, error.message, headers=error.headers)
 
     @app.not_found
     def _no_route(_: Exception) -> Response[Any]:
@@ -202,9 +223,9 @@ def make_resolver() -> APIGatewayRestResolver:
 
 
 def tenant_of(app: APIGatewayRestResolver) -> Tenant:
-    """The tenant the authorizer resolved. API Gateway only calls us after it did."""
+    """The tenant and plan the authorizer resolved. API Gateway only calls us after it did."""
     context = app.current_event.request_context.authorizer.raw_event or {}
-    tenant_id = context.get("tenant_id")
-    if not tenant_id:
+    tenant_id, plan = context.get("tenant_id"), context.get("plan")
+    if not tenant_id or not plan:
         raise UnauthorizedError("request carries no tenant (is the authorizer configured?)")
-    return Tenant(tenant_id=tenant_id)
+    return Tenant(tenant_id=tenant_id, plan=plan)

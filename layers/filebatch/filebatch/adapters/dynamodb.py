@@ -18,16 +18,20 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
+    TenantUsage,
 )
 from filebatch.models.records import (
     API_KEY_SK,
     BATCH_SK,
+    USAGE_SK,
     ApiKeyRecord,
     BatchRecord,
     FileRecord,
     api_key_pk,
     batch_pk,
     file_sk,
+    month_files_attribute,
+    usage_pk,
 )
 
 _TERMINAL_FILE = [FileStatus.COMPLETED.value, FileStatus.FAILED.value]
@@ -227,19 +231,86 @@ class DynamoBatchRepository:
         )
 
     def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
-        return self._conditional_update(
+        # The batch's terminal status and the release of its open-batch slot, in one transaction:
+        # a retried finalize finds the batch terminal and releases nothing twice.
+        return self._transact(
             "finish batch",
-            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
-            UpdateExpression="SET #status = :status, updated_at = :at, finished_at = :at",
-            ConditionExpression="attribute_exists(pk) AND NOT #status IN (:t0, :t1, :t2)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":status": status.value,
-                ":at": at.isoformat(),
-                ":t0": _TERMINAL_BATCH[0],
-                ":t1": _TERMINAL_BATCH[1],
-                ":t2": _TERMINAL_BATCH[2],
-            },
+            [
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+                        "UpdateExpression": "SET #status = :status, updated_at = :at, finished_at = :at",
+                        "ConditionExpression": "attribute_exists(pk) AND NOT #status IN (:t0, :t1, :t2)",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":status": status.value,
+                            ":at": at.isoformat(),
+                            ":t0": _TERMINAL_BATCH[0],
+                            ":t1": _TERMINAL_BATCH[1],
+                            ":t2": _TERMINAL_BATCH[2],
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": usage_pk(tenant_id), "sk": USAGE_SK},
+                        "UpdateExpression": "ADD open_batches :minus_one",
+                        "ExpressionAttributeValues": {":minus_one": -1},
+                    }
+                },
+            ],
+        )
+
+    # -- plan usage ----------------------------------------------------------------------------
+    def reserve_batch(
+        self,
+        tenant_id: str,
+        *,
+        month: str,
+        files: int,
+        max_open_batches: int | None,
+        monthly_files: int | None,
+    ) -> bool:
+        conditions: list[str] = []
+        values: dict[str, Any] = {":one": 1, ":files": files}
+        if max_open_batches is not None:
+            conditions.append("(attribute_not_exists(open_batches) OR open_batches < :max_open)")
+            values[":max_open"] = max_open_batches
+        if monthly_files is not None:
+            conditions.append("(attribute_not_exists(#month) OR #month <= :room)")
+            values[":room"] = monthly_files - files
+        update: dict[str, Any] = {
+            "Key": {"pk": usage_pk(tenant_id), "sk": USAGE_SK},
+            "UpdateExpression": "ADD open_batches :one, #month :files",
+            "ExpressionAttributeNames": {"#month": month_files_attribute(month)},
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
+        return self._conditional_update("reserve batch", **update)
+
+    def release_batch(self, tenant_id: str, *, month: str, files: int) -> None:
+        with _storage_errors("release batch"):
+            self._table.update_item(
+                Key={"pk": usage_pk(tenant_id), "sk": USAGE_SK},
+                UpdateExpression="ADD open_batches :minus_one, #month :minus_files",
+                ExpressionAttributeNames={"#month": month_files_attribute(month)},
+                ExpressionAttributeValues={":minus_one": -1, ":minus_files": -files},
+            )
+
+    def get_usage(self, tenant_id: str, *, month: str) -> TenantUsage:
+        with _storage_errors("get usage"):
+            item = (
+                self._table.get_item(
+                    Key={"pk": usage_pk(tenant_id), "sk": USAGE_SK}, ConsistentRead=True
+                ).get("Item")
+                or {}
+            )
+        return TenantUsage(
+            open_batches=int(item.get("open_batches", 0)),
+            files_this_month=int(item.get(month_files_attribute(month), 0)),
         )
 
     # -- API keys ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from filebatch.plans import DEFAULT_PLAN, PlanName
+
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 BATCH_ID_PATTERN = r"^b-[0-9a-f]{32}$"
 FILE_ID_PATTERN = r"^f[0-9]{5}$"
@@ -165,7 +167,17 @@ class BatchFile(BaseModel):
         return upload_key(self.tenant_id, self.batch_id, self.file_id)
 
 
+class TenantUsage(BaseModel):
+    """What counts against a tenant's plan: batches not yet ended, files declared this month."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    open_batches: int = 0
+    files_this_month: int = 0
+
+
 class Tenant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
+    plan: PlanName = DEFAULT_PLAN

@@ -4,6 +4,7 @@
     TENANT#<tenant>#BATCH#<batch>        BATCH           the batch and its counters
     TENANT#<tenant>#BATCH#<batch>        FILE#f00001     one file, its facts, description or error
     APIKEY#<sha256 of key>               APIKEY          an API key's tenant (the key itself is never stored)
+    TENANT#<tenant>                      USAGE           open_batches, files_<yyyy>_<mm> (plan limits)
 
 The tenant is part of every batch key, so another tenant's batch is simply not found.
 Batch and file items carry `expires_at` (epoch seconds, the table's TTL attribute): DynamoDB
@@ -29,6 +30,7 @@ from filebatch.models.domain import (
     FileFacts,
     FileStatus,
 )
+from filebatch.plans import DEFAULT_PLAN, PlanName
 
 BATCH_SK = "BATCH"
 API_KEY_SK = "APIKEY"
@@ -45,6 +47,18 @@ def file_sk(file_id: str) -> str:
 
 def api_key_pk(key_hash: str) -> str:
     return f"APIKEY#{key_hash}"
+
+
+USAGE_SK = "USAGE"
+
+
+def usage_pk(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}"
+
+
+def month_files_attribute(month: str) -> str:
+    """The usage item's counter of files declared in a UTC month ("2026-11" → files_2026_11)."""
+    return "files_" + month.replace("-", "_")
 
 
 # The attribute template.yaml names in the table's TimeToLiveSpecification.
@@ -163,3 +177,8 @@ class ApiKeyRecord(_Record):
     key_prefix: str
     enabled: bool = True
     created_at: datetime
+    plan: PlanName = DEFAULT_PLAN
+    # The API Gateway API key the authorizer names as the request's usageIdentifierKey: it puts the
+    # request under its usage plan's throttle and quota. Not a credential (clients never send it).
+    usage_key: str | None = None
+    usage_key_id: str | None = None

@@ -35,6 +35,7 @@ from filebatch.models.domain import (
     manifest_key,
 )
 from filebatch.services.cursors import CursorSigner
+from filebatch.services.limits import check_batch_size, release_batch, reserve_batch
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
 
@@ -61,10 +62,7 @@ def create_batch(
     now: datetime,
     make_batch_id: Callable[[], str] = new_batch_id,
 ) -> CreateBatchResponse:
-    if len(request.files) > limits.max_files:
-        raise InvalidRequestError(
-            f"a batch holds at most {limits.max_files} files; got {len(request.files)}", code="too_many_files"
-        )
+    check_batch_size(tenant, len(request.files), deployment_max=limits.max_files)
     too_big = [f.filename for f in request.files if f.size > limits.max_file_bytes]
     if too_big:
         raise InvalidRequestError(
@@ -98,10 +96,17 @@ def create_batch(
         updated_at=now,
         expires_at=expires_at,
     )
-    # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
-    # complete, and the batch record (written last by create_batch) is the commit point.
-    storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
-    repo.create_batch(batch, files)
+    # Counted against the plan first (open batches, files this month); given back if the batch is
+    # not created after all. The batch's end (finish_batch) gives the open slot back.
+    month = reserve_batch(repo, tenant, len(files), now=now)
+    try:
+        # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
+        # complete, and the batch record (written last by create_batch) is the commit point.
+        storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
+        repo.create_batch(batch, files)
+    except BaseException:
+        release_batch(repo, tenant, len(files), month=month)
+        raise
 
     first_page = files[:UPLOADS_PER_PAGE]
     return CreateBatchResponse(

@@ -15,8 +15,10 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
+    TenantUsage,
 )
 from filebatch.models.records import ApiKeyRecord
+from filebatch.plans import PlanName
 
 
 class BatchRepository(Protocol):
@@ -65,7 +67,25 @@ class BatchRepository(Protocol):
         already terminal: the first recorded result stands."""
 
     def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
-        """Give the batch its terminal status once. False if it already had one."""
+        """Give the batch its terminal status once, and release its open-batch slot with it. False
+        (and nothing released) if it already had one."""
+
+    def reserve_batch(
+        self,
+        tenant_id: str,
+        *,
+        month: str,
+        files: int,
+        max_open_batches: int | None,
+        monthly_files: int | None,
+    ) -> bool:
+        """Count one more open batch and `files` more files in `month` ("2026-11"), atomically and
+        only if both stay within their limits (None: unlimited). False if either would not."""
+
+    def release_batch(self, tenant_id: str, *, month: str, files: int) -> None:
+        """Undo a reservation whose batch was never created."""
+
+    def get_usage(self, tenant_id: str, *, month: str) -> TenantUsage: ...
 
     def get_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
 
@@ -94,6 +114,11 @@ class ObjectStorage(Protocol):
     def stream(self, key: str, *, version_id: str | None = None) -> StoredObject:
         """Open one version of an object (the current one when `version_id` is None) for a single
         pass over its bytes, in chunks of bounded size."""
+
+
+class UsageKeys(Protocol):
+    def register(self, *, name: str, value: str, plan: PlanName) -> str:
+        """Create a gateway API key with this value under the plan's usage plan; return its id."""
 
 
 class CursorKeys(Protocol):
