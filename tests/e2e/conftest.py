@@ -14,6 +14,7 @@ import requests
 
 from tests.conftest import PROJECT_ROOT
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start a stack of their own run last. moto's state is process-wide and a stack
     resets it when it starts and stops, so the session's stack loses its tables, queues and usage
