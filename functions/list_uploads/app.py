@@ -32,7 +32,7 @@ app = make_resolver()
     description="Fresh presigned uploads for the batch's files still awaiting upload: the rest of a "
     "batch larger than one page, or new URLs when earlier ones expired.",
     responses=route_responses(
-        200, UploadsPage, "One page of upload instructions.", errors=(400, 401, 403, 404, 429)
+        200, UploadsPage, "One page of upload instructions.", errors=(400, 401, 403, 404, 409, 429)
     ),
     tags=["uploads"],
 )

@@ -243,6 +243,18 @@ def test_uploads_page_fresh_urls_for_files_still_awaiting_upload(aws: Aws, invok
     assert other["statusCode"] == 404
 
 
+def test_an_ended_batch_answers_409_for_upload_urls(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch that the workflow finalized (its files never arrived)
+    batch_id = create(invoke)["batch_id"]
+    invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch_id})
+    # When the client asks for upload URLs
+    path = f"/v1/batches/{batch_id}/uploads"
+    response = invoke("list_uploads", api_event("GET", path, path_parameters={"batch_id": batch_id}))
+    # Then it is told the batch has ended, not handed an empty page
+    assert response["statusCode"] == 409
+    assert body_of(response)["error"]["code"] == "batch_ended"
+
+
 def test_cursor_keys_follow_a_secret_rotation(aws: Aws) -> None:
     # Given the cursor signing secret, read through its adapter
     from filebatch.adapters.secrets import SecretsManagerCursorKeys

@@ -36,6 +36,13 @@ class NotFoundError(FilebatchError):
     http_status = 404
 
 
+class ConflictError(FilebatchError):
+    """The request is well formed but the resource's state does not allow it."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class UnauthorizedError(FilebatchError):
     code = "unauthorized"
     http_status = 401

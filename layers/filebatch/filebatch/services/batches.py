@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from filebatch.errors import InvalidRequestError, NotFoundError
+from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
 from filebatch.models.api import (
     UPLOADS_PER_PAGE,
     BatchCounts,
@@ -158,8 +158,13 @@ def list_uploads(
     now: datetime,
 ) -> UploadsPage:
     """Fresh upload instructions for the files still awaiting upload, a page at a time: for batches
-    larger than the create response's page, and to replace URLs that expired before the upload."""
-    _require_batch(repo, tenant, batch_id)
+    larger than the create response's page, and to replace URLs that expired before the upload.
+    An ended batch takes no more uploads: 409 rather than an empty page that looks like success."""
+    batch = _require_batch(repo, tenant, batch_id)
+    if batch.status.is_terminal:
+        raise ConflictError(
+            f"batch {batch_id} has ended ({batch.status.value}); it takes no more uploads", code="batch_ended"
+        )
     after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
     waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
