@@ -113,7 +113,8 @@ def test_an_image_that_cannot_fit_is_refused_with_a_code() -> None:
         prepared(content, limits)
     # Then it is refused permanently, saying why
     assert refused.value.code == "too_large_for_provider"
-    assert f"below {MIN_IMAGE_SIDE} px" in refused.value.message
+    assert refused.value.message.startswith("the image does not fit 100 bytes even at ")
+    assert f"not shrunk below {MIN_IMAGE_SIDE} px a side" in refused.value.message
 
 
 def test_bytes_that_do_not_decode_as_the_image_they_claim_are_corrupt_media() -> None:

@@ -684,7 +684,7 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
     moment = datetime(2026, 11, 23, tzinfo=UTC)
     body = BatchStatusResponse(
         batch_id="b-" + "0" * 32,
-        status="completed",  # type: ignore[arg-type]
+        status="completed",
         is_terminal=True,
         counts=ApiCounts(total=2, uploaded=2, completed=2, failed=0),
         usage=TokenUsageBody(input_tokens=3015, output_tokens=228),

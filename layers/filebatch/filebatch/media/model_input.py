@@ -187,8 +187,8 @@ def _fit_image(file: BinaryIO, size: int, image_format: str, limits: InputLimits
             break
         candidate = base.resize(scaled, Image.Resampling.LANCZOS)
     raise PermanentDescriptionError(
-        f"the image cannot be made to fit {limits.image_max_bytes:,} bytes without shrinking it below "
-        f"{MIN_IMAGE_SIDE} px a side",
+        f"the image does not fit {limits.image_max_bytes:,} bytes even at {candidate.width}{_TIMES}"
+        f"{candidate.height}, and is not shrunk below {MIN_IMAGE_SIDE} px a side",
         code="too_large_for_provider",
     )
 
