@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build for the python3.13 runtime needs a python3.13 on PATH; pyenv has one on this machine kind.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build bench clean py313
+.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build bench clean py313 smoke-aws
 
 venv: $(STAMP)
 
@@ -109,6 +109,11 @@ test: lint typecheck check-template checkov build py313 contract ## everything C
 
 bench: venv
 	$(PY) bench/e2e.py
+
+# Not part of `test`: needs AWS credentials and Bedrock model access, and costs a fraction of a cent.
+# Without credentials it says so and does nothing.
+smoke-aws: venv ## one real image through Amazon Bedrock (the bedrock provider's production path)
+	$(PY) scripts/smoke_aws.py $(SMOKE_ARGS)
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache

@@ -245,10 +245,16 @@ def _run_json(run: BatchRun) -> dict[str, Any]:
 
 
 def _status_line(status: BatchStatus) -> str:
-    counts = status.counts
+    counts, usage = status.counts, status.usage
+    tokens = (
+        f", {usage.input_tokens:,} input / {usage.output_tokens:,} output tokens"
+        if usage.input_tokens or usage.output_tokens
+        else ""
+    )
     return (
         f"{status.batch_id}  {status.status}  {status.progress_percentage:g}%  "
-        f"(uploaded {counts.uploaded}/{counts.total}, completed {counts.completed}, failed {counts.failed})"
+        f"(uploaded {counts.uploaded}/{counts.total}, completed {counts.completed}, "
+        f"failed {counts.failed}{tokens})"
     )
 
 

@@ -224,6 +224,21 @@ class BatchCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Model tokens billed (the bedrock provider); zero with the local provider."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> TokenUsage:
+        data = data or {}
+        return cls(
+            input_tokens=int(data.get("input_tokens", 0)), output_tokens=int(data.get("output_tokens", 0))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BatchStatus:
     """`GET /v1/batches/{batch_id}`: where a batch stands."""
 
@@ -235,6 +250,8 @@ class BatchStatus:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # The tokens of the files described so far (servers before token accounting send none: zero).
+    usage: TokenUsage = TokenUsage()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchStatus:
@@ -247,6 +264,7 @@ class BatchStatus:
             created_at=_datetime(data["created_at"]),
             updated_at=_datetime(data["updated_at"]),
             finished_at=_optional_datetime(data.get("finished_at")),
+            usage=TokenUsage.from_json(data.get("usage")),
         )
 
 
@@ -257,11 +275,19 @@ class Description:
     provider: str
     text: str
     attributes: dict[str, Any]
+    # The model call behind it (model_id, usage, latency_ms, stop_reason); None for the local provider.
+    invocation: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Description:
         attributes = dict(data.get("attributes") or {})
-        return cls(provider=data["provider"], text=data["text"], attributes=attributes)
+        invocation = data.get("invocation")
+        return cls(
+            provider=data["provider"],
+            text=data["text"],
+            attributes=attributes,
+            invocation=dict(invocation) if invocation else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,8 @@ def _reset_caches() -> None:
         runtime.fault_injection,
         runtime.cursor_keys,
         runtime._boto3_client,
+        runtime.bedrock_model,
+        runtime.bedrock_client,
     ):
         factory.cache_clear()
 

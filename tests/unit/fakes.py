@@ -101,6 +101,9 @@ class InMemoryRepository:
             batch.completed += 1
         else:
             batch.failed += 1
+        if description is not None and description.invocation is not None:
+            batch.input_tokens += description.invocation.usage.input_tokens
+            batch.output_tokens += description.invocation.usage.output_tokens
         return True
 
     def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:

@@ -12,12 +12,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from filebatch_local.template import load_template
+from filebatch_local.template import Template, load_template
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "layers" / "filebatch" / "filebatch"
@@ -27,6 +28,18 @@ FUNCTIONS = {
     for name, resource in TEMPLATE["Resources"].items()
     if resource["Type"] == "AWS::Serverless::Function"
 }
+# Deployments whose grants differ: the provider (and, for bedrock, the kind of model id) decides
+# what the describe function may call. Parameter overrides, as `sam deploy` would pass them.
+PROFILE_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+CONFIGURATIONS: dict[str, dict[str, str]] = {
+    "local": {},
+    "bedrock": {"DescriptionProvider": "bedrock"},
+    "bedrock-profile": {
+        "DescriptionProvider": "bedrock",
+        "BedrockModelId": PROFILE_ID,
+        "BedrockRegion": "us-west-2",
+    },
+}
 
 # The IAM service prefix of each adapter module's client.
 SERVICE_OF_ADAPTER = {
@@ -34,10 +47,14 @@ SERVICE_OF_ADAPTER = {
     "s3": "s3",
     "stepfunctions": "states",
     "secrets": "secretsmanager",
+    "bedrock": "bedrock",
 }
 # boto3 calls whose IAM action is not their own name in PascalCase.
 SPECIAL_OPERATIONS = {
     "batch_writer": "BatchWriteItem",
+    # Converse is authorised as InvokeModel (Bedrock user guide, "Carry out a conversation with the
+    # Converse API operations": "requires permissions for the bedrock:InvokeModel action").
+    "converse": "InvokeModel",
     # A presigned URL is a request signed with the signer's permissions: the action of the operation
     # it names (the first argument) is what the function must be granted.
     "generate_presigned_url": None,
@@ -145,7 +162,7 @@ def port_adapters() -> dict[str, str]:
             for n in ast.walk(function)
             if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
-            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys"))
+            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys", "Model"))
         ]
         if built:
             mapping[function.returns.id] = built[-1]
@@ -162,8 +179,42 @@ def runtime_factories() -> dict[str, str]:
     }
 
 
+def provider_factory_calls(provider: str) -> tuple[set[str], set[str]]:
+    """What runtime's factory for the description provider `provider` (its PROVIDERS registry) calls:
+    (runtime factories, i.e. ports it obtains; other names, e.g. the provider class it builds)."""
+    tree = ast.parse((PACKAGE / "runtime.py").read_text())
+    registry = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.target.id == "PROVIDERS"
+        and isinstance(node.value, ast.Dict)
+    )
+    entries = {
+        key.value: value.id
+        for key, value in zip(registry.keys, registry.values, strict=True)
+        if isinstance(key, ast.Constant) and isinstance(value, ast.Name)
+    }
+    factory = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == entries[provider])
+    called = {
+        n.func.id for n in ast.walk(factory) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    factories = runtime_factories()
+    return {factories[name] for name in called if name in factories}, called - set(factories)
+
+
 # ------------------------------------------------------------------------------ services
-PORTS = {"BatchRepository", "ObjectStorage", "WorkflowStarter", "CursorKeys"}
+# The description provider is a port too: which implementation (and so which further ports) a
+# function uses is a deployment choice, DescriptionProvider.
+PORTS = {
+    "BatchRepository",
+    "ObjectStorage",
+    "WorkflowStarter",
+    "CursorKeys",
+    "ConverseModel",
+    "DescriptionProvider",
+}
 
 
 @dataclass
@@ -254,7 +305,7 @@ def port_calls_of(names: Iterable[str], services: dict[str, ServiceCalls]) -> se
 
 
 # ------------------------------------------------------------------------------ handlers
-def derived_actions(function_logical_id: str) -> set[str]:
+def derived_actions(function_logical_id: str, provider: str = "local") -> set[str]:
     properties = FUNCTIONS[function_logical_id]["Properties"]
     tree = ast.parse((PROJECT_ROOT / properties["CodeUri"] / "app.py").read_text())
     factories = runtime_factories()
@@ -268,10 +319,17 @@ def derived_actions(function_logical_id: str) -> set[str]:
         and n.func.value.id == "runtime"
         and n.func.attr in factories
     }
+    services = service_callables()
+    port_calls = port_calls_of(called, services)
+    if "DescriptionProvider" in ports_obtained and ("DescriptionProvider", "describe") in port_calls:
+        # The configured provider: what its factory obtains and builds, and what that calls.
+        provider_ports, provider_calls = provider_factory_calls(provider)
+        ports_obtained |= provider_ports
+        port_calls |= port_calls_of(provider_calls, services)
     adapters, implementations = adapter_actions(), port_adapters()
     actions: set[str] = set()
-    for port, method in port_calls_of(called, service_callables()):
-        if port in ports_obtained:
+    for port, method in port_calls:
+        if port in ports_obtained and port in implementations:
             actions |= adapters[implementations[port]][method]
     return actions
 
@@ -286,10 +344,20 @@ def _policy_template_statements() -> dict[str, list[dict[str, Any]]]:
     return {name: body["Definition"]["Statement"] for name, body in data["Templates"].items()}
 
 
-def granted_statements(function_logical_id: str) -> list[dict[str, Any]]:
+@cache
+def deployed(configuration: str) -> Template:
+    """template.yaml evaluated as CloudFormation would for one configuration (conditions applied)."""
+    return Template(PROJECT_ROOT / "template.yaml", CONFIGURATIONS[configuration])
+
+
+def granted_statements(function_logical_id: str, configuration: str = "local") -> list[dict[str, Any]]:
     templates = _policy_template_statements()
     statements: list[dict[str, Any]] = []
-    for policy in FUNCTIONS[function_logical_id]["Properties"].get("Policies", []):
+    template = deployed(configuration)
+    policies = template.resolve(
+        template.resource(function_logical_id)["Properties"].get("Policies", []), where=function_logical_id
+    )
+    for policy in policies:
         assert isinstance(policy, dict), f"{function_logical_id}: a managed policy by name grants too much"
         [(name, body)] = policy.items()
         if name == "Statement":
@@ -305,13 +373,20 @@ def _actions(statement: dict[str, Any]) -> set[str]:
     return {action} if isinstance(action, str) else set(action)
 
 
-def granted_actions(function_logical_id: str) -> set[str]:
+def granted_actions(function_logical_id: str, configuration: str = "local") -> set[str]:
     return {
         a
-        for s in granted_statements(function_logical_id)
+        for s in granted_statements(function_logical_id, configuration)
         if s.get("Effect", "Allow") == "Allow"
         for a in _actions(s)
     }
+
+
+def provider_of(configuration: str) -> str:
+    return CONFIGURATIONS[configuration].get("DescriptionProvider", "local")
+
+
+FUNCTION_CONFIGURATIONS = [(f, c) for f in sorted(FUNCTIONS) for c in CONFIGURATIONS]
 
 
 # ------------------------------------------------------------------------------ tests
@@ -321,35 +396,107 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     assert derived_actions("AuthorizeRequestFunction") == {"dynamodb:GetItem"}
     assert derived_actions("RecordResultFunction") == {"dynamodb:UpdateItem"}
     assert derived_actions("DescribeFileFunction") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert derived_actions("DescribeFileFunction", "bedrock") == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "bedrock:InvokeModel",
+    }
     assert "states:StartExecution" in derived_actions("RecordUploadFunction")
     assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(
         "CreateBatchFunction"
     )
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_each_function_is_granted_exactly_the_actions_its_code_calls(function: str) -> None:
-    derived, granted = derived_actions(function), granted_actions(function)
+@pytest.mark.parametrize(("function", "configuration"), FUNCTION_CONFIGURATIONS)
+def test_each_function_is_granted_exactly_the_actions_its_code_calls(
+    function: str, configuration: str
+) -> None:
+    derived = derived_actions(function, provider_of(configuration))
+    granted = granted_actions(function, configuration)
     assert derived == granted, (
-        f"{function}: granted but never called: {sorted(granted - derived)}; "
+        f"{function} ({configuration}): granted but never called: {sorted(granted - derived)}; "
         f"called but not granted: {sorted(derived - granted)}"
     )
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machine(function: str) -> None:
-    for statement in granted_statements(function):
+@pytest.mark.parametrize(("function", "configuration"), FUNCTION_CONFIGURATIONS)
+def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machine(
+    function: str, configuration: str
+) -> None:
+    template = deployed(configuration)
+    for statement in granted_statements(function, configuration):
         resources = statement.get("Resource")
         assert resources not in (None, "*"), f"{function}: a grant without a resource scope"
         for resource in resources if isinstance(resources, list) else [resources]:
             text = json.dumps(resource)
             services = {a.split(":")[0] for a in _actions(statement)}
             if services == {"s3"}:
-                assert re.search(r"\$\{UploadBucket\.Arn\}/(uploads|manifests)/\*", text), (function, text)
+                bucket = template.get_att("UploadBucket", "Arn")
+                assert re.fullmatch(rf"{re.escape(bucket)}/(uploads|manifests)/\*", resource), (
+                    function,
+                    text,
+                )
             elif services == {"dynamodb"}:
-                assert "Table" in text, (function, text)
+                assert resource == template.get_att("Table", "Arn"), (function, text)
             elif services == {"secretsmanager"}:
-                assert resource == {"Ref": "CursorSigningSecret"}, (function, text)
+                assert resource == template.ref("CursorSigningSecret"), (function, text)
+            elif services == {"bedrock"}:
+                assert function == "DescribeFileFunction", (function, text)
+
+
+def test_bedrock_is_granted_on_exactly_the_configured_model_and_only_when_configured() -> None:
+    # Given the three deployments: local, bedrock with the default model id, bedrock with a profile
+    def bedrock_statements(configuration: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for function in FUNCTIONS
+            for s in granted_statements(function, configuration)
+            if any(a.startswith("bedrock:") for a in _actions(s))
+        ]
+
+    default_model = TEMPLATE["Parameters"]["BedrockModelId"]["Default"]
+    # Then the local provider's deployment grants nothing on Bedrock
+    assert bedrock_statements("local") == []
+    # And a foundation model id grants InvokeModel on that model, in the stack's Region, and nothing else
+    assert bedrock_statements("bedrock") == [
+        {
+            "Effect": "Allow",
+            "Action": ["bedrock:InvokeModel"],
+            "Resource": f"arn:aws:bedrock:us-east-1::foundation-model/{default_model}",
+        }
+    ]
+    # And an inference profile id grants the profile in BedrockRegion, and its model (in the Regions the
+    # profile routes to) only when invoked through exactly that profile
+    profile_arn = f"arn:aws:bedrock:us-west-2:123456789012:inference-profile/{PROFILE_ID}"
+    model = PROFILE_ID.split(".", 1)[1]
+    assert bedrock_statements("bedrock-profile") == [
+        {"Effect": "Allow", "Action": ["bedrock:InvokeModel"], "Resource": profile_arn},
+        {
+            "Effect": "Allow",
+            "Action": ["bedrock:InvokeModel"],
+            "Resource": [
+                f"arn:aws:bedrock:*::foundation-model/{model}",
+                f"arn:aws:bedrock:::foundation-model/{model}",
+            ],
+            "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": profile_arn}},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("configuration", "region"),
+    [("local", "us-east-1"), ("bedrock", "us-east-1"), ("bedrock-profile", "us-west-2")],
+)
+def test_the_describe_function_is_told_the_model_and_region_it_is_granted(
+    configuration: str, region: str
+) -> None:
+    template = deployed(configuration)
+    variables = template.resolve(
+        template.resource("DescribeFileFunction")["Properties"]["Environment"]["Variables"]
+    )
+    assert variables["BEDROCK_REGION"] == region
+    assert variables["BEDROCK_MODEL_ID"] == template.parameters["BedrockModelId"]
+    assert variables["DESCRIPTION_PROVIDER"] == provider_of(configuration)
 
 
 def test_the_authorizer_reads_only_api_key_items() -> None:

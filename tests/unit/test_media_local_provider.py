@@ -25,6 +25,7 @@ from filebatch.media.inspect import MAX_IMAGE_PIXELS, basic_metadata, inspect_st
 from filebatch.media.local_provider import COLOUR_NAMES, LocalDescriptionProvider, colour_name
 from filebatch.media.source import BytesMedia
 from filebatch.models.domain import Description, FileFacts
+from filebatch.runtime import PROVIDERS
 from filebatch.services.description import provider_named
 
 REPO = Path(__file__).resolve().parents[2]
@@ -744,13 +745,13 @@ def test_a_twelve_megapixel_jpeg_is_decoded_at_a_reduced_scale(monkeypatch: pyte
     image = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient))
     content = _encode(image, "JPEG", quality=90)
     decoded: list[tuple[int, int]] = []
-    original = local_provider._to_rgba
+    original = local_provider.to_rgba
 
     def spy(frame: Image.Image) -> Image.Image:
         decoded.append(frame.size)
         return original(frame)
 
-    monkeypatch.setattr(local_provider, "_to_rgba", spy)
+    monkeypatch.setattr(local_provider, "to_rgba", spy)
     # When it is described
     description = _describe(content)
     # Then the dimensions reported are the full ones, but the pixels decoded are at most 1/8 per side
@@ -762,7 +763,7 @@ def test_a_twelve_megapixel_jpeg_is_decoded_at_a_reduced_scale(monkeypatch: pyte
 def test_provider_is_registered_as_local(provider: LocalDescriptionProvider) -> None:
     # Given the provider registry
     # When the "local" provider is asked for
-    chosen = provider_named("local")
+    chosen = provider_named("local", PROVIDERS)
     # Then it is this provider, and its descriptions carry its name
     assert isinstance(chosen, LocalDescriptionProvider)
     assert chosen.name == provider.name == "local"

@@ -27,6 +27,7 @@ from filebatch_sdk import (
     FilebatchClient,
     FileSpec,
     FileState,
+    TokenUsage,
     UploadError,
     UploadProgress,
     guess_content_type,
@@ -690,3 +691,29 @@ def test_refresh_uploads_gives_fresh_instructions_for_files_not_yet_uploaded(
     refreshed = client.refresh_uploads(created.batch_id)
     # Then every file gets one again
     assert [f.file_id for f in refreshed] == [f.file_id for f in created.files]
+
+
+def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_them() -> None:
+    # Given the status body the API answers, built with the server's own response model
+    from filebatch.models.api import BatchCounts as ApiCounts
+    from filebatch.models.api import BatchStatusResponse, TokenUsageBody
+
+    moment = datetime(2026, 11, 23, tzinfo=UTC)
+    body = BatchStatusResponse(
+        batch_id="b-" + "0" * 32,
+        status="completed",
+        is_terminal=True,
+        counts=ApiCounts(total=2, uploaded=2, completed=2, failed=0),
+        usage=TokenUsageBody(input_tokens=3015, output_tokens=228),
+        progress_percentage=100.0,
+        created_at=moment,
+        updated_at=moment,
+        finished_at=moment,
+    ).model_dump(mode="json")
+    # When the SDK reads it, and the same body from a server that predates token accounting
+    status = BatchStatus.from_json(body)
+    body.pop("usage")
+    older = BatchStatus.from_json(body)
+    # Then the totals come through, and their absence reads as none
+    assert status.usage == TokenUsage(input_tokens=3015, output_tokens=228)
+    assert older.usage == TokenUsage()

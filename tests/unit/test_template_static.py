@@ -163,6 +163,18 @@ def test_describe_retries_retryable_errors_with_backoff_and_jitter_and_catches_t
     assert describe["Catch"][0]["Next"] == "RecordFailure"
 
 
+def test_the_bad_output_budget_fits_inside_the_describe_retry() -> None:
+    # A model reply off its schema is retryable for BAD_OUTPUT_RETRIES attempts, then permanent: the
+    # Retry on RetryableDescriptionError must allow at least that many retries, or the budget is a lie
+    from filebatch.services.description import BAD_OUTPUT_RETRIES
+
+    describe = dict(ALL_STATES)["DescribeFile"]
+    retry = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["RetryableDescriptionError"])
+    assert 1 <= BAD_OUTPUT_RETRIES <= retry["MaxAttempts"]
+    # And the attempt number the budget is counted on is the state's retry count
+    assert describe["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
+
+
 def test_functions_receive_only_settings_the_config_knows() -> None:
     from filebatch.config import _ENVIRONMENT
 

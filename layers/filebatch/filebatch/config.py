@@ -17,6 +17,10 @@ class Settings(BaseModel):
     # The secret whose value signs page cursors (current) and still verifies them (previous).
     cursor_secret_arn: str | None = None
     description_provider: str = "local"
+    # The bedrock provider's model: a foundation model id or a system-defined inference profile id
+    # (template parameters BedrockModelId and BedrockRegion; see docs/providers.md).
+    bedrock_model_id: str | None = None
+    bedrock_region: str | None = None
     # "throttle:<filename fragment>:<failing attempts>" — resilience testing, see docs/operations.md.
     describe_fault_injection: str = ""
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
@@ -34,6 +38,8 @@ _ENVIRONMENT = {
     "STATE_MACHINE_ARN": "state_machine_arn",
     "CURSOR_SECRET_ARN": "cursor_secret_arn",
     "DESCRIPTION_PROVIDER": "description_provider",
+    "BEDROCK_MODEL_ID": "bedrock_model_id",
+    "BEDROCK_REGION": "bedrock_region",
     "DESCRIBE_FAULT_INJECTION": "describe_fault_injection",
     "UPLOAD_URL_TTL_SECONDS": "upload_url_ttl_seconds",
     "MAX_FILES_PER_BATCH": "max_files_per_batch",

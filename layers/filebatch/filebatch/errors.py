@@ -88,3 +88,13 @@ class PermanentDescriptionError(FilebatchError):
 
     code = "unsupported_media"
     http_status = 422
+
+
+class ProviderBadOutputError(FilebatchError):
+    """The provider answered, but not in the agreed shape (no tool call, or one that does not match
+    its schema). It never leaves the describe step: `describe_file` turns it into a
+    RetryableDescriptionError on the first attempts and a PermanentDescriptionError after that, both
+    with this code (see BAD_OUTPUT_RETRIES)."""
+
+    code = "provider_bad_output"
+    http_status = 502

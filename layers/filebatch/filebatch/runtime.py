@@ -8,8 +8,25 @@ from typing import Any
 
 from filebatch.config import get_settings
 from filebatch.errors import FilebatchError
-from filebatch.services.description import DescriptionProvider, FaultInjection, provider_named
-from filebatch.services.ports import BatchRepository, CursorKeys, ObjectStorage, WorkflowStarter
+from filebatch.services.description import (
+    DescriptionProvider,
+    FaultInjection,
+    ProviderFactory,
+    provider_named,
+)
+from filebatch.services.ports import (
+    BatchRepository,
+    ConverseModel,
+    CursorKeys,
+    ObjectStorage,
+    WorkflowStarter,
+)
+
+# Bedrock client timeouts (seconds). One model call must fit the describe function's Timeout (120 s,
+# template.yaml) with room for the download and the image work around it; a static test holds them
+# to that. Step Functions retries a timed-out call (RetryableDescriptionError).
+BEDROCK_CONNECT_TIMEOUT_S = 5
+BEDROCK_READ_TIMEOUT_S = 75
 
 
 def _client_config(service: str) -> Any:
@@ -65,9 +82,60 @@ def cursor_keys() -> CursorKeys:
     return SecretsManagerCursorKeys(secret, _boto3_client("secretsmanager"))
 
 
+def bedrock_client_config(
+    connect_timeout: float = BEDROCK_CONNECT_TIMEOUT_S, read_timeout: float = BEDROCK_READ_TIMEOUT_S
+) -> Any:
+    from botocore.config import Config
+
+    # One attempt: the state machine's Retry is the retry policy (backoff, full jitter, a budget per
+    # error class); retrying here as well would multiply attempts and hide throttling from it.
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
+@lru_cache(maxsize=1)
+def bedrock_client() -> Any:
+    import boto3
+
+    # No region: the function's own (AWS_REGION), unless BedrockRegion names another.
+    return boto3.client(
+        "bedrock-runtime", region_name=get_settings().bedrock_region, config=bedrock_client_config()
+    )
+
+
+@lru_cache(maxsize=1)
+def bedrock_model() -> ConverseModel:
+    from filebatch.adapters.bedrock import BedrockConverseModel
+
+    model_id = get_settings().bedrock_model_id
+    if not model_id:
+        raise FilebatchError("BEDROCK_MODEL_ID is not set for this function", code="misconfigured")
+    return BedrockConverseModel(model_id, bedrock_client())
+
+
+def _local_provider() -> DescriptionProvider:
+    from filebatch.media.local_provider import LocalDescriptionProvider
+
+    return LocalDescriptionProvider()
+
+
+def _bedrock_provider() -> DescriptionProvider:
+    from filebatch.services.bedrock_provider import BedrockDescriptionProvider
+
+    return BedrockDescriptionProvider(bedrock_model())
+
+
+# DESCRIPTION_PROVIDER (template parameter DescriptionProvider) → factory. Imports are deferred so
+# that a function loads only the provider it uses.
+PROVIDERS: dict[str, ProviderFactory] = {"local": _local_provider, "bedrock": _bedrock_provider}
+
+
 @lru_cache(maxsize=1)
 def description_provider() -> DescriptionProvider:
-    return provider_named(get_settings().description_provider)
+    return provider_named(get_settings().description_provider, PROVIDERS)
 
 
 @lru_cache(maxsize=1)

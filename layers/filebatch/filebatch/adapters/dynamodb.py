@@ -204,6 +204,13 @@ class DynamoBatchRepository:
                 assignments.append(f"{attribute} = :{attribute}")
                 values[f":{attribute}"] = value.model_dump_json()
         counter = "completed" if status is FileStatus.COMPLETED else "failed"
+        batch_additions = f"ADD {counter} :one"
+        batch_values: dict[str, Any] = {":one": 1, ":at": stamp}
+        usage = description.invocation.usage if description and description.invocation else None
+        if usage is not None:
+            # In the transaction of the file's first terminal transition: counted exactly once.
+            batch_additions += ", input_tokens :input_tokens, output_tokens :output_tokens"
+            batch_values |= {":input_tokens": usage.input_tokens, ":output_tokens": usage.output_tokens}
         return self._transact(
             "record result",
             [
@@ -222,9 +229,9 @@ class DynamoBatchRepository:
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": pk, "sk": BATCH_SK},
-                        "UpdateExpression": f"ADD {counter} :one SET updated_at = :at",
+                        "UpdateExpression": f"{batch_additions} SET updated_at = :at",
                         "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":one": 1, ":at": stamp},
+                        "ExpressionAttributeValues": batch_values,
                     }
                 },
             ],

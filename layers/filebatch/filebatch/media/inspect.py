@@ -165,6 +165,21 @@ def frame_count(image: Image.Image) -> int:
     return int(getattr(image, "n_frames", 1))
 
 
+def to_rgba(image: Image.Image) -> Image.Image:
+    """Eight bits per channel, with alpha; 16-bit and float images are scaled, not clipped to white."""
+    if image.mode.startswith("I;16"):
+        image = image.convert("I").point(lambda value: value * (1 / 256))
+    elif image.mode in ("I", "F"):
+        highest = image.getextrema()[1]
+        if isinstance(highest, (int, float)) and highest > 255:
+            image = image.point(lambda value: value * (1 / 256))
+        elif image.mode == "F" and isinstance(highest, (int, float)) and highest <= 1.0:
+            image = image.point(lambda value: value * 255)
+    if image.mode in ("I", "F"):
+        image = image.convert("L")
+    return image.convert("RGBA")
+
+
 class OpenedPdf(NamedTuple):
     reader: PdfReader
     # False for an encrypted document whose password is not the empty one: its objects are unreadable.

@@ -27,6 +27,7 @@ from filebatch.media.inspect import (
     open_pdf,
     pdf_title,
     read_exif,
+    to_rgba,
 )
 from filebatch.media.source import MediaSource
 from filebatch.media.text import FIRST_WORDS, TextScanner
@@ -168,7 +169,7 @@ def _describe_image(file: BinaryIO, detected: str, size: int) -> tuple[str, dict
         mode = image.mode
         # On a JPEG, decode at a reduced DCT scale (up to 1/8): a 12 MP photo then decodes in tens of ms.
         image.draft(None, (ANALYSIS_SIZE * 4, ANALYSIS_SIZE * 4))
-        rgba = _to_rgba(image)
+        rgba = to_rgba(image)
         lowest_alpha = rgba.getchannel("A").getextrema()[0] if image.has_transparency_data else 255
         has_transparency = isinstance(lowest_alpha, int) and lowest_alpha < 255
         thumbnail = rgba.resize(
@@ -202,21 +203,6 @@ def _describe_image(file: BinaryIO, detected: str, size: int) -> tuple[str, dict
     if exif_sentence:
         sentences.append(exif_sentence)
     return " ".join(sentences), attributes
-
-
-def _to_rgba(image: Image.Image) -> Image.Image:
-    """Eight bits per channel, with alpha; 16-bit and float images are scaled, not clipped to white."""
-    if image.mode.startswith("I;16"):
-        image = image.convert("I").point(lambda value: value * (1 / 256))
-    elif image.mode in ("I", "F"):
-        highest = image.getextrema()[1]
-        if isinstance(highest, (int, float)) and highest > 255:
-            image = image.point(lambda value: value * (1 / 256))
-        elif image.mode == "F" and isinstance(highest, (int, float)) and highest <= 1.0:
-            image = image.point(lambda value: value * 255)
-    if image.mode in ("I", "F"):
-        image = image.convert("L")
-    return image.convert("RGBA")
 
 
 def _colour_statistics(thumbnail: Image.Image) -> tuple[list[dict[str, Any]], float | None]:

@@ -45,6 +45,30 @@ class BytesMedia:
         return nullcontext(io.BytesIO(self._content))
 
 
+class LocalFileMedia:
+    """A MediaSource over a seekable local file that already holds the bytes (a spool): several
+    readers share one download."""
+
+    def __init__(self, file: BinaryIO, size: int, chunk_size: int = 1024 * 1024) -> None:
+        self._file = file
+        self._size = size
+        self._chunk_size = chunk_size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        self._file.seek(0)
+        while chunk := self._file.read(self._chunk_size):
+            yield chunk
+
+    def open(self) -> AbstractContextManager[BinaryIO]:
+        # The caller's `with` must not close the shared file.
+        self._file.seek(0)
+        return nullcontext(self._file)
+
+
 @contextmanager
 def spooled(chunks: Iterator[bytes]) -> Iterator[BinaryIO]:
     """Write `chunks` to a temporary local file and yield it, rewound; deleted afterwards."""

@@ -130,6 +130,13 @@ class BatchCounts(BaseModel):
     failed: int
 
 
+class TokenUsageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int
+    output_tokens: int
+
+
 class BatchStatusResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,10 +144,24 @@ class BatchStatusResponse(BaseModel):
     status: BatchStatus
     is_terminal: bool
     counts: BatchCounts
+    usage: TokenUsageBody = Field(
+        description="Model tokens billed for the files described so far (0 with the local provider)."
+    )
     progress_percentage: float
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+
+class InvocationBody(BaseModel):
+    """The model call behind a description."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str
+    usage: TokenUsageBody
+    latency_ms: int = Field(description="As the model service measured it.")
+    stop_reason: str
 
 
 class DescriptionBody(BaseModel):
@@ -149,6 +170,9 @@ class DescriptionBody(BaseModel):
     provider: str
     text: str
     attributes: dict[str, Any]
+    invocation: InvocationBody | None = Field(
+        default=None, description="Set by providers that call a hosted model (bedrock); null for local."
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -86,6 +86,27 @@ class FileFacts(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class TokenUsage(BaseModel):
+    """Tokens a model call was billed for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+
+
+class ModelInvocation(BaseModel):
+    """The model call behind a description: which model, what it cost, how long it took, why it stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str
+    usage: TokenUsage
+    # As the model service measured it (Converse `metrics.latencyMs`).
+    latency_ms: int = Field(ge=0)
+    stop_reason: str
+
+
 class Description(BaseModel):
     """A provider's account of one file: a sentence for people, attributes for programs."""
 
@@ -94,6 +115,8 @@ class Description(BaseModel):
     provider: str
     text: str
     attributes: dict[str, Any] = Field(default_factory=dict)
+    # Providers that call a hosted model say which call; the local provider calls none.
+    invocation: ModelInvocation | None = None
 
 
 class FileError(BaseModel):
@@ -114,6 +137,9 @@ class Batch(BaseModel):
     uploaded: int = Field(default=0, ge=0)
     completed: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
+    # Model tokens of the files described so far (counted with each file's result, once).
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

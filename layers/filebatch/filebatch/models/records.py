@@ -92,6 +92,9 @@ class BatchRecord(_Record):
     uploaded: int = 0
     completed: int = 0
     failed: int = 0
+    # Added to by the result transaction of each described file; absent on items of older batches.
+    input_tokens: int = 0
+    output_tokens: int = 0
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

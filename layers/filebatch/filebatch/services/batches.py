@@ -21,6 +21,7 @@ from filebatch.models.api import (
     FileResult,
     PageQuery,
     ResultsPage,
+    TokenUsageBody,
     UploadInstruction,
     UploadsPage,
 )
@@ -192,6 +193,7 @@ def get_batch_status(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Ba
         counts=BatchCounts(
             total=batch.total, uploaded=batch.uploaded, completed=batch.completed, failed=batch.failed
         ),
+        usage=TokenUsageBody(input_tokens=batch.input_tokens, output_tokens=batch.output_tokens),
         progress_percentage=batch.progress_percentage,
         created_at=batch.created_at,
         updated_at=batch.updated_at,

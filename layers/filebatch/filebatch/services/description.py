@@ -8,10 +8,15 @@ what the state machine's Retry and Catch match on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from filebatch.errors import InvalidRequestError, RetryableDescriptionError
+from filebatch.errors import (
+    InvalidRequestError,
+    PermanentDescriptionError,
+    ProviderBadOutputError,
+    RetryableDescriptionError,
+)
 from filebatch.media.source import MediaSource
 from filebatch.models.domain import Description, FileFacts
 
@@ -27,25 +32,18 @@ class DescriptionProvider(Protocol):
 
 ProviderFactory = Callable[[], DescriptionProvider]
 
-
-def _local_provider() -> DescriptionProvider:
-    from filebatch.media.local_provider import LocalDescriptionProvider
-
-    provider: DescriptionProvider = LocalDescriptionProvider()
-    return provider
+# A model reply that does not match the agreed shape is retried at most this many times (the
+# describe step's Retry on RetryableDescriptionError allows more), then recorded as permanent.
+BAD_OUTPUT_RETRIES = 2
 
 
-# Name in configuration (DESCRIPTION_PROVIDER) → factory. Imports are deferred so that a function
-# only loads the provider it uses.
-PROVIDERS: dict[str, ProviderFactory] = {"local": _local_provider}
-
-
-def provider_named(name: str) -> DescriptionProvider:
+def provider_named(name: str, registry: Mapping[str, ProviderFactory]) -> DescriptionProvider:
+    """The provider configured as `name` (DESCRIPTION_PROVIDER), from the composition root's registry."""
     try:
-        factory = PROVIDERS[name]
+        factory = registry[name]
     except KeyError:
         raise InvalidRequestError(
-            f"unknown description provider {name!r}; known: {', '.join(sorted(PROVIDERS))}",
+            f"unknown description provider {name!r}; known: {', '.join(sorted(registry))}",
             code="unknown_provider",
         ) from None
     return factory()
@@ -98,6 +96,18 @@ def describe_file(
     attempt: int = 0,
     faults: FaultInjection | None = None,
 ) -> Description:
+    """Describe one file. `attempt` is the describe step's retry count ($$.State.RetryCount, 0 first):
+    a provider's bad output is retryable on attempts below BAD_OUTPUT_RETRIES, permanent after."""
     if faults is not None:
         faults.check(filename, attempt)
-    return provider.describe(media, facts, filename)
+    try:
+        return provider.describe(media, facts, filename)
+    except ProviderBadOutputError as exc:
+        if attempt < BAD_OUTPUT_RETRIES:
+            raise RetryableDescriptionError(
+                f"{exc.message} (attempt {attempt + 1}; retried)", code=exc.code
+            ) from exc
+        raise PermanentDescriptionError(
+            f"{exc.message} (attempt {attempt + 1}; bad output is retried {BAD_OUTPUT_RETRIES} times)",
+            code=exc.code,
+        ) from exc

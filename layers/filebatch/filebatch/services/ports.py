@@ -130,3 +130,16 @@ class CursorKeys(Protocol):
 class WorkflowStarter(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> bool:
         """Start an execution with this name. False if one with the name already exists."""
+
+
+class ConverseModel(Protocol):
+    """A hosted model reached through Amazon Bedrock's Converse API."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def converse(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one Converse request (every field but `modelId`) and return the response as the API
+        shapes it (`output`, `stopReason`, `usage`, `metrics`). Failures are classified:
+        RetryableDescriptionError when a later attempt may succeed (throttling, timeouts, the service
+        or model unavailable), PermanentDescriptionError otherwise."""
