@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import BatchStatusResponse
 from filebatch.services.batches import get_batch_status
@@ -29,7 +30,9 @@ app = make_resolver()
 )
 @tracer.capture_method
 def get_batch(batch_id: str) -> BatchStatusResponse:
-    return get_batch_status(runtime.repository(), tenant_of(app), batch_id)
+    return get_batch_status(
+        runtime.repository(), tenant_of(app), batch_id, provider=get_settings().description_provider
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -53,6 +53,7 @@ from filebatch_sdk.models import (
     BatchStatus,
     CreatedBatch,
     CreatedFile,
+    DescriptionOptions,
     FileResult,
     FileSpec,
     ResultsPage,
@@ -138,7 +139,9 @@ class FilebatchClient:
 
     # ---- the API ------------------------------------------------------------------------------
 
-    def create_batch(self, files: Sequence[FileInput]) -> CreatedBatch:
+    def create_batch(
+        self, files: Sequence[FileInput], *, description: DescriptionOptions | None = None
+    ) -> CreatedBatch:
         """Declare a batch of files; returns its id and one upload instruction per file.
 
         Paths are declared with their name, size on disk and a content type guessed from the
@@ -149,7 +152,13 @@ class FilebatchClient:
             raise ValueError("a batch needs at least one file")
         # Not idempotent: retried only when the server cannot have created the batch (see _send).
         body = self._call(
-            "POST", "/v1/batches", json_body={"files": [spec.to_json() for spec in specs]}, idempotent=False
+            "POST",
+            "/v1/batches",
+            json_body={
+                "files": [spec.to_json() for spec in specs],
+                **({"description": description.to_json()} if description else {}),
+            },
+            idempotent=False,
         )
         # The answer carries the first page of upload instructions; larger batches page on.
         instructions: list[dict[str, Any]] = list(body["files"])

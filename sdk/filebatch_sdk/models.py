@@ -239,6 +239,46 @@ class TokenUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class DescriptionOptions:
+    """What to ask of the describing model for every file of a batch (all optional)."""
+
+    prompt: str | None = None
+    language: str | None = None  # BCP 47, e.g. "en", "pt-BR"
+    detail: str = "standard"  # "brief" | "standard" | "detailed"
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"detail": self.detail}
+        if self.prompt is not None:
+            body["prompt"] = self.prompt
+        if self.language is not None:
+            body["language"] = self.language
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptionSettings:
+    """A batch's description instructions as the server stored them, and which its provider ignores."""
+
+    provider: str
+    prompt: str | None
+    language: str | None
+    detail: str
+    ignored: tuple[str, ...]
+    note: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DescriptionSettings:
+        return cls(
+            provider=data["provider"],
+            prompt=data.get("prompt"),
+            language=data.get("language"),
+            detail=data.get("detail", "standard"),
+            ignored=tuple(data.get("ignored", ())),
+            note=data.get("note"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BatchStatus:
     """`GET /v1/batches/{batch_id}`: where a batch stands."""
 
@@ -252,6 +292,8 @@ class BatchStatus:
     finished_at: datetime | None
     # The tokens of the files described so far (servers before token accounting send none: zero).
     usage: TokenUsage = TokenUsage()
+    # None from servers that predate per-batch instructions.
+    description: DescriptionSettings | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchStatus:
@@ -265,6 +307,9 @@ class BatchStatus:
             updated_at=_datetime(data["updated_at"]),
             finished_at=_optional_datetime(data.get("finished_at")),
             usage=TokenUsage.from_json(data.get("usage")),
+            description=DescriptionSettings.from_json(data["description"])
+            if data.get("description")
+            else None,
         )
 
 

@@ -335,3 +335,36 @@ def test_the_gateway_reads_integer_as_the_contract_does(stack: Stack, size: str,
     assert response.status_code == status, response.text
     if status == 400:
         assert_json_error(response, 400, "validation_error")
+
+
+def test_a_batch_keeps_its_description_instructions_and_says_what_the_local_provider_ignores(
+    stack: Stack,
+) -> None:
+    # Given a batch created with instructions for the model
+    description = {"prompt": "Name the product and its condition.", "language": "de", "detail": "brief"}
+    files = [{"filename": "a.png", "size": 10, "content_type": "image/png"}]
+    created = requests.post(
+        f"{stack.api_url}/v1/batches",
+        json={"files": files, "description": description},
+        headers=stack.headers(),
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    # When its status is read
+    status = requests.get(
+        f"{stack.api_url}/v1/batches/{created.json()['batch_id']}", headers=stack.headers(), timeout=30
+    ).json()
+    # Then the instructions are stored as given, and the local provider says it follows none of them
+    settings = status["description"]
+    assert {k: settings[k] for k in description} == description
+    assert settings["provider"] == "local"
+    assert settings["ignored"] == ["detail", "language", "prompt"]
+    assert "English" in settings["note"]
+
+
+def test_bad_description_instructions_are_a_400(stack: Stack) -> None:
+    body = (
+        '{"files": [{"filename": "a.png", "size": 1, "content_type": "image/png"}],'
+        ' "description": {"language": "english"}}'
+    )
+    assert_json_error(post_raw(stack, body, "application/json"), 400, "validation_error")

@@ -696,7 +696,7 @@ def test_refresh_uploads_gives_fresh_instructions_for_files_not_yet_uploaded(
 def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_them() -> None:
     # Given the status body the API answers, built with the server's own response model
     from filebatch.models.api import BatchCounts as ApiCounts
-    from filebatch.models.api import BatchStatusResponse, TokenUsageBody
+    from filebatch.models.api import BatchStatusResponse, DescriptionSettingsBody, TokenUsageBody
 
     moment = datetime(2026, 11, 23, tzinfo=UTC)
     body = BatchStatusResponse(
@@ -705,6 +705,14 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
         is_terminal=True,
         counts=ApiCounts(total=2, uploaded=2, completed=2, failed=0),
         usage=TokenUsageBody(input_tokens=3015, output_tokens=228),
+        description=DescriptionSettingsBody(
+            provider="local",
+            prompt="Name the product.",
+            language="fr",
+            detail="brief",
+            ignored=["detail", "language", "prompt"],
+            note="English only",
+        ),
         progress_percentage=100.0,
         created_at=moment,
         updated_at=moment,
@@ -717,3 +725,9 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
     # Then the totals come through, and their absence reads as none
     assert status.usage == TokenUsage(input_tokens=3015, output_tokens=228)
     assert older.usage == TokenUsage()
+    # And so do the batch's instructions and what its provider ignores
+    assert status.description is not None
+    assert (status.description.prompt, status.description.ignored) == (
+        "Name the product.",
+        ("detail", "language", "prompt"),
+    )

@@ -144,7 +144,7 @@ def test_status_reports_counts_and_progress() -> None:
         "acme", batch_id, "f00002", status=FileStatus.FAILED, at=NOW, facts=None, description=None, error=None
     )
     # When its status is read
-    status = get_batch_status(repo, ACME, batch_id)
+    status = get_batch_status(repo, ACME, batch_id, provider="local")
     # Then counts and progress reflect it
     assert (status.counts.total, status.counts.uploaded, status.counts.completed, status.counts.failed) == (
         4,
@@ -164,7 +164,9 @@ def test_another_tenants_or_unknown_batch_is_not_found(batch_id: str) -> None:
     # When another tenant (or anyone, for unknown ids) asks for it
     # Then it does not exist for them
     with pytest.raises(NotFoundError):
-        get_batch_status(repo, Tenant(tenant_id="globex") if batch_id == BATCH_ID else ACME, batch_id)
+        get_batch_status(
+            repo, Tenant(tenant_id="globex") if batch_id == BATCH_ID else ACME, batch_id, provider="local"
+        )
 
 
 def test_results_paginate_with_an_opaque_cursor_until_exhausted() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from filebatch.errors import FileRejectedError, InvalidRequestError, RetryableDescriptionError
 from filebatch.media.source import MediaSource
-from filebatch.models.api import CreateBatchRequest, FileSpec
+from filebatch.models.api import CreateBatchRequest, DescriptionOptions, FileSpec
 from filebatch.models.domain import BatchStatus, Description, FileFacts, FileStatus, Tenant, upload_key
 from filebatch.models.workflow import (
     DescribedFile,
@@ -45,13 +45,17 @@ def png_bytes(width: int = 40, height: int = 20) -> bytes:
     return buffer.getvalue()
 
 
-def batch_with(*specs: tuple[str, int, str]) -> tuple[InMemoryRepository, InMemoryStorage]:
+def batch_with(
+    *specs: tuple[str, int, str], description: DescriptionOptions | None = None
+) -> tuple[InMemoryRepository, InMemoryStorage]:
     repo, storage = InMemoryRepository(), InMemoryStorage()
     create_batch(
         repo,
         storage,
         Tenant(tenant_id="acme"),
-        CreateBatchRequest(files=[FileSpec(filename=n, size=s, content_type=t) for n, s, t in specs]),
+        CreateBatchRequest(
+            files=[FileSpec(filename=n, size=s, content_type=t) for n, s, t in specs], description=description
+        ),
         limits=UploadLimits(max_files=100, max_file_bytes=10**7, url_ttl_seconds=60),
         retention_days=30,
         cursors=CursorSigner(StaticCursorKeys()),
@@ -107,7 +111,9 @@ class EchoProvider:
 
     name = "echo"
 
-    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+    def describe(
+        self, media: MediaSource, facts: FileFacts, filename: str, instructions: object = None
+    ) -> Description:
         with media.open() as file:
             content = file.read()
         return Description(provider=self.name, text=repr(content[:8]), attributes={"size": len(content)})
@@ -132,6 +138,29 @@ def test_describe_reads_the_version_that_was_verified_not_bytes_written_since() 
     assert processed.facts.sha256 == hashlib.sha256(content).hexdigest()
     assert processed.facts.detected_content_type == "image/png"
     assert described.description.text == repr(content[:8])
+
+
+def test_the_batch_instructions_reach_the_provider_through_the_process_step() -> None:
+    # Given a batch created with instructions, and one of its files uploaded
+    content = png_bytes()
+    options = DescriptionOptions(prompt="Say the colour.", language="it", detail="brief")
+    repo, storage = batch_with(("red.png", len(content), "image/png"), description=options)
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
+    seen: list[object] = []
+
+    class RecordingProvider(EchoProvider):
+        def describe(
+            self, media: MediaSource, facts: FileFacts, filename: str, instructions: object = None
+        ) -> Description:
+            seen.append(instructions)
+            return super().describe(media, facts, filename)
+
+    # When the file is processed, then described from the process step's output (as the workflow does)
+    processed = process_file(repo, storage, task())
+    payload = DescribeFileInput.model_validate_json(DescribeFileInput(file=processed).model_dump_json())
+    describe(storage, RecordingProvider(), payload)
+    # Then the provider was given the batch's instructions
+    assert seen == [options.to_domain()]
 
 
 def test_without_an_announced_version_describe_still_reads_what_process_read() -> None:
@@ -160,7 +189,9 @@ def test_fault_injection_throttles_matching_files_for_the_first_attempts_only() 
     class Provider:
         name = "fake"
 
-        def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+        def describe(
+            self, media: MediaSource, facts: FileFacts, filename: str, instructions: object = None
+        ) -> Description:
             return Description(provider="fake", text=f"{media.size} bytes", attributes={})
 
     # When it is described on attempts 0, 1 and 2

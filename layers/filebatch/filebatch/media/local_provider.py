@@ -31,7 +31,7 @@ from filebatch.media.inspect import (
 )
 from filebatch.media.source import MediaSource
 from filebatch.media.text import FIRST_WORDS, TextScanner
-from filebatch.models.domain import Description, FileFacts
+from filebatch.models.domain import DEFAULT_INSTRUCTIONS, Description, DescriptionInstructions, FileFacts
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -131,9 +131,16 @@ _EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})([ T].*)?$")
 class LocalDescriptionProvider:
     name = "local"
 
-    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+    def describe(
+        self,
+        media: MediaSource,
+        facts: FileFacts,
+        filename: str,
+        instructions: DescriptionInstructions = DEFAULT_INSTRUCTIONS,
+    ) -> Description:
         """Describe `media` from its bytes and the facts the process step verified on exactly these
-        bytes (type, size, text counts); the client-chosen `filename` is not used."""
+        bytes (type, size, text counts); the client-chosen `filename` is not used. It measures and
+        writes English: it follows no instruction (PROVIDER_ABILITIES says so to the client)."""
         detected = facts.detected_content_type
         try:
             if detected in PILLOW_FORMATS:

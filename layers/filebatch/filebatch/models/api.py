@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filebatch.models.domain import BatchStatus, FileStatus
+from filebatch.models.domain import (
+    LANGUAGE_TAG_PATTERN,
+    MAX_PROMPT_CHARS,
+    BatchStatus,
+    DescriptionInstructions,
+    DetailLevel,
+    FileStatus,
+)
 
 MAX_FILES_PER_BATCH = 10_000
 # Upload instructions per response: a presigned URL signed by a Lambda role is ~1.5 KB, and Lambda
@@ -57,6 +64,54 @@ class FileSpec(BaseModel):
         return value
 
 
+class DescriptionOptions(BaseModel):
+    """What to ask of the describing model for every file of the batch."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        # Text, lines and tabs; no other control character.
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$",
+        description="Your instructions to the model, added to its system prompt (never replacing it).",
+    )
+    language: str | None = Field(
+        default=None,
+        pattern=LANGUAGE_TAG_PATTERN,
+        max_length=35,
+        description="BCP 47 tag of the language descriptions are written in (e.g. `en`, `pt-BR`).",
+    )
+    detail: DetailLevel = Field(default="standard", description="How long a description to write.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _encodable_prompt(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("prompt must be valid Unicode text (no lone surrogates)") from None
+        return value
+
+    def to_domain(self) -> DescriptionInstructions:
+        return DescriptionInstructions(prompt=self.prompt, language=self.language, detail=self.detail)
+
+
+class DescriptionSettingsBody(BaseModel):
+    """The batch's description instructions, and which of them its provider follows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    prompt: str | None
+    language: str | None
+    detail: DetailLevel
+    ignored: list[str] = Field(description="Instructions given that this provider does not follow.")
+    note: str | None = Field(description="Why, when some are ignored.")
+
+
 class CreateBatchRequest(BaseModel):
     """The files of a new batch, in the order their results will be listed."""
 
@@ -76,6 +131,7 @@ class CreateBatchRequest(BaseModel):
     )
 
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_BATCH)
+    description: DescriptionOptions | None = None
 
 
 class UploadInstruction(BaseModel):
@@ -147,6 +203,7 @@ class BatchStatusResponse(BaseModel):
     usage: TokenUsageBody = Field(
         description="Model tokens billed for the files described so far (0 with the local provider)."
     )
+    description: DescriptionSettingsBody
     progress_percentage: float
     created_at: datetime
     updated_at: datetime

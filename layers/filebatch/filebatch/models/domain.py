@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,6 +127,38 @@ class FileError(BaseModel):
     retryable: bool
 
 
+DetailLevel = Literal["brief", "standard", "detailed"]
+# A well-formed BCP 47 tag without extensions or private use (RFC 5646 langtag): language, then
+# optional script, region and variants. "en", "pt-BR", "zh-Hant-TW", "sr-Latn".
+LANGUAGE_TAG_PATTERN = (
+    r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|[0-9]{3}))?(-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
+)
+MAX_PROMPT_CHARS = 2000
+
+
+class DescriptionInstructions(BaseModel):
+    """What the user asks of the describing model for one batch. The prompt is added to the system
+    prompt as the user's instructions; it never replaces it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str | None = None
+    language: str | None = None
+    detail: DetailLevel = "standard"
+
+    def given(self) -> list[str]:
+        """The instructions the user actually gave (a default detail is not one)."""
+        return [
+            name
+            for name, value in (("prompt", self.prompt), ("language", self.language))
+            if value is not None
+        ] + (["detail"] if self.detail != "standard" else [])
+
+
+# None asked for: the provider's own defaults.
+DEFAULT_INSTRUCTIONS = DescriptionInstructions()
+
+
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +175,7 @@ class Batch(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
     # When DynamoDB's TTL removes the batch (see records.py). None only for batches created before
     # retention existed; every new batch has one.
     expires_at: datetime | None = None

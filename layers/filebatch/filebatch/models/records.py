@@ -26,6 +26,7 @@ from filebatch.models.domain import (
     BatchFile,
     BatchStatus,
     Description,
+    DescriptionInstructions,
     FileError,
     FileFacts,
     FileStatus,
@@ -98,6 +99,8 @@ class BatchRecord(_Record):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    # The user's description instructions; absent when none were given (and on older items).
+    instructions_json: str | None = None
     # Optional only because items written before retention existed lack it.
     expires_at: int | None = None
 
@@ -105,13 +108,17 @@ class BatchRecord(_Record):
     def from_domain(cls, batch: Batch) -> BatchRecord:
         return cls(
             pk=batch_pk(batch.tenant_id, batch.batch_id),
-            **batch.model_dump(exclude={"expires_at"}),
+            **batch.model_dump(exclude={"expires_at", "instructions"}),
+            instructions_json=batch.instructions.model_dump_json() if batch.instructions.given() else None,
             expires_at=to_epoch_seconds(batch.expires_at),
         )
 
     def to_domain(self) -> Batch:
         return Batch(
-            **self.model_dump(exclude={"pk", "sk", "entity", "expires_at"}),
+            **self.model_dump(exclude={"pk", "sk", "entity", "expires_at", "instructions_json"}),
+            instructions=DescriptionInstructions.model_validate_json(self.instructions_json)
+            if self.instructions_json
+            else DescriptionInstructions(),
             expires_at=from_epoch_seconds(self.expires_at),
         )
 

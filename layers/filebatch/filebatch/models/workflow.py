@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from filebatch.models.domain import Description, FileFacts
+from filebatch.models.domain import Description, DescriptionInstructions, FileFacts
 
 
 class ExecutionInput(BaseModel):
@@ -40,6 +40,8 @@ class ProcessedFile(FileTask):
     filename: str
     version_id: str | None = None
     facts: FileFacts
+    # The batch's description instructions, carried to the describe step (read once per file here).
+    instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
 
 
 class DescribeFileInput(BaseModel):
@@ -70,6 +72,7 @@ class FailedFile(FileTask):
     filename: str | None = None
     version_id: str | None = None
     facts: FileFacts | None = None
+    instructions: DescriptionInstructions | None = None
     error: StepFunctionsError
 
 

@@ -17,6 +17,7 @@ from filebatch.models.api import (
     CreateBatchResponse,
     CreatedFile,
     DescriptionBody,
+    DescriptionSettingsBody,
     ErrorDetail,
     FileResult,
     PageQuery,
@@ -27,6 +28,7 @@ from filebatch.models.api import (
 )
 from filebatch.models.domain import (
     BATCH_ID_PATTERN,
+    DEFAULT_INSTRUCTIONS,
     Batch,
     BatchFile,
     BatchStatus,
@@ -36,6 +38,7 @@ from filebatch.models.domain import (
     manifest_key,
 )
 from filebatch.services.cursors import CursorSigner
+from filebatch.services.description import abilities_of
 from filebatch.services.limits import check_batch_size, release_batch, reserve_batch
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
@@ -91,6 +94,7 @@ def create_batch(
     batch = Batch(
         tenant_id=tenant.tenant_id,
         batch_id=batch_id,
+        instructions=request.description.to_domain() if request.description else DEFAULT_INSTRUCTIONS,
         status=BatchStatus.AWAITING_UPLOAD,
         total=len(files),
         created_at=now,
@@ -184,8 +188,14 @@ def _require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batc
     return batch
 
 
-def get_batch_status(repo: BatchRepository, tenant: Tenant, batch_id: str) -> BatchStatusResponse:
+def get_batch_status(
+    repo: BatchRepository, tenant: Tenant, batch_id: str, *, provider: str
+) -> BatchStatusResponse:
+    """`provider` is the deployment's description provider: the status says which of the batch's
+    instructions it follows."""
     batch = _require_batch(repo, tenant, batch_id)
+    instructions = batch.instructions
+    ignored = abilities_of(provider).ignored(instructions)
     return BatchStatusResponse(
         batch_id=batch.batch_id,
         status=batch.status,
@@ -194,6 +204,14 @@ def get_batch_status(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Ba
             total=batch.total, uploaded=batch.uploaded, completed=batch.completed, failed=batch.failed
         ),
         usage=TokenUsageBody(input_tokens=batch.input_tokens, output_tokens=batch.output_tokens),
+        description=DescriptionSettingsBody(
+            provider=provider,
+            prompt=instructions.prompt,
+            language=instructions.language,
+            detail=instructions.detail,
+            ignored=ignored,
+            note=abilities_of(provider).note if ignored else None,
+        ),
         progress_percentage=batch.progress_percentage,
         created_at=batch.created_at,
         updated_at=batch.updated_at,

@@ -9,6 +9,7 @@ what the state machine's Retry and Catch match on.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from filebatch.errors import (
@@ -18,16 +19,60 @@ from filebatch.errors import (
     RetryableDescriptionError,
 )
 from filebatch.media.source import MediaSource
-from filebatch.models.domain import Description, FileFacts
+from filebatch.models.domain import DEFAULT_INSTRUCTIONS, Description, DescriptionInstructions, FileFacts
 
 
 class DescriptionProvider(Protocol):
     name: str
 
-    def describe(self, media: MediaSource, facts: FileFacts, filename: str) -> Description:
+    def describe(
+        self,
+        media: MediaSource,
+        facts: FileFacts,
+        filename: str,
+        instructions: DescriptionInstructions = DEFAULT_INSTRUCTIONS,
+    ) -> Description:
         """Say true things about `media`, whose verified facts are `facts`, reading only as much of
-        it as the provider needs."""
+        it as the provider needs, following the batch's `instructions` as far as PROVIDER_ABILITIES
+        says it can."""
         ...
+
+
+@dataclass(frozen=True)
+class ProviderAbilities:
+    """Which of a batch's instructions a provider follows: told to the client in the batch status
+    before a file is described, so nobody waits for a prompt that will be ignored."""
+
+    follows: frozenset[str]
+    # Languages it writes (primary subtags), or None for any.
+    languages: frozenset[str] | None
+    note: str
+
+    def ignored(self, instructions: DescriptionInstructions) -> list[str]:
+        ignored = [name for name in instructions.given() if name not in self.follows]
+        if (
+            instructions.language is not None
+            and "language" not in ignored
+            and self.languages is not None
+            and instructions.language.split("-", 1)[0].lower() not in self.languages
+        ):
+            ignored.append("language")
+        return sorted(ignored)
+
+
+PROVIDER_ABILITIES: dict[str, ProviderAbilities] = {
+    "local": ProviderAbilities(
+        follows=frozenset({"language"}),
+        languages=frozenset({"en"}),
+        note="The local provider measures the file and writes in English; it takes no prompt and has "
+        "one level of detail.",
+    ),
+    "bedrock": ProviderAbilities(
+        follows=frozenset({"prompt", "language", "detail"}),
+        languages=None,
+        note="",
+    ),
+}
 
 
 ProviderFactory = Callable[[], DescriptionProvider]
@@ -35,6 +80,15 @@ ProviderFactory = Callable[[], DescriptionProvider]
 # A model reply that does not match the agreed shape is retried at most this many times (the
 # describe step's Retry on RetryableDescriptionError allows more), then recorded as permanent.
 BAD_OUTPUT_RETRIES = 2
+
+
+def abilities_of(provider: str) -> ProviderAbilities:
+    try:
+        return PROVIDER_ABILITIES[provider]
+    except KeyError:
+        raise InvalidRequestError(
+            f"unknown description provider {provider!r}", code="unknown_provider"
+        ) from None
 
 
 def provider_named(name: str, registry: Mapping[str, ProviderFactory]) -> DescriptionProvider:
@@ -95,13 +149,14 @@ def describe_file(
     *,
     attempt: int = 0,
     faults: FaultInjection | None = None,
+    instructions: DescriptionInstructions = DEFAULT_INSTRUCTIONS,
 ) -> Description:
     """Describe one file. `attempt` is the describe step's retry count ($$.State.RetryCount, 0 first):
     a provider's bad output is retryable on attempts below BAD_OUTPUT_RETRIES, permanent after."""
     if faults is not None:
         faults.check(filename, attempt)
     try:
-        return provider.describe(media, facts, filename)
+        return provider.describe(media, facts, filename, instructions)
     except ProviderBadOutputError as exc:
         if attempt < BAD_OUTPUT_RETRIES:
             raise RetryableDescriptionError(

@@ -13,7 +13,14 @@ from filebatch.errors import FileRejectedError, NotFoundError
 from filebatch.media.detect import is_compatible
 from filebatch.media.inspect import RANDOM_ACCESS_TYPES, basic_metadata, inspect_stream
 from filebatch.media.source import spooled
-from filebatch.models.domain import BatchStatus, Description, FileError, FileStatus, upload_key
+from filebatch.models.domain import (
+    DEFAULT_INSTRUCTIONS,
+    BatchStatus,
+    Description,
+    FileError,
+    FileStatus,
+    upload_key,
+)
 from filebatch.models.workflow import (
     DescribedFile,
     DescribeFileInput,
@@ -74,8 +81,13 @@ def process_file(repo: BatchRepository, storage: ObjectStorage, task: FileTask) 
             )
         if detected in RANDOM_ACCESS_TYPES:
             facts.metadata = basic_metadata(spool, detected)
+    batch = repo.get_batch(task.tenant_id, task.batch_id)
     return ProcessedFile(
-        **task.model_dump(), filename=file.filename, version_id=stored.version_id, facts=facts
+        **task.model_dump(),
+        filename=file.filename,
+        version_id=stored.version_id,
+        facts=facts,
+        instructions=batch.instructions if batch else DEFAULT_INSTRUCTIONS,
     )
 
 
@@ -118,7 +130,13 @@ def describe(
         file.facts.size_bytes,
     )
     description: Description = describe_file(
-        provider, media, file.facts, file.filename, attempt=request.attempt, faults=faults
+        provider,
+        media,
+        file.facts,
+        file.filename,
+        attempt=request.attempt,
+        faults=faults,
+        instructions=file.instructions,
     )
     return DescribedFile(**file.model_dump(), description=description)
 
