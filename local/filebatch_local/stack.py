@@ -223,6 +223,20 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].peak_memory_used_mb
 
+    def peak_concurrent_executions(self, logical_id: str) -> int:
+        """The most invocations of the function that ran at once (CloudWatch's ConcurrentExecutions,
+        Maximum): never above its ReservedConcurrentExecutions."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].peak_concurrent_executions
+
+    def throttles(self, logical_id: str) -> int:
+        """How many invocations of the function were refused for its reserved concurrency
+        (CloudWatch's Throttles, Sum)."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].throttles
+
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint (dummy credentials, the template's region)."""
         assert self.template is not None, "the local stack is not started"
