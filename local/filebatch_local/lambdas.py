@@ -137,6 +137,16 @@ class CrashRule:
     crashed: int = 0
 
 
+@dataclass
+class LatencyRule:
+    """Hold every invocation whose event (as JSON text) contains `fragment` for `seconds` more, in
+    its environment, before the handler runs: a slow provider's call, at no CPU cost. Counts them."""
+
+    fragment: str
+    seconds: float
+    delayed: int = 0
+
+
 class Worker:
     """One execution environment (a subprocess) of one function."""
 
@@ -308,6 +318,7 @@ class FunctionPool:
         self._initialising = 0  # of those, starts past their slot (really initialising)
         self._spawn_errors: list[SpawnError] = []
         self._crash_rules: list[CrashRule] = []
+        self._latency_rules: list[LatencyRule] = []
         # The highest "Max Memory Used" any of this function's environments reported.
         self.peak_memory_used_mb = 0
         # Lambda's concurrency: invocations admitted and not finished, waiting for an environment
@@ -326,6 +337,24 @@ class FunctionPool:
         with self._condition:
             self._crash_rules.append(rule)
         return rule
+
+    def inject_latency(self, fragment: str, seconds: float) -> LatencyRule:
+        """Fault injection: every invocation whose event contains `fragment` takes `seconds` longer
+        (its environment and its concurrency are held meanwhile). Returns the rule, which counts."""
+        rule = LatencyRule(fragment, seconds)
+        with self._condition:
+            self._latency_rules.append(rule)
+        return rule
+
+    def _take_latency(self, event: Any) -> float:
+        if not self._latency_rules:
+            return 0.0
+        text = json.dumps(event)
+        with self._condition:
+            matching = [rule for rule in self._latency_rules if rule.fragment in text]
+            for rule in matching:
+                rule.delayed += 1
+        return sum(rule.seconds for rule in matching)
 
     def _take_crash(self, event: Any) -> bool:
         if not self._crash_rules:
@@ -478,6 +507,10 @@ class FunctionPool:
         reusable = False
         max_memory: int | None = None
         try:
+            delay = self._take_latency(event)
+            if delay:
+                # Outside the handler, so not counted against its Timeout.
+                time.sleep(delay)
             function_error, payload, max_memory = worker.call(
                 event, request_id, self.spec.timeout_s, crash=self._take_crash(event)
             )

@@ -23,6 +23,7 @@ from filebatch_local.lambdas import (
     CrashRule,
     InvokeResult,
     LambdaRuntime,
+    LatencyRule,
     install_lambda_dispatch,
 )
 from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
@@ -216,6 +217,13 @@ class LocalStack:
         if self._runtime is None:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].inject_crashes(fragment, times)
+
+    def inject_latency(self, logical_id: str, fragment: str, seconds: float) -> LatencyRule:
+        """Fault injection: every invocation of the function whose event contains `fragment` holds
+        its environment `seconds` longer, as a slow provider would. The returned rule counts them."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].inject_latency(fragment, seconds)
 
     def peak_memory_used_mb(self, logical_id: str) -> int:
         """The highest Max Memory Used (peak RSS, MB) any environment of the function reported."""
