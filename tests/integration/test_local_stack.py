@@ -19,6 +19,8 @@ import pytest
 import requests
 
 from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
+from filebatch_local.events import failed_message_ids
+from filebatch_local.lambdas import THROTTLED_BODY, InvokeResult
 from filebatch_local.stack import LocalStack
 from filebatch_local.template import Template
 
@@ -575,6 +577,15 @@ def test_invocations_over_the_reserved_concurrency_are_throttled_as_lambda_does(
     assert not stack.invoke("HeldFunction", {}).throttled
     concurrency = stack.client("lambda").get_function_concurrency(FunctionName="filebatch-local-HeldFunction")
     assert concurrency["ReservedConcurrentExecutions"] == 1
+
+
+def test_a_throttled_sqs_batch_is_left_on_the_queue_whole() -> None:
+    # Given a batch of two messages whose invocation Lambda throttled (it never ran)
+    records = [{"messageId": "m1"}, {"messageId": "m2"}]
+    throttled = InvokeResult(json.dumps(THROTTLED_BODY), function_error=False, throttled=True)
+    # When the event source decides what to delete
+    # Then nothing is: every message comes back after the VisibilityTimeout, as on AWS
+    assert failed_message_ids(throttled, records, partial=True) == {"m1", "m2"}
 
 
 def get(stack: LocalStack, path: str, token: str | None = None) -> requests.Response:
