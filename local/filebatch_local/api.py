@@ -397,6 +397,8 @@ class ApiGateway:
             {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn},
         )
         payload = result.payload
+        if result.throttled:
+            raise GatewayError("AUTHORIZER_FAILURE", None)
         if result.function_error:
             if isinstance(payload, dict) and payload.get("errorMessage") == "Unauthorized":
                 raise GatewayError("UNAUTHORIZED", "Unauthorized")
@@ -558,6 +560,11 @@ class ApiGateway:
             result = future.result(timeout=INTEGRATION_TIMEOUT_S)
         except concurrent.futures.TimeoutError:
             raise GatewayError("INTEGRATION_TIMEOUT", "Endpoint request timed out") from None
+        if result.throttled:
+            # API Gateway does not pass Lambda's 429 on: a proxy integration that was throttled
+            # answers 500 "Internal server error".
+            log.warning("%s: throttled (reserved concurrency in use)", route.spec.function_logical_id)
+            raise GatewayError("DEFAULT_5XX", "Internal server error", status=500)
         response = result.payload if not result.function_error else None
         if not _valid_proxy_response(response):
             # Unhandled error or malformed proxy response: API Gateway answers 502.

@@ -66,7 +66,8 @@ def _b64(value: Any) -> str | None:
 def failed_message_ids(result: InvokeResult, records: list[dict[str, Any]], partial: bool) -> set[str]:
     """Which messages stay on the queue after an invocation, by Lambda's rules."""
     every = {r["messageId"] for r in records}
-    if result.function_error:
+    if result.function_error or result.throttled:
+        # A throttled batch is not lost: its messages come back after the VisibilityTimeout.
         return every
     if not partial:
         return set()

@@ -1,6 +1,7 @@
 """Run the real handlers the way Lambda does: in worker subprocesses (execution environments) with
 the environment the template gives each function, a pool per function that grows with concurrent
-invocations, timeouts, crashes replaced, and Lambda's error payloads.
+invocations, timeouts, crashes replaced, reserved concurrency enforced (the excess throttled), and
+Lambda's error payloads.
 
 moto's Lambda backend is patched to dispatch here, so Step Functions Task states (and any boto3
 `lambda.invoke` against the moto endpoint) run the real code.
@@ -32,6 +33,16 @@ DEFAULT_MAX_WORKERS = 16
 INIT_TIMEOUT_S = 30.0
 
 
+# What Lambda's Invoke API answers (HTTP 429, TooManyRequestsException) when a function's reserved
+# concurrency is all in use: the invocation never starts.
+THROTTLED_ERROR_CODE = "TooManyRequestsException"
+THROTTLED_BODY = {
+    "Type": "User",
+    "message": "Rate Exceeded.",
+    "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+}
+
+
 @dataclass(frozen=True)
 class InvokeResult:
     """What Lambda's Invoke returns: the payload (JSON text) and whether it is a function error."""
@@ -42,6 +53,9 @@ class InvokeResult:
     # The environment's peak RSS after the invocation (Lambda's "Max Memory Used"); None when the
     # environment died or never started.
     max_memory_used_mb: int | None = None
+    # Refused before it ran (reserved concurrency in use): not a function error but Invoke's own
+    # 429 TooManyRequestsException, whose body is `payload_json`.
+    throttled: bool = False
 
     @property
     def payload(self) -> Any:
@@ -121,6 +135,16 @@ class CrashRule:
     fragment: str
     times: int
     crashed: int = 0
+
+
+@dataclass
+class LatencyRule:
+    """Hold every invocation whose event (as JSON text) contains `fragment` for `seconds` more, in
+    its environment, before the handler runs: a slow provider's call, at no CPU cost. Counts them."""
+
+    fragment: str
+    seconds: float
+    delayed: int = 0
 
 
 class Worker:
@@ -294,8 +318,15 @@ class FunctionPool:
         self._initialising = 0  # of those, starts past their slot (really initialising)
         self._spawn_errors: list[SpawnError] = []
         self._crash_rules: list[CrashRule] = []
+        self._latency_rules: list[LatencyRule] = []
         # The highest "Max Memory Used" any of this function's environments reported.
         self.peak_memory_used_mb = 0
+        # Lambda's concurrency: invocations admitted and not finished, waiting for an environment
+        # (a cold start) included. Over the reservation, an invocation is throttled instead.
+        self.reserved_concurrency = spec.reserved_concurrency
+        self._in_flight = 0
+        self.peak_concurrent_executions = 0  # CloudWatch's ConcurrentExecutions, Maximum
+        self.throttles = 0  # CloudWatch's Throttles, Sum
         self._closed = False
         self._condition = threading.Condition()
 
@@ -306,6 +337,24 @@ class FunctionPool:
         with self._condition:
             self._crash_rules.append(rule)
         return rule
+
+    def inject_latency(self, fragment: str, seconds: float) -> LatencyRule:
+        """Fault injection: every invocation whose event contains `fragment` takes `seconds` longer
+        (its environment and its concurrency are held meanwhile). Returns the rule, which counts."""
+        rule = LatencyRule(fragment, seconds)
+        with self._condition:
+            self._latency_rules.append(rule)
+        return rule
+
+    def _take_latency(self, event: Any) -> float:
+        if not self._latency_rules:
+            return 0.0
+        text = json.dumps(event)
+        with self._condition:
+            matching = [rule for rule in self._latency_rules if rule.fragment in text]
+            for rule in matching:
+                rule.delayed += 1
+        return sum(rule.seconds for rule in matching)
 
     def _take_crash(self, event: Any) -> bool:
         if not self._crash_rules:
@@ -413,8 +462,41 @@ class FunctionPool:
         if not reusable:
             worker.kill()
 
-    def invoke(self, event: Any, request_id: str | None = None) -> InvokeResult:
-        request_id = request_id or str(uuid.uuid4())
+    def _admit(self, wait_for_capacity: bool) -> bool:
+        """Count the invocation in, or refuse it as Lambda does when the reservation is in use. An
+        asynchronous invocation is not refused: Lambda keeps it queued and tries again, so it waits."""
+        with self._condition:
+            if self._reservation_in_use():
+                self.throttles += 1
+                if not wait_for_capacity:
+                    return False
+                while self._reservation_in_use():
+                    self._condition.wait()
+            self._in_flight += 1
+            self.peak_concurrent_executions = max(self.peak_concurrent_executions, self._in_flight)
+            return True
+
+    def _reservation_in_use(self) -> bool:
+        # Called with the condition held. A closing pool admits, and then refuses in _acquire.
+        reserved = self.reserved_concurrency
+        return reserved is not None and self._in_flight >= reserved and not self._closed
+
+    def _leave(self) -> None:
+        with self._condition:
+            self._in_flight -= 1
+            self._condition.notify_all()
+
+    def invoke(
+        self, event: Any, request_id: str | None = None, *, wait_for_capacity: bool = False
+    ) -> InvokeResult:
+        if not self._admit(wait_for_capacity):
+            return InvokeResult(json.dumps(THROTTLED_BODY), False, 0.0, throttled=True)
+        try:
+            return self._run(event, request_id or str(uuid.uuid4()))
+        finally:
+            self._leave()
+
+    def _run(self, event: Any, request_id: str) -> InvokeResult:
         started = time.monotonic()
         try:
             worker = self._acquire()
@@ -425,6 +507,10 @@ class FunctionPool:
         reusable = False
         max_memory: int | None = None
         try:
+            delay = self._take_latency(event)
+            if delay:
+                # Outside the handler, so not counted against its Timeout.
+                time.sleep(delay)
             function_error, payload, max_memory = worker.call(
                 event, request_id, self.spec.timeout_s, crash=self._take_crash(event)
             )
@@ -544,14 +630,31 @@ def _dispatching_invoke(
     event = json.loads(text) if text.strip() else {}
     response_headers["x-amz-executed-version"] = "$LATEST"
     if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
-        # Asynchronous invoke: Lambda queues it and answers 202 at once.
-        threading.Thread(target=pool.invoke, args=(event,), daemon=True).start()
+        # Asynchronous invoke: Lambda queues it and answers 202 at once (throttled, it waits).
+        threading.Thread(
+            target=pool.invoke, args=(event,), kwargs={"wait_for_capacity": True}, daemon=True
+        ).start()
         return b""
     result = pool.invoke(event)
+    if result.throttled:
+        # Invoke's own error, not the function's: HTTP 429 with the error code in x-amzn-ErrorType.
+        # Step Functions names it Lambda.<code>, as it does on AWS.
+        raise _throttled_error()
     if result.function_error:
         # What makes boto3 report FunctionError, and Step Functions raise the payload's errorType.
         response_headers["x-amz-function-error"] = "Unhandled"
     return result.payload_json.encode()
+
+
+def _throttled_error() -> Exception:
+    from moto.core.exceptions import JsonRESTError
+
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+    error = TooManyRequestsException(THROTTLED_ERROR_CODE, str(THROTTLED_BODY["message"]))
+    error.description = json.dumps({"__type": THROTTLED_ERROR_CODE, **THROTTLED_BODY})
+    return error
 
 
 def install_lambda_dispatch(runtime: LambdaRuntime | None) -> None:

@@ -461,6 +461,11 @@ class Provisioner:
             MemorySize=spec.memory_mb,
             Environment={"Variables": spec.environment},
         )
+        if spec.reserved_concurrency is not None:
+            # So that GetFunctionConcurrency answers as on AWS; the worker pool enforces it.
+            self._client("lambda").put_function_concurrency(
+                FunctionName=spec.name, ReservedConcurrentExecutions=spec.reserved_concurrency
+            )
 
     def _secret(self, logical_id: str) -> None:
         properties = self.template.properties(logical_id)

@@ -23,6 +23,7 @@ from filebatch_local.lambdas import (
     CrashRule,
     InvokeResult,
     LambdaRuntime,
+    LatencyRule,
     install_lambda_dispatch,
 )
 from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
@@ -217,11 +218,32 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].inject_crashes(fragment, times)
 
+    def inject_latency(self, logical_id: str, fragment: str, seconds: float) -> LatencyRule:
+        """Fault injection: every invocation of the function whose event contains `fragment` holds
+        its environment `seconds` longer, as a slow provider would. The returned rule counts them."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].inject_latency(fragment, seconds)
+
     def peak_memory_used_mb(self, logical_id: str) -> int:
         """The highest Max Memory Used (peak RSS, MB) any environment of the function reported."""
         if self._runtime is None:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].peak_memory_used_mb
+
+    def peak_concurrent_executions(self, logical_id: str) -> int:
+        """The most invocations of the function that ran at once (CloudWatch's ConcurrentExecutions,
+        Maximum): never above its ReservedConcurrentExecutions."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].peak_concurrent_executions
+
+    def throttles(self, logical_id: str) -> int:
+        """How many invocations of the function were refused for its reserved concurrency
+        (CloudWatch's Throttles, Sum)."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.pools[logical_id].throttles
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint (dummy credentials, the template's region)."""

@@ -169,6 +169,9 @@ class FunctionSpec:
     layer_dirs: tuple[Path, ...]
     log_group: str
     events: dict[str, dict[str, Any]]  # resolved Events, by event name
+    # ReservedConcurrentExecutions: the most invocations that may run at once (Lambda throttles the
+    # rest); None when the template reserves nothing (omitted, or removed by AWS::NoValue).
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -697,6 +700,9 @@ class Template:
         }
         name = self.physical_name(logical_id)
         log_group = (properties.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}"
+        reserved = properties.get("ReservedConcurrentExecutions")
+        if reserved is not None and (not str(reserved).isdigit() or isinstance(reserved, bool)):
+            raise TemplateError(f"{logical_id}: ReservedConcurrentExecutions {reserved!r} is not a count")
         return FunctionSpec(
             logical_id=logical_id,
             name=name,
@@ -711,6 +717,7 @@ class Template:
             layer_dirs=tuple(layer_dirs),
             log_group=str(log_group),
             events=dict(properties.get("Events") or {}),
+            reserved_concurrency=None if reserved is None else int(reserved),
         )
 
     def apis(self) -> dict[str, ApiSpec]:

@@ -16,10 +16,10 @@ from tests.conftest import PROJECT_ROOT
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start a stack of their own run last. moto's state is process-wide and a stack
-    resets it when it starts and stops, so the session's stack loses its tables, queues and usage
-    plans to any stack started after it."""
-    own_stack = [i for i in items if "big_stack" in getattr(i, "fixturenames", ())]
+    """Tests that start a stack of their own (marked `own_stack`) run last. moto's state is
+    process-wide and a stack resets it when it starts and stops, so the session's stack loses its
+    tables, queues and usage plans to any stack started after it."""
+    own_stack = [i for i in items if i.get_closest_marker("own_stack")]
     items[:] = [i for i in items if i not in own_stack] + own_stack
 
 

@@ -19,7 +19,7 @@ import requests
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 
 MIB = 1024 * 1024
 TEXT_BYTES = 100 * MIB

@@ -1,8 +1,8 @@
 """The local stack (filebatch_local) on a tiny throwaway template with its own trivial handlers:
 what the template declares is what runs — environment, SQS event source with partial batch
 failures and the queue's redrive, Step Functions Retry/Catch on the handler's exception class,
-the REST API behind a TOKEN authorizer, usage plans metering the routes that require an API key,
-and gateway responses."""
+reserved concurrency throttling the excess as Lambda does, the REST API behind a TOKEN authorizer,
+usage plans metering the routes that require an API key, and gateway responses."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import pytest
 import requests
 
 from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
+from filebatch_local.events import failed_message_ids
+from filebatch_local.lambdas import THROTTLED_BODY, InvokeResult
 from filebatch_local.stack import LocalStack
 from filebatch_local.template import Template
 
@@ -30,6 +32,9 @@ Parameters:
     Type: String
     Default: hello
     AllowedValues: [hello, bonjour]
+  HeldReservation:
+    Type: Number
+    Default: 5
 Conditions:
   IsFrench: !Equals [!Ref Greeting, bonjour]
 Globals:
@@ -188,6 +193,18 @@ Resources:
     Properties:
       CodeUri: fn_fragile
       Timeout: 1
+  HeldFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn_held
+      ReservedConcurrentExecutions: !Ref HeldReservation
+  HeldMachine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Name: !Sub "${AWS::StackName}-held"
+      DefinitionUri: held.asl.json
+      DefinitionSubstitutions:
+        HeldFunctionArn: !GetAtt HeldFunction.Arn
   Machine:
     Type: AWS::Serverless::StateMachine
     Properties:
@@ -200,6 +217,8 @@ Outputs:
     Value: !Ref WorkQueue
   MachineArn:
     Value: !Ref Machine
+  HeldMachineArn:
+    Value: !Ref HeldMachine
   MeteredPlanId:
     Value: !Ref MeteredUsagePlan
   StageName:
@@ -228,6 +247,27 @@ MACHINE = {
             "End": True,
         },
         "Caught": {"Type": "Pass", "End": True},
+    },
+}
+
+# A Task on the function with reserved concurrency; what Lambda refuses is caught by its error name.
+HELD_MACHINE = {
+    "StartAt": "CallHeld",
+    "States": {
+        "CallHeld": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "${HeldFunctionArn}", "Payload": {}},
+            "Catch": [
+                {
+                    "ErrorEquals": ["Lambda.TooManyRequestsException"],
+                    "ResultPath": "$.error",
+                    "Next": "Refused",
+                }
+            ],
+            "End": True,
+        },
+        "Refused": {"Type": "Pass", "End": True},
     },
 }
 
@@ -307,6 +347,22 @@ HANDLERS = {
             table.put_item(Item={"pk": "flaky#" + event["run"], "sk": str(event["attempt"])})
             raise MyRetryableError("try again later")
     """,
+    "fn_held/app.py": """
+        import os
+        import time
+        import boto3
+
+        def lambda_handler(event, context):
+            # With "hold": says it started, then runs until the test writes the release item.
+            table = boto3.resource("dynamodb").Table(os.environ["TABLE_NAME"])
+            hold = event.get("hold")
+            if hold:
+                table.put_item(Item={"pk": "held#" + hold, "sk": "started"})
+                key = {"pk": "held#" + hold, "sk": "release"}
+                while "Item" not in table.get_item(Key=key, ConsistentRead=True):
+                    time.sleep(0.05)
+            return {"held": hold}
+    """,
     "fn_fragile/app.py": """
         import os
         import time
@@ -341,6 +397,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("throwaway-project")
     (root / "template.yaml").write_text(TEMPLATE)
     (root / "machine.asl.json").write_text(json.dumps(MACHINE, indent=2))
+    (root / "held.asl.json").write_text(json.dumps(HELD_MACHINE, indent=2))
     for relative, source in HANDLERS.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -350,7 +407,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(project: Path) -> Iterator[LocalStack]:
-    with LocalStack(project, api_port=0, parameter_overrides={"Greeting": "bonjour"}) as started:
+    overrides = {"Greeting": "bonjour", "HeldReservation": "1"}
+    with LocalStack(project, api_port=0, parameter_overrides=overrides) as started:
         yield started
 
 
@@ -472,6 +530,62 @@ def test_state_machine_retries_and_catches_the_handler_exception_class(stack: Lo
     error = json.loads(described["output"])["error"]
     assert error["Error"] == "MyRetryableError"
     assert json.loads(error["Cause"])["errorMessage"] == "try again later"
+
+
+def test_invocations_over_the_reserved_concurrency_are_throttled_as_lambda_does(stack: LocalStack) -> None:
+    # Given a function whose ReservedConcurrentExecutions is a parameter, overridden to 1, and one
+    # invocation of it running (held until the test releases it)
+    throttled_before = stack.throttles("HeldFunction")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(stack.invoke, "HeldFunction", {"hold": "h1"})
+        wait_for(lambda: items(stack, "held#h1"))
+        # When it is invoked directly, and by a state machine's Task, meanwhile
+        refused = stack.invoke("HeldFunction", {})
+        sfn = stack.client("stepfunctions")
+        execution = sfn.start_execution(stateMachineArn=stack.outputs["HeldMachineArn"], name="held-1")
+        described = wait_for(
+            lambda: (
+                (d := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] != "RUNNING"
+                and d
+            ),
+            timeout=30,
+        )
+        # ... and then the running one is released
+        table = stack.physical_ids["Table"]
+        stack.client("dynamodb").put_item(
+            TableName=table, Item={"pk": {"S": "held#h1"}, "sk": {"S": "release"}}
+        )
+        finished = held.result(timeout=30)
+    # Then the direct call is refused without running: Invoke's 429 TooManyRequestsException body
+    assert refused.throttled and not refused.function_error
+    assert refused.payload == {
+        "Type": "User",
+        "message": "Rate Exceeded.",
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+    }
+    # And Step Functions saw Lambda's own error, by the name its Retry and Catch match on AWS
+    error = json.loads(described["output"])["error"]
+    assert described["status"] == "SUCCEEDED"
+    assert error["Error"] == "Lambda.TooManyRequestsException"
+    assert "Status Code: 429" in error["Cause"] and error["Cause"].startswith("Rate Exceeded.")
+    # And the held invocation was not disturbed; the function never ran two at once, and Lambda's
+    # Throttles metric counted both refusals
+    assert not finished.function_error and finished.payload == {"held": "h1"}
+    assert stack.peak_concurrent_executions("HeldFunction") == 1
+    assert stack.throttles("HeldFunction") == throttled_before + 2
+    # And once the reservation is free again, the next invocation runs, and moto reports it
+    assert not stack.invoke("HeldFunction", {}).throttled
+    concurrency = stack.client("lambda").get_function_concurrency(FunctionName="filebatch-local-HeldFunction")
+    assert concurrency["ReservedConcurrentExecutions"] == 1
+
+
+def test_a_throttled_sqs_batch_is_left_on_the_queue_whole() -> None:
+    # Given a batch of two messages whose invocation Lambda throttled (it never ran)
+    records = [{"messageId": "m1"}, {"messageId": "m2"}]
+    throttled = InvokeResult(json.dumps(THROTTLED_BODY), function_error=False, throttled=True)
+    # When the event source decides what to delete
+    # Then nothing is: every message comes back after the VisibilityTimeout, as on AWS
+    assert failed_message_ids(throttled, records, partial=True) == {"m1", "m2"}
 
 
 def get(stack: LocalStack, path: str, token: str | None = None) -> requests.Response:

@@ -288,6 +288,32 @@ def test_function_spec_reads_layers_handler_and_events(tmp_path: Path) -> None:
         Template(write(tmp_path, SMALL, "other.yaml")).function("Fn")
 
 
+def with_reservation(tmp_path: Path, value: str) -> Path:
+    """SMALL with a local layer only (so the function can be read) and this reservation."""
+    external_layer = "      Layers: [arn:aws:lambda:us-east-1:123456789012:layer:extra:1]\n"
+    return write(tmp_path, SMALL.replace(external_layer, f"      ReservedConcurrentExecutions: {value}\n"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reserved"),
+    [({}, None), ({"Stage": "prod"}, 5), ({"Stage": "prod", "Size": "2"}, 2)],
+)
+def test_function_spec_reads_reserved_concurrency_with_parameters_and_conditions_resolved(
+    tmp_path: Path, overrides: dict[str, str], reserved: int | None
+) -> None:
+    # Given a function that reserves the Size parameter's concurrency in prod, and nothing otherwise
+    path = with_reservation(tmp_path, "!If [IsProd, !Ref Size, !Ref AWS::NoValue]")
+    # When the function is read with these parameter overrides
+    spec = Template(path, overrides).function("Fn")
+    # Then its reservation is the resolved count, or none where AWS::NoValue removed the property
+    assert spec.reserved_concurrency == reserved
+
+
+def test_a_reserved_concurrency_that_is_not_a_count_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="ReservedConcurrentExecutions 'many' is not a count"):
+        Template(with_reservation(tmp_path, "many")).function("Fn")
+
+
 # ------------------------------------------------------------------------------- the real template
 @pytest.fixture(scope="module")
 def real() -> Template:

@@ -340,6 +340,26 @@ def test_a_crashed_or_timed_out_environment_is_recorded_retryable_with_a_code_sa
     assert (error.code, error.retryable) == (code, True)
 
 
+def test_a_step_lambda_kept_throttling_past_its_retry_budget_is_recorded_retryable_as_throttled() -> None:
+    # Given what a Catch recorded when Lambda kept refusing the function (its reserved concurrency in
+    # use) for the whole Retry budget: Lambda's API error, whose text carries no code of ours
+    cause = (
+        "Rate Exceeded. (Service: AWSLambda; Status Code: 429; Error Code: TooManyRequestsException; "
+        "Request ID: 1f2e; Proxy: null)"
+    )
+    failed = FailedFile(
+        tenant_id="acme",
+        batch_id=BATCH_ID,
+        file_id="f00001",
+        error=StepFunctionsError(Error="Lambda.TooManyRequestsException", Cause=cause),
+    )
+    # When it is turned into the file's error
+    error = failure_from(failed)
+    # Then it says the function was throttled, that trying again may work, and keeps Lambda's words
+    assert (error.code, error.retryable) == ("function_throttled", True)
+    assert error.message == cause
+
+
 def test_a_file_larger_than_declared_is_refused_before_its_bytes_are_read() -> None:
     # Given a file whose stored size differs from the declared size
     content = b"x" * 10_000

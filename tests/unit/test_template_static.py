@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,57 @@ def test_the_bad_output_budget_fits_inside_the_describe_retry() -> None:
     assert describe["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
 
 
+def test_describe_concurrency_lets_one_batch_run_unthrottled_and_zero_reserves_nothing() -> None:
+    from filebatch_local.template import Template
+
+    # The bound is across batches: a single batch (its Map's MaxConcurrency) never meets it.
+    default = int(TEMPLATE["Parameters"]["DescribeConcurrency"]["Default"])
+    assert default >= dict(ALL_STATES)["ProcessFiles"]["MaxConcurrency"]
+    real = PROJECT_ROOT / "template.yaml"
+    assert Template(real).function("DescribeFileFunction").reserved_concurrency == default
+    assert (
+        Template(real, {"DescribeConcurrency": "7"}).function("DescribeFileFunction").reserved_concurrency
+        == 7
+    )
+    # 0 means no reservation (a reservation of 0 would throttle every describe), not "throttle all"
+    assert (
+        Template(real, {"DescribeConcurrency": "0"}).function("DescribeFileFunction").reserved_concurrency
+        is None
+    )
+
+
+# The burst the describe step's throttle Retry must outlast (docs/scaling.md, "Backpressure"):
+# 50 batches at once, each at its Map's MaxConcurrency, of 10,000 files each, against the default
+# DescribeConcurrency, with describes as slow as Bedrock's (several seconds a call).
+BURST_BATCHES = 50
+BURST_FILES = BURST_BATCHES * 10_000
+DESCRIBE_SECONDS = 5.0
+
+
+def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
+    describe = dict(ALL_STATES)["DescribeFile"]
+    matching = [r for r in describe["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+    # One retrier of its own (the first that matches an error is the one used), with full jitter
+    assert len(matching) == 1 and matching[0]["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+    retry = matching[0]
+    assert retry["JitterStrategy"] == "FULL"
+    # The total wait it allows, on average: full jitter waits half of each capped interval
+    budget_s = sum(
+        min(retry["MaxDelaySeconds"], retry["IntervalSeconds"] * retry["BackoffRate"] ** attempt) / 2
+        for attempt in range(retry["MaxAttempts"])
+    )
+    # The mean wait for a turn (Little's law): the files in flight beyond the reservation, served
+    # `reserved` at a time, each describe taking DESCRIBE_SECONDS
+    reserved = int(TEMPLATE["Parameters"]["DescribeConcurrency"]["Default"])
+    in_flight = BURST_BATCHES * dict(ALL_STATES)["ProcessFiles"]["MaxConcurrency"]
+    mean_wait_s = (in_flight - reserved) * DESCRIBE_SECONDS / reserved
+    # A file's wait is about exponential (admission is a lottery among retries, not a queue), so
+    # P(wait > budget) = e^(-budget/mean wait): fewer than one of the burst's files may run out
+    assert BURST_FILES * math.exp(-budget_s / mean_wait_s) < 1
+    # And one that does is recorded as Lambda's throttling, retryable
+    assert "Lambda.TooManyRequestsException" in RETRYABLE_ERROR_NAMES
+
+
 def test_functions_receive_only_settings_the_config_knows() -> None:
     from filebatch.config import _ENVIRONMENT
 
@@ -271,21 +323,41 @@ def test_the_dashboard_shows_every_alarm() -> None:
     )
 
 
-def test_the_throttles_alarm_watches_every_function() -> None:
-    metrics = ALARMS["FunctionThrottlesAlarm"]["Properties"]["Metrics"]
+@pytest.mark.parametrize(
+    ("overrides", "unwatched"),
+    [({}, {"DescribeFileFunction"}), ({"DescribeConcurrency": "0"}, set())],
+)
+def test_the_throttles_alarm_watches_every_function_whose_throttling_is_not_intended(
+    overrides: dict[str, str], unwatched: set[str]
+) -> None:
+    from filebatch_local.template import Template
+
+    # Given the template as deployed with the default reservation on the describe function, or none
+    template = Template(PROJECT_ROOT / "template.yaml", overrides)
+    # When the alarm's metrics are resolved as CloudFormation would
+    metrics = template.properties("FunctionThrottlesAlarm")["Metrics"]
     watched = {
-        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
         for m in metrics
         if "MetricStat" in m and m["MetricStat"]["Metric"]["MetricName"] == "Throttles"
     }
-    assert watched == set(FUNCTIONS)
+    # Then every function's throttles page, except the describe function's while its reservation
+    # throttles it on purpose (DescribeBacklogAlarm watches those)
+    assert watched == {template.ref(name) for name in set(FUNCTIONS) - unwatched}
     # CloudWatch's hard limit for a metric math alarm: past 10 functions, split the alarm.
     assert len([m for m in metrics if "MetricStat" in m]) <= 10
 
 
-def test_metric_math_alarms_return_exactly_one_expression_over_their_own_metrics() -> None:
-    for name, alarm in ALARMS.items():
-        metrics = alarm["Properties"].get("Metrics")
+@pytest.mark.parametrize("overrides", [{}, {"DescribeConcurrency": "0"}])
+def test_metric_math_alarms_return_exactly_one_expression_over_their_own_metrics(
+    overrides: dict[str, str],
+) -> None:
+    from filebatch_local.template import Template
+
+    # Resolved: a metric may be there only under a condition.
+    template = Template(PROJECT_ROOT / "template.yaml", overrides)
+    for name in ALARMS:
+        metrics = template.properties(name).get("Metrics")
         if not metrics:
             continue
         returned = [m for m in metrics if m["ReturnData"]]

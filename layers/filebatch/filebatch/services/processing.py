@@ -44,13 +44,18 @@ INFRASTRUCTURE_ERROR_CODES: dict[str, str] = {
     "States.Timeout": "timeout",
 }
 
+# Lambda refused to run the step: the function's reserved concurrency stayed in use for the whole
+# Retry budget (a burst of batches beyond what docs/scaling.md works out). Its Cause is Lambda's
+# API error text ("Rate Exceeded. (Service: AWSLambda; ...)"), which carries no code of ours.
+THROTTLING_ERROR_CODES: dict[str, str] = {"Lambda.TooManyRequestsException": "function_throttled"}
+
 # Errors the state machine classifies as retryable when they reach a Catch (after Retry gave up).
 RETRYABLE_ERROR_NAMES = frozenset(
     {
         "RetryableDescriptionError",
         "StorageUnavailableError",
         "Lambda.ServiceException",
-        "Lambda.TooManyRequestsException",
+        *THROTTLING_ERROR_CODES,
         *INFRASTRUCTURE_ERROR_CODES,
     }
 )
@@ -152,6 +157,8 @@ def failure_from(failed: FailedFile) -> FileError:
 def _error_code(error_name: str, message: str) -> str:
     if error_name in INFRASTRUCTURE_ERROR_CODES:
         return INFRASTRUCTURE_ERROR_CODES[error_name]
+    if error_name in THROTTLING_ERROR_CODES:
+        return THROTTLING_ERROR_CODES[error_name]
     # FilebatchError.__str__ puts the code first ("code: message"), and Lambda reports str(error).
     head, sep, _ = message.partition(": ")
     if sep and head.replace("_", "").isalnum() and head.islower():
