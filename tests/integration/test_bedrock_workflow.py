@@ -119,26 +119,24 @@ def test_throttling_raises_the_error_name_the_state_machine_retries(
     assert str(throttled.value).startswith("provider_throttled: ")
 
 
-def test_bad_output_on_the_last_allowed_attempt_is_recorded_permanent_with_its_code(
+def test_bad_output_that_outlasts_its_retries_is_recorded_permanent_with_its_code(
     aws: Aws, invoke: Invoke, bedrock: Stubber
 ) -> None:
     # Given a model that keeps answering in prose instead of calling the tool
     batch_id, [processed] = uploaded_batch(invoke, "grace-hopper.jpg")
     for _ in range(3):
         bedrock.add_response("converse", reply("converse_text_without_tool_call"))
-    # When the describe step runs on attempts 0, 1 and 2, and the Catch hands the last error on
+    # When the describe step runs three times (its first attempt and the retrier's two), and the
+    # Catch hands the last error on
     errors = []
     for attempt in range(3):
         with pytest.raises(Exception) as failed:
             invoke("describe_file", {"file": processed, "attempt": attempt})
         errors.append(failed.value)
     invoke("record_result", {"outcome": "failed", "file": caught(processed, errors[-1])})
-    # Then the first two were retryable, the third permanent, and the file failed for good, no tokens
-    assert [type(e).__name__ for e in errors] == [
-        "RetryableDescriptionError",
-        "RetryableDescriptionError",
-        "PermanentDescriptionError",
-    ]
+    # Then each left as the error the ASL's own bad-output retrier matches, and the file failed for
+    # good with its code, not retryable, and no tokens counted
+    assert [type(e).__name__ for e in errors] == ["ProviderBadOutputError"] * 3
     [item] = results(invoke, batch_id)
     assert (item["status"], item["error"]["code"], item["error"]["retryable"]) == (
         "failed",

@@ -164,16 +164,16 @@ def test_describe_retries_retryable_errors_with_backoff_and_jitter_and_catches_t
     assert describe["Catch"][0]["Next"] == "RecordFailure"
 
 
-def test_the_bad_output_budget_fits_inside_the_describe_retry() -> None:
-    # A model reply off its schema is retryable for BAD_OUTPUT_RETRIES attempts, then permanent: the
-    # Retry on RetryableDescriptionError must allow at least that many retries, or the budget is a lie
+def test_bad_output_has_a_retrier_of_its_own_with_the_services_budget() -> None:
+    # A model reply off its schema is asked again BAD_OUTPUT_RETRIES times, by a retrier that counts
+    # only its own retries (not those for throttling or crashes), and then caught and recorded
     from filebatch.services.description import BAD_OUTPUT_RETRIES
 
     describe = dict(ALL_STATES)["DescribeFile"]
-    retry = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["RetryableDescriptionError"])
-    assert 1 <= BAD_OUTPUT_RETRIES <= retry["MaxAttempts"]
-    # And the attempt number the budget is counted on is the state's retry count
-    assert describe["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
+    [retry] = [r for r in describe["Retry"] if "ProviderBadOutputError" in r["ErrorEquals"]]
+    assert retry["ErrorEquals"] == ["ProviderBadOutputError"]
+    assert retry["MaxAttempts"] == BAD_OUTPUT_RETRIES
+    assert describe["Catch"][0]["ErrorEquals"] == ["States.ALL"]
 
 
 def test_describe_concurrency_lets_one_batch_run_unthrottled_and_zero_reserves_nothing() -> None:

@@ -92,9 +92,8 @@ class PermanentDescriptionError(FilebatchError):
 
 class ProviderBadOutputError(FilebatchError):
     """The provider answered, but not in the agreed shape (no tool call, or one that does not match
-    its schema). It never leaves the describe step: `describe_file` turns it into a
-    RetryableDescriptionError on the first attempts and a PermanentDescriptionError after that, both
-    with this code (see BAD_OUTPUT_RETRIES)."""
+    its schema). The class name is a Step Functions error name: the describe step's own retrier for it
+    allows BAD_OUTPUT_RETRIES retries, then the Catch records the file failed, not retryable."""
 
     code = "provider_bad_output"
     http_status = 502

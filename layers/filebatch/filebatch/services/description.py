@@ -14,8 +14,6 @@ from typing import Protocol
 
 from filebatch.errors import (
     InvalidRequestError,
-    PermanentDescriptionError,
-    ProviderBadOutputError,
     RetryableDescriptionError,
 )
 from filebatch.media.source import MediaSource
@@ -77,8 +75,9 @@ PROVIDER_ABILITIES: dict[str, ProviderAbilities] = {
 
 ProviderFactory = Callable[[], DescriptionProvider]
 
-# A model reply that does not match the agreed shape is retried at most this many times (the
-# describe step's Retry on RetryableDescriptionError allows more), then recorded as permanent.
+# A model reply that does not match the agreed shape is retried this many times, by its own retrier
+# in the state machine (ProviderBadOutputError); the Catch then records it, not retryable. Its own
+# retrier counts its own attempts: throttled retries in between do not use this budget up.
 BAD_OUTPUT_RETRIES = 2
 
 
@@ -151,18 +150,9 @@ def describe_file(
     faults: FaultInjection | None = None,
     instructions: DescriptionInstructions = DEFAULT_INSTRUCTIONS,
 ) -> Description:
-    """Describe one file. `attempt` is the describe step's retry count ($$.State.RetryCount, 0 first):
-    a provider's bad output is retryable on attempts below BAD_OUTPUT_RETRIES, permanent after."""
+    """Describe one file. `attempt` is the describe step's retry count ($$.State.RetryCount, 0 first),
+    which fault injection counts on. A provider's bad output leaves as ProviderBadOutputError, which
+    the state machine retries BAD_OUTPUT_RETRIES times with a retrier of its own."""
     if faults is not None:
         faults.check(filename, attempt)
-    try:
-        return provider.describe(media, facts, filename, instructions)
-    except ProviderBadOutputError as exc:
-        if attempt < BAD_OUTPUT_RETRIES:
-            raise RetryableDescriptionError(
-                f"{exc.message} (attempt {attempt + 1}; retried)", code=exc.code
-            ) from exc
-        raise PermanentDescriptionError(
-            f"{exc.message} (attempt {attempt + 1}; bad output is retried {BAD_OUTPUT_RETRIES} times)",
-            code=exc.code,
-        ) from exc
+    return provider.describe(media, facts, filename, instructions)
