@@ -128,10 +128,35 @@ def read_text(file: BinaryIO) -> dict[str, Any]:
         # description stands and says that text recognition failed.
         logger.warning("text recognition failed: %s: %s", type(exc).__name__, exc)
         return {"ocr": f"failed: {type(exc).__name__}", "ocr_input": facts["ocr_input"]}
+    finally:
+        _return_freed_memory()
     facts["text_lines_found"] = found
     facts["text_lines"] = lines
     facts["text_in_image"] = "\n".join(line["text"] for line in lines)
     return facts
+
+
+def _return_freed_memory() -> None:
+    """Hand the detector's freed working memory back to the operating system.
+
+    Detection at OCR_MAX_PIXELS allocates ~300 MB of activations and frees them, but glibc keeps freed
+    heap memory for reuse: an environment stayed at ~550 MB resident after its first photo, and a 100 MP
+    PNG described next peaked at 1,546 MB of the function's 1,769. Trimmed: ~200 MB and 1,344 MB.
+    malloc_trim takes about a millisecond. Elsewhere than glibc there is nothing to do.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _ocr_input(file: BinaryIO) -> Image.Image:
