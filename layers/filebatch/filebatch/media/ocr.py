@@ -34,16 +34,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The detector sees at most this many pixels (a 4:3 image at 1155x866). On one core it then takes
-# ~0.1 s for a small screenshot and ~0.5-0.7 s for a large photo, against ~2 s at 2 MP and ~5 s at
-# 3 MP, and it still read every line of an A4 page of 10-point text rendered at 300 dpi.
+# The detector sees at most this many pixels (a 4:3 image at 1154x866). On one core it then takes
+# 0.05-0.3 s for a small photo or a 960x540 screenshot and ~0.7 s for a 12 MP photo, against ~2 s at
+# 2 MP and ~5 s at 3 MP, and it still read every line of an A4 page of 10-point text rendered at 300 dpi.
 OCR_MAX_PIXELS = 1_000_000
 # Recognition costs ~0.03 s for a short receipt line and ~0.2 s for a line across an A4 page: a dense
 # page (60 lines) took 13 s when every line was read. The first lines (top to bottom) are what a
 # description quotes anyway; the description says how many lines were found and how many were read.
 OCR_MAX_LINES = 20
-# A line read with less confidence than this is left out: below it, misreadings of photo details (a
-# flag's stars read as "+★★") outnumber real text.
+# A line read with less confidence than this is left out: every line of real text in the samples read
+# at 0.89 or more, and what read below 0.8 were photo details taken for text (a rocket photo's "米*" at
+# 0.52, a silhouette's edge as "1" at 0.15).
 MIN_CONFIDENCE = 0.8
 MAX_LINE_CHARACTERS = 200
 UNAVAILABLE = "unavailable"
