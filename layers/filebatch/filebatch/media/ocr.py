@@ -3,9 +3,9 @@
 The engine is rapidocr-onnxruntime: PP-OCRv4 text detection and recognition (and a 0°/180° direction
 classifier) as ONNX models inside its wheel, so nothing is downloaded at run time. It is a dependency of
 the development environment and the local stack only (requirements-dev.txt), not of the Lambda layer:
-with onnxruntime, OpenCV and numpy it is ~230 MB unzipped for arm64 even with a headless OpenCV, which
-with the layer's own ~64 MB is over Lambda's 250 MB for function and layers (figures in the README), and
-rapidocr-onnxruntime 1.4.4 does not install on Python 3.13, Lambda's runtime here. Where it cannot be
+with onnxruntime, OpenCV and numpy it adds 219 MB unzipped for arm64 even with a headless OpenCV, which
+with the layer's own 56 MB is over Lambda's 250 MB for function and layers (`make sizes`, figures in the
+README), and rapidocr-onnxruntime 1.4.4 does not install on Python 3.13, Lambda's runtime here. Where it cannot be
 imported, `read_text` says so (`ocr: "unavailable"`) and reads nothing: the provider never pretends.
 
 The cost per image is bounded whatever the image: the text detector looks at the image scaled down to
@@ -13,7 +13,7 @@ at most OCR_MAX_PIXELS (detection time grows with pixels), and at most OCR_MAX_L
 recognised (recognition time grows with the number and length of lines). docs/scaling.md has the
 measurements behind both numbers.
 
-Nothing is imported or loaded at import time: the engine (~0.5 s to import and load, ~50 MB of models)
+Nothing is imported or loaded at import time: the engine (~0.5 s to import and load, ~135 MB resident)
 is built on first use and kept for the life of the process, like a Lambda execution environment's
 clients.
 """
@@ -74,7 +74,7 @@ _load_lock = threading.Lock()
 
 def engine() -> OcrEngine | None:
     """The OCR engine, built on first use and then kept; None when it cannot be imported or loaded."""
-    # One build even if two threads ask at once: the models take ~0.3 s and ~50 MB each time.
+    # One build even if two threads ask at once: each build takes ~0.5 s and ~135 MB.
     with _load_lock:
         return _load_engine()
 
