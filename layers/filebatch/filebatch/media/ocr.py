@@ -5,8 +5,9 @@ classifier) as ONNX models inside its wheel, so nothing is downloaded at run tim
 the development environment and the local stack only (requirements-dev.txt), not of the Lambda layer:
 with onnxruntime, OpenCV and numpy it adds 219 MB unzipped for arm64 even with a headless OpenCV, which
 with the layer's own 56 MB is over Lambda's 250 MB for function and layers (`make sizes`, figures in the
-README), and rapidocr-onnxruntime 1.4.4 does not install on Python 3.13, Lambda's runtime here. Where it cannot be
-imported, `read_text` says so (`ocr: "unavailable"`) and reads nothing: the provider never pretends.
+README), and rapidocr-onnxruntime 1.4.4 does not install on Python 3.13, Lambda's runtime here. Where
+it cannot be imported, `read_text` says so (`ocr: "unavailable"`) and reads nothing: the provider never
+pretends.
 
 The cost per image is bounded whatever the image: the text detector looks at the image scaled down to
 at most OCR_MAX_PIXELS (detection time grows with pixels), and at most OCR_MAX_LINES detected lines are
