@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build for the python3.13 runtime needs a python3.13 on PATH; pyenv has one on this machine kind.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build bench clean py313 smoke-aws
+.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes bench clean py313 smoke-aws
 
 venv: $(STAMP)
 
@@ -94,6 +94,11 @@ contract: venv $(STAMPST) ## fuzz the API against its published contract
 
 build: venv ## sam build without Docker (arm64 wheels, python3.13)
 	$(VENV)/bin/sam build --parallel --cached
+
+# Not part of `test`: it prints figures (recorded in the README), it checks nothing.
+# SIZES_ARGS=--with-ocr also measures the layer with the local provider's OCR (downloads ~150 MB of wheels).
+sizes: build ## bytes of sam build's layer and functions, unzipped and zipped, against Lambda's limits
+	$(PY) bench/build_sizes.py $(SIZES_ARGS)
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

@@ -57,6 +57,7 @@ def direct_loop_seconds(files: list[tuple[str, bytes, str]]) -> float:
     from filebatch.media.detect import detect_content_type
     from filebatch.media.inspect import basic_metadata
     from filebatch.media.local_provider import LocalDescriptionProvider
+    from filebatch.media.source import BytesMedia
     from filebatch.models.domain import FileFacts
 
     provider = LocalDescriptionProvider()
@@ -67,9 +68,9 @@ def direct_loop_seconds(files: list[tuple[str, bytes, str]]) -> float:
             size_bytes=len(content),
             sha256=hashlib.sha256(content).hexdigest(),
             detected_content_type=detected,
-            metadata=basic_metadata(content, detected),
+            metadata=basic_metadata(io.BytesIO(content), detected),
         )
-        provider.describe(content, facts, name)
+        provider.describe(BytesMedia(content), facts, name)
     return time.perf_counter() - started
 
 

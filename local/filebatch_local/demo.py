@@ -12,7 +12,13 @@ check that the SDK, the API and the workflow agree. Output, for a person at a te
     grace-hopper.jpg
       status       completed
       type         image/jpeg
-      description  A portrait photograph ...
+      description  A 512x600 portrait JPEG image, ...
+
+    receipt-scan.jpg
+      status       completed
+      type         image/jpeg
+      description  A 702x764 portrait JPEG image, ... OCR read 20 lines of text in it: “CORNER MARKET ...”.
+      text read    CORNER MARKET / 12 Harbour Street / ...
 
     Summary: 8 files, 8 completed, 0 failed (batch b-3f..., 6.1s)
 """
@@ -23,7 +29,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from filebatch_sdk import (
     BatchStatus,
@@ -157,10 +163,27 @@ def _result_block(result: FileResult) -> list[str]:
     lines = [result.filename, _field("status", result.status), _field("type", detected)]
     if result.description is not None:
         lines.append(_field("description", result.description.text))
+        text_read = _text_read(result.description.attributes)
+        if text_read:
+            lines.append(_field("text read", text_read))
     elif result.error is not None:
         retry = " (retryable)" if result.error.retryable else ""
         lines.append(_field("error", f"{result.error.code}: {result.error.message}{retry}"))
     return lines
+
+
+def _text_read(attributes: dict[str, Any]) -> str | None:
+    """What the local provider's OCR read, all of it (the description quotes only its beginning), or why
+    nothing was read when OCR did not run; None for pictures where it ran and found no text."""
+    engine = attributes.get("ocr")
+    if engine is None:
+        return None
+    if engine == "unavailable":
+        return "not read: text recognition (rapidocr-onnxruntime) is not installed in this environment"
+    if str(engine).startswith("failed"):
+        return f"not read: text recognition {engine}"
+    text = str(attributes.get("text_in_image") or "")
+    return " / ".join(text.splitlines()) or None
 
 
 def _field(label: str, text: str) -> str:

@@ -1,8 +1,11 @@
 """The default description provider: offline, deterministic, and limited to what it can measure.
 
 It cannot see what a picture shows, so it never says: every word of a description is a fact computed
-from the bytes (dimensions, colours, EXIF tags, page counts, words). The description depends on the
-bytes alone, not on the client-chosen file name, so the same bytes always get the same description.
+from the bytes (dimensions, colours, EXIF tags, page counts, words). The one reading of an image's
+content is text recognition (media/ocr.py), where it is installed: what OCR read is quoted as what OCR
+read, with the engine named in the attributes, and "unavailable" where it is not installed (the Lambda
+layer). The description depends on the bytes alone, not on the client-chosen file name, so the same
+bytes always get the same description from the same environment.
 
 It reads only what it needs: nothing for types it does not look into, the first words of a text
 (whose counts the process step measured on the same object version), and the whole file, from a
@@ -29,6 +32,7 @@ from filebatch.media.inspect import (
     read_exif,
     to_rgba,
 )
+from filebatch.media.ocr import read_text
 from filebatch.media.source import MediaSource
 from filebatch.media.text import FIRST_WORDS, TextScanner
 from filebatch.models.domain import DEFAULT_INSTRUCTIONS, Description, DescriptionInstructions, FileFacts
@@ -146,6 +150,12 @@ class LocalDescriptionProvider:
             if detected in PILLOW_FORMATS:
                 with media.open() as file:
                     text, attributes = _describe_image(file, detected, media.size)
+                    # After the measurements, whose decoded frame is released by then: the two decodes
+                    # are never held at once.
+                    file.seek(0)
+                    reading = read_text(file)
+                attributes.update(reading)
+                text = _with_text_read(text, reading)
             elif detected == "application/pdf":
                 with media.open() as file:
                     text, attributes = _describe_pdf(file, media.size)
@@ -380,6 +390,20 @@ def _colour_phrase(colours: list[dict[str, Any]]) -> str:
 
 def _percent(share: float) -> str:
     return f"{round(share)}%" if share >= 0.5 else "<1%"
+
+
+def _with_text_read(text: str, reading: dict[str, Any]) -> str:
+    """The image's sentences, then what OCR read, quoted; nothing more when it read nothing (the
+    attributes say whether it ran)."""
+    lines = reading.get("text_lines")
+    if not lines:
+        return text
+    found, read = reading["text_lines_found"], len(lines)
+    words = " ".join(line["text"] for line in lines).split()
+    quoted = _excerpt(words)
+    if found == read:
+        return f"{text} OCR read {_plural(read, 'line')} of text in it: “{quoted}”."
+    return f"{text} OCR found {_plural(found, 'line')} of text in it and read {read}: “{quoted}”."
 
 
 # --- EXIF ---------------------------------------------------------------------------------------
