@@ -227,6 +227,22 @@ def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
     assert "Lambda.TooManyRequestsException" in RETRYABLE_ERROR_NAMES
 
 
+def test_a_process_step_throttled_by_the_accounts_concurrency_waits_minutes_not_seconds() -> None:
+    # The process function has no reservation: in a burst of batches the account's unreserved pool
+    # can run out, and Lambda refuses the invocation before it runs. A few seconds of retries would
+    # fail files of a burst that passes in minutes.
+    process = dict(ALL_STATES)["ProcessFile"]
+    matching = [r for r in process["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+    assert len(matching) == 1 and matching[0]["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+    retry = matching[0]
+    assert retry["JitterStrategy"] == "FULL"
+    mean_budget_s = sum(
+        min(retry["MaxDelaySeconds"], retry["IntervalSeconds"] * retry["BackoffRate"] ** attempt) / 2
+        for attempt in range(retry["MaxAttempts"])
+    )
+    assert mean_budget_s >= 10 * 60
+
+
 def test_functions_receive_only_settings_the_config_knows() -> None:
     from filebatch.config import _ENVIRONMENT
 
