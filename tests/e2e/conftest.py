@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,16 +99,23 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def started_stack(state_dir: Path, overrides: dict[str, str], tenant: str) -> Iterator[Stack]:
+    """A local stack from template.yaml with these parameter overrides, and a key for `tenant`.
+    One per process at a time: a second one resets moto's process-wide state (see the hook above)."""
     from filebatch_local.stack import LocalStack
 
-    state_dir: Path = tmp_path_factory.mktemp("local-stack")
-    local = LocalStack(
-        PROJECT_ROOT, api_port=0, parameter_overrides={"DescribeFaultInjection": FAULTS}, state_dir=state_dir
-    )
+    local = LocalStack(PROJECT_ROOT, api_port=0, parameter_overrides=overrides, state_dir=state_dir)
     local.start()
     try:
-        yield Stack(api_url=local.api_url, api_key=local.create_api_key("e2e"), local=local)
+        yield Stack(api_url=local.api_url, api_key=local.create_api_key(tenant), local=local)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with started_stack(
+        tmp_path_factory.mktemp("local-stack"), {"DescribeFaultInjection": FAULTS}, "e2e"
+    ) as started:
+        yield started

@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, started_stack
 from tests.e2e.test_batch_lifecycle import png
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
@@ -28,19 +27,9 @@ DESCRIBE_SECONDS = 1.0
 
 @pytest.fixture(scope="module")
 def throttled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from filebatch_local.stack import LocalStack
-
-    local = LocalStack(
-        PROJECT_ROOT,
-        api_port=0,
-        parameter_overrides={"DescribeConcurrency": str(DESCRIBE_CONCURRENCY)},
-        state_dir=tmp_path_factory.mktemp("throttled-stack"),
-    )
-    local.start()
-    try:
-        yield Stack(api_url=local.api_url, api_key=local.create_api_key("burst"), local=local)
-    finally:
-        local.stop()
+    overrides = {"DescribeConcurrency": str(DESCRIBE_CONCURRENCY)}
+    with started_stack(tmp_path_factory.mktemp("throttled-stack"), overrides, "burst") as stack:
+        yield stack
 
 
 def test_concurrent_batches_never_run_more_describes_than_the_bound_and_every_file_completes(

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PROJECT_ROOT
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, started_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
 
@@ -29,19 +28,9 @@ BINARY_BYTES = 1024 * MIB
 
 @pytest.fixture(scope="module")
 def big_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from filebatch_local.stack import LocalStack
-
-    local = LocalStack(
-        PROJECT_ROOT,
-        api_port=0,
-        parameter_overrides={"MaxFileBytes": str(2 * BINARY_BYTES)},
-        state_dir=tmp_path_factory.mktemp("big-stack"),
-    )
-    local.start()
-    try:
-        yield Stack(api_url=local.api_url, api_key=local.create_api_key("big"), local=local)
-    finally:
-        local.stop()
+    overrides = {"MaxFileBytes": str(2 * BINARY_BYTES)}
+    with started_stack(tmp_path_factory.mktemp("big-stack"), overrides, "big") as stack:
+        yield stack
 
 
 def write_text_file(path: Path, size: int) -> tuple[str, int]:

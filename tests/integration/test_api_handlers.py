@@ -336,22 +336,12 @@ def test_the_operator_command_issues_a_key_on_a_plan_that_the_authorizer_accepts
     # Given the stack's table, API id and stage (its Outputs)
     from filebatch.admin import main as admin
 
+    def create_key(tenant: str, plan: str) -> None:
+        stack = ["--table", TABLE, "--api-id", API_ID, "--stage", STAGE]
+        admin(["create-key", *stack, "--tenant", tenant, "--plan", plan])
+
     # When an operator issues a key for globex on the pro plan
-    admin(
-        [
-            "create-key",
-            "--table",
-            TABLE,
-            "--api-id",
-            API_ID,
-            "--stage",
-            STAGE,
-            "--tenant",
-            "globex",
-            "--plan",
-            "pro",
-        ]
-    )
+    create_key("globex", "pro")
     key = capsys.readouterr().out.strip()
     # Then the authorizer accepts it as globex on pro
     event = load_event("apigw_token_authorizer")
@@ -360,18 +350,4 @@ def test_the_operator_command_issues_a_key_on_a_plan_that_the_authorizer_accepts
     assert policy["context"] == {"tenant_id": "globex", "plan": "pro"}
     # And an unknown plan is refused before anything is issued
     with pytest.raises(SystemExit):
-        admin(
-            [
-                "create-key",
-                "--table",
-                TABLE,
-                "--api-id",
-                API_ID,
-                "--stage",
-                STAGE,
-                "--tenant",
-                "x",
-                "--plan",
-                "gold",
-            ]
-        )
+        create_key("x", "gold")

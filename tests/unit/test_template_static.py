@@ -203,18 +203,27 @@ BURST_FILES = BURST_BATCHES * 10_000
 DESCRIBE_SECONDS = 5.0
 
 
-def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
-    describe = dict(ALL_STATES)["DescribeFile"]
-    matching = [r for r in describe["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
-    # One retrier of its own (the first that matches an error is the one used), with full jitter
+def throttle_retrier(task: dict[str, Any]) -> dict[str, Any]:
+    """The task's retrier for Lambda's throttling: one of its own (the first retrier that matches an
+    error is the one used), with full jitter."""
+    matching = [r for r in task["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
     assert len(matching) == 1 and matching[0]["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
-    retry = matching[0]
-    assert retry["JitterStrategy"] == "FULL"
-    # The total wait it allows, on average: full jitter waits half of each capped interval
-    budget_s = sum(
+    assert matching[0]["JitterStrategy"] == "FULL"
+    return matching[0]
+
+
+def mean_retry_wait_s(retry: dict[str, Any]) -> float:
+    """The total wait a retrier allows, on average: full jitter waits half of each capped interval."""
+    return sum(
         min(retry["MaxDelaySeconds"], retry["IntervalSeconds"] * retry["BackoffRate"] ** attempt) / 2
         for attempt in range(retry["MaxAttempts"])
     )
+
+
+def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
+    describe = dict(ALL_STATES)["DescribeFile"]
+    retry = throttle_retrier(describe)
+    budget_s = mean_retry_wait_s(retry)
     # The mean wait for a turn (Little's law): the files in flight beyond the reservation, served
     # `reserved` at a time, each describe taking DESCRIBE_SECONDS
     reserved = int(TEMPLATE["Parameters"]["DescribeConcurrency"]["Default"])
@@ -232,15 +241,8 @@ def test_a_process_step_throttled_by_the_accounts_concurrency_waits_minutes_not_
     # can run out, and Lambda refuses the invocation before it runs. A few seconds of retries would
     # fail files of a burst that passes in minutes.
     process = dict(ALL_STATES)["ProcessFile"]
-    matching = [r for r in process["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
-    assert len(matching) == 1 and matching[0]["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
-    retry = matching[0]
-    assert retry["JitterStrategy"] == "FULL"
-    mean_budget_s = sum(
-        min(retry["MaxDelaySeconds"], retry["IntervalSeconds"] * retry["BackoffRate"] ** attempt) / 2
-        for attempt in range(retry["MaxAttempts"])
-    )
-    assert mean_budget_s >= 10 * 60
+    retry = throttle_retrier(process)
+    assert mean_retry_wait_s(retry) >= 10 * 60
 
 
 def test_functions_receive_only_settings_the_config_knows() -> None:
