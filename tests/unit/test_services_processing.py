@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -32,8 +33,9 @@ from filebatch.services.processing import (
     record_failure,
     record_success,
 )
-from tests.conftest import load_event
-from tests.unit.fakes import InMemoryRepository, InMemoryStorage, StaticCursorKeys
+from filebatch.services.uploads import record_upload
+from tests.conftest import PROJECT_ROOT, load_event
+from tests.unit.fakes import InMemoryRepository, InMemoryStorage, RecordingStarter, StaticCursorKeys
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 BATCH_ID = "b-0123456789abcdef0123456789abcdef"
@@ -140,12 +142,16 @@ def test_describe_reads_the_version_that_was_verified_not_bytes_written_since() 
     assert described.description.text == repr(content[:8])
 
 
-def test_the_batch_instructions_reach_the_provider_through_the_process_step() -> None:
-    # Given a batch created with instructions, and one of its files uploaded
+def test_the_batch_instructions_reach_the_provider_through_the_execution_input() -> None:
+    # Given a batch created with instructions, whose one file has arrived and started the workflow
     content = png_bytes()
     options = DescriptionOptions(prompt="Say the colour.", language="it", detail="brief")
     repo, storage = batch_with(("red.png", len(content), "image/png"), description=options)
     storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
+    starter = RecordingStarter()
+    key = upload_key("acme", BATCH_ID, "f00001")
+    record_upload(repo, starter, key=key, size=len(content), version_id=None, now=NOW)
+    execution_input = json.loads(json.dumps(starter.started[BATCH_ID]))
     seen: list[object] = []
 
     class RecordingProvider(EchoProvider):
@@ -155,11 +161,23 @@ def test_the_batch_instructions_reach_the_provider_through_the_process_step() ->
             seen.append(instructions)
             return super().describe(media, facts, filename)
 
-    # When the file is processed, then described from the process step's output (as the workflow does)
-    processed = process_file(repo, storage, task())
+    # When the Map's ItemSelector (as the ASL writes it) builds the file's task from the execution
+    # input, and the task is processed, then described from the process step's output
+    machine = json.loads((PROJECT_ROOT / "statemachine" / "process_batch.asl.json").read_text())
+    selector = next(s for s in machine["States"].values() if s["Type"] == "Map")["ItemSelector"]
+    item = {"file_id": "f00001"}
+    task = FileTask.model_validate(
+        {
+            name.removesuffix(".$"): item[path.rsplit(".", 1)[1]]
+            if path.startswith("$$.Map.Item.Value.")
+            else execution_input[path.removeprefix("$.")]
+            for name, path in selector.items()
+        }
+    )
+    processed = process_file(repo, storage, task)
     payload = DescribeFileInput.model_validate_json(DescribeFileInput(file=processed).model_dump_json())
     describe(storage, RecordingProvider(), payload)
-    # Then the provider was given the batch's instructions
+    # Then the provider was given the batch's instructions, read once when the workflow started
     assert seen == [options.to_domain()]
 
 

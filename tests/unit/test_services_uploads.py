@@ -75,7 +75,13 @@ def test_last_file_starts_one_execution_named_after_the_batch_in_any_order() -> 
     assert last is UploadOutcome.STARTED
     assert again is UploadOutcome.DUPLICATE
     assert starter.started == {
-        BATCH_ID: {"tenant_id": "acme", "batch_id": BATCH_ID, "manifest_key": manifest_key("acme", BATCH_ID)}
+        BATCH_ID: {
+            "tenant_id": "acme",
+            "batch_id": BATCH_ID,
+            "manifest_key": manifest_key("acme", BATCH_ID),
+            # No instructions were given: the providers' defaults
+            "instructions": {"prompt": None, "language": None, "detail": "standard"},
+        }
     }
     batch = repo.get_batch("acme", BATCH_ID)
     assert batch is not None and batch.status is BatchStatus.PROCESSING and batch.uploaded == 3

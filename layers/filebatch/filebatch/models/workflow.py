@@ -21,6 +21,8 @@ class ExecutionInput(BaseModel):
     tenant_id: str
     batch_id: str
     manifest_key: str
+    # The batch's description instructions: read once here, handed to every Map item.
+    instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
 
 
 class FileTask(BaseModel):
@@ -31,6 +33,7 @@ class FileTask(BaseModel):
     tenant_id: str
     batch_id: str
     file_id: str
+    instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
 
 
 class ProcessedFile(FileTask):
@@ -40,8 +43,6 @@ class ProcessedFile(FileTask):
     filename: str
     version_id: str | None = None
     facts: FileFacts
-    # The batch's description instructions, carried to the describe step (read once per file here).
-    instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
 
 
 class DescribeFileInput(BaseModel):
@@ -72,7 +73,6 @@ class FailedFile(FileTask):
     filename: str | None = None
     version_id: str | None = None
     facts: FileFacts | None = None
-    instructions: DescriptionInstructions | None = None
     error: StepFunctionsError
 
 

@@ -14,7 +14,6 @@ from filebatch.media.detect import is_compatible
 from filebatch.media.inspect import RANDOM_ACCESS_TYPES, basic_metadata, inspect_stream
 from filebatch.media.source import spooled
 from filebatch.models.domain import (
-    DEFAULT_INSTRUCTIONS,
     BatchStatus,
     Description,
     FileError,
@@ -86,13 +85,8 @@ def process_file(repo: BatchRepository, storage: ObjectStorage, task: FileTask) 
             )
         if detected in RANDOM_ACCESS_TYPES:
             facts.metadata = basic_metadata(spool, detected)
-    batch = repo.get_batch(task.tenant_id, task.batch_id)
     return ProcessedFile(
-        **task.model_dump(),
-        filename=file.filename,
-        version_id=stored.version_id,
-        facts=facts,
-        instructions=batch.instructions if batch else DEFAULT_INSTRUCTIONS,
+        **task.model_dump(), filename=file.filename, version_id=stored.version_id, facts=facts
     )
 
 

@@ -43,9 +43,12 @@ def record_upload(
         return UploadOutcome.RECORDED if recorded else UploadOutcome.DUPLICATE
 
     execution_input = ExecutionInput(
-        tenant_id=ref.tenant_id, batch_id=ref.batch_id, manifest_key=manifest_key(ref.tenant_id, ref.batch_id)
+        tenant_id=ref.tenant_id,
+        batch_id=ref.batch_id,
+        manifest_key=manifest_key(ref.tenant_id, ref.batch_id),
+        instructions=batch.instructions,
     )
     # Named after the batch: a second start is refused by Step Functions, so at most one runs.
-    workflow.start(ref.batch_id, execution_input.model_dump())
+    workflow.start(ref.batch_id, execution_input.model_dump(mode="json"))
     repo.mark_processing(ref.tenant_id, ref.batch_id, at=now)
     return UploadOutcome.STARTED
