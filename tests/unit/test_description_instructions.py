@@ -126,3 +126,17 @@ def test_the_bedrock_system_prompt_adds_the_instructions_after_its_own_rules_and
     assert "BCP 47 tag de" in added and "single sentence" in added
     # And without instructions the system prompt is the rules alone
     assert system_prompt(DescriptionInstructions()) == [{"text": SYSTEM_PROMPT}]
+
+
+def test_every_provider_the_template_allows_has_a_factory_and_declared_abilities() -> None:
+    # The status reports a provider's abilities without building it (get_batch has no model client),
+    # so the abilities live beside the factories: the two registries and the template must agree
+    from filebatch.runtime import PROVIDERS
+    from filebatch.services.description import PROVIDER_ABILITIES
+    from filebatch_local.template import load_template
+    from tests.conftest import PROJECT_ROOT
+
+    allowed = load_template(PROJECT_ROOT / "template.yaml")["Parameters"]["DescriptionProvider"][
+        "AllowedValues"
+    ]
+    assert set(allowed) == set(PROVIDERS) == set(PROVIDER_ABILITIES)

@@ -61,6 +61,14 @@ _ERROR_MEANINGS = {
 }
 
 
+_RATE_LIMIT_HEADERS = {
+    "Retry-After": {"description": "Seconds after which a retry can pass.", "schema": {"type": "integer"}},
+    "RateLimit-Limit": {"description": "The plan's limit that was reached.", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "What is left of it.", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {"description": "Seconds until it resets.", "schema": {"type": "integer"}},
+}
+
+
 def route_responses(
     success: int, model: type[BaseModel], description: str, *, errors: tuple[int, ...]
 ) -> dict[int, Any]:
@@ -77,14 +85,6 @@ def route_responses(
         if status == 429:
             responses[status]["headers"] = _RATE_LIMIT_HEADERS
     return responses
-
-
-_RATE_LIMIT_HEADERS = {
-    "Retry-After": {"description": "Seconds after which a retry can pass.", "schema": {"type": "integer"}},
-    "RateLimit-Limit": {"description": "The plan's limit that was reached.", "schema": {"type": "integer"}},
-    "RateLimit-Remaining": {"description": "What is left of it.", "schema": {"type": "integer"}},
-    "RateLimit-Reset": {"description": "Seconds until it resets.", "schema": {"type": "integer"}},
-}
 
 
 def error_response(

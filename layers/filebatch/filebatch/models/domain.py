@@ -148,11 +148,9 @@ class DescriptionInstructions(BaseModel):
 
     def given(self) -> list[str]:
         """The instructions the user actually gave (a default detail is not one)."""
-        return [
-            name
-            for name, value in (("prompt", self.prompt), ("language", self.language))
-            if value is not None
-        ] + (["detail"] if self.detail != "standard" else [])
+        given = {"prompt": self.prompt is not None, "language": self.language is not None}
+        given["detail"] = self.detail != "standard"
+        return [name for name, was_given in given.items() if was_given]
 
 
 # None asked for: the provider's own defaults.

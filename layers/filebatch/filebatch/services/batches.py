@@ -39,7 +39,7 @@ from filebatch.models.domain import (
 )
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import abilities_of
-from filebatch.services.limits import check_batch_size, release_batch, reserve_batch
+from filebatch.services.limits import check_batch_size, reserve_batch
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
 
@@ -110,7 +110,7 @@ def create_batch(
         storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
         repo.create_batch(batch, files)
     except BaseException:
-        release_batch(repo, tenant, len(files), month=month)
+        repo.release_batch(tenant.tenant_id, month=month, files=len(files))
         raise
 
     first_page = files[:UPLOADS_PER_PAGE]
@@ -195,7 +195,8 @@ def get_batch_status(
     instructions it follows."""
     batch = _require_batch(repo, tenant, batch_id)
     instructions = batch.instructions
-    ignored = abilities_of(provider).ignored(instructions)
+    abilities = abilities_of(provider)
+    ignored = abilities.ignored(instructions)
     return BatchStatusResponse(
         batch_id=batch.batch_id,
         status=batch.status,
@@ -210,7 +211,7 @@ def get_batch_status(
             language=instructions.language,
             detail=instructions.detail,
             ignored=ignored,
-            note=abilities_of(provider).note if ignored else None,
+            note=abilities.note if ignored else None,
         ),
         progress_percentage=batch.progress_percentage,
         created_at=batch.created_at,

@@ -84,7 +84,3 @@ def reserve_batch(repo: BatchRepository, tenant: Tenant, files: int, *, now: dat
         code="open_batch_limit",
         headers={"Retry-After": "1"},
     )
-
-
-def release_batch(repo: BatchRepository, tenant: Tenant, files: int, *, month: str) -> None:
-    repo.release_batch(tenant.tenant_id, month=month, files=files)
