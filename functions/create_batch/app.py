@@ -15,7 +15,7 @@ from filebatch import runtime
 from filebatch.config import get_settings
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import CreateBatchRequest, CreateBatchResponse
-from filebatch.services.batches import UploadLimits, create_batch
+from filebatch.services.batches import create_batch
 from filebatch.services.cursors import CursorSigner
 
 logger = Logger()
@@ -49,11 +49,7 @@ def post_batch(request: Annotated[CreateBatchRequest, Body()]) -> Response[Creat
         runtime.storage(),
         tenant,
         request,
-        limits=UploadLimits(
-            max_files=settings.max_files_per_batch,
-            max_file_bytes=settings.max_file_bytes,
-            url_ttl_seconds=settings.upload_url_ttl_seconds,
-        ),
+        limits=runtime.upload_limits(),
         retention_days=settings.upload_retention_days,
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations` here: Powertools reads the route's annotations at run
 # time to bind the body and query parameters.
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -31,7 +32,11 @@ app = make_resolver()
 @tracer.capture_method
 def get_batch(batch_id: str) -> BatchStatusResponse:
     return get_batch_status(
-        runtime.repository(), tenant_of(app), batch_id, provider=get_settings().description_provider
+        runtime.repository(),
+        tenant_of(app),
+        batch_id,
+        provider=get_settings().description_provider,
+        now=datetime.now(UTC),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -21,6 +22,6 @@ tracer = Tracer()
 @event_parser(model=FileTask)
 def lambda_handler(event: FileTask, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event.batch_id, file_id=event.file_id)
-    processed = process_file(runtime.repository(), runtime.storage(), event)
+    processed = process_file(runtime.repository(), runtime.storage(), event, now=datetime.now(UTC))
     logger.info("file verified", extra={"detected": processed.facts.detected_content_type})
     return processed.model_dump(mode="json")

@@ -66,53 +66,145 @@ class InMemoryRepository:
         batch = self.batches.get((tenant_id, batch_id))
         if file is None or batch is None or file.status is not FileStatus.AWAITING_UPLOAD:
             return False
+        if batch.status is not BatchStatus.AWAITING_UPLOAD or batch.closed_at is not None:
+            return False
         file.status, file.uploaded_at, file.uploaded_version_id = FileStatus.UPLOADED, at, version_id
-        batch.uploaded += 1
+        self._count(batch, FileStatus.AWAITING_UPLOAD, FileStatus.UPLOADED)
+        batch.arrived += 1
         batch.updated_at = at
         return True
 
-    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+    @staticmethod
+    def _count(batch: Batch, leaving: FileStatus, arriving: FileStatus) -> None:
+        batch.counts[leaving] = batch.count(leaving) - 1
+        batch.counts[arriving] = batch.count(arriving) + 1
+
+    def start_run(self, tenant_id: str, batch_id: str, *, files: int, at: datetime) -> bool:
         batch = self.batches.get((tenant_id, batch_id))
         if batch is None or batch.status is not BatchStatus.AWAITING_UPLOAD:
             return False
-        batch.status, batch.updated_at = BatchStatus.PROCESSING, at
+        batch.status, batch.updated_at, batch.run_started_at, batch.run_files = (
+            BatchStatus.PROCESSING,
+            at,
+            at,
+            files,
+        )
+        batch.due_at = None
         return True
 
-    def record_file_result(
+    def move_file(
         self,
         tenant_id: str,
         batch_id: str,
         file_id: str,
         *,
-        status: FileStatus,
+        expected: FileStatus,
+        to: FileStatus,
         at: datetime,
-        facts: FileFacts | None,
-        description: Description | None,
-        error: FileError | None,
+        facts: FileFacts | None = None,
+        description: Description | None = None,
+        error: FileError | None = None,
+        while_batch_runs: bool = False,
     ) -> bool:
         file = self.files.get((tenant_id, batch_id, file_id))
         batch = self.batches.get((tenant_id, batch_id))
-        if file is None or batch is None or file.status.is_terminal:
+        if file is None or batch is None or file.status is not expected:
             return False
-        file.status, file.finished_at = status, at
-        file.facts = facts or file.facts
-        file.description, file.error = description, error
-        if status is FileStatus.COMPLETED:
-            batch.completed += 1
+        if while_batch_runs and batch.status not in {BatchStatus.AWAITING_UPLOAD, BatchStatus.PROCESSING}:
+            return False
+        file.status = to
+        if to.is_terminal:
+            file.finished_at = at
         else:
-            batch.failed += 1
+            file.finished_at, file.error, file.description = None, None, None
+        file.facts = facts or file.facts
+        file.description = description or file.description
+        file.error = error or file.error
+        self._count(batch, expected, to)
         if description is not None and description.invocation is not None:
             batch.input_tokens += description.invocation.usage.input_tokens
             batch.output_tokens += description.invocation.usage.output_tokens
+        batch.updated_at = at
         return True
 
-    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
+    def move_files(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        files: Sequence[tuple[str, FileStatus]],
+        *,
+        to: FileStatus,
+        at: datetime,
+        error: FileError | None = None,
+    ) -> int:
+        return sum(
+            self.move_file(tenant_id, batch_id, file_id, expected=expected, to=to, at=at, error=error)
+            for file_id, expected in files
+        )
+
+    def finish_batch(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        status: BatchStatus,
+        expected: frozenset[BatchStatus],
+        at: datetime,
+    ) -> bool:
         batch = self.batches.get((tenant_id, batch_id))
-        if batch is None or batch.status.is_terminal:
+        if batch is None or batch.status not in expected:
             return False
-        batch.status, batch.finished_at, batch.updated_at = status, at, at
+        batch.status, batch.finished_at, batch.updated_at, batch.due_at = status, at, at, None
         self.open_batches[tenant_id] = self.open_batches.get(tenant_id, 0) - 1
         return True
+
+    def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status is not BatchStatus.AWAITING_UPLOAD or batch.closed_at is not None:
+            return False
+        batch.closed_at, batch.updated_at, batch.due_at = at, at, due_at
+        return True
+
+    def extend_upload_window(self, tenant_id: str, batch_id: str, *, due_at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status is not BatchStatus.AWAITING_UPLOAD or batch.closed_at is not None:
+            return False
+        if batch.due_at is None or batch.due_at >= due_at:
+            return False
+        batch.due_at = due_at
+        return True
+
+    def begin_cancel(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status not in {BatchStatus.AWAITING_UPLOAD, BatchStatus.PROCESSING}:
+            return False
+        batch.status, batch.updated_at, batch.due_at = BatchStatus.CANCELLING, at, due_at
+        batch.closed_at = batch.closed_at or at
+        return True
+
+    def claim_retry(
+        self, tenant_id: str, batch_id: str, *, expected: BatchStatus, retry: int, files: int, at: datetime
+    ) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status is not expected or batch.retries != retry - 1:
+            return False
+        batch.status, batch.retries, batch.updated_at, batch.finished_at = (
+            BatchStatus.PROCESSING,
+            retry,
+            at,
+            None,
+        )
+        batch.run_started_at, batch.run_files = at, files
+        self.open_batches[tenant_id] = self.open_batches.get(tenant_id, 0) + 1
+        return True
+
+    def list_due(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
+        due = sorted(
+            (batch.due_at, key)
+            for key, batch in self.batches.items()
+            if batch.due_at is not None and batch.due_at <= now
+        )
+        return [key for _, key in due[:limit]]
 
     def reserve_batch(
         self,
@@ -196,7 +288,14 @@ class RecordingStarter:
 
     def __init__(self) -> None:
         self.started: dict[str, dict[str, Any]] = {}
+        self.stopped: list[str] = []
         self.attempts = 0
+
+    def stop(self, name: str, *, cause: str) -> bool:
+        if name not in self.started or name in self.stopped:
+            return False
+        self.stopped.append(name)
+        return True
 
     def start(self, name: str, payload: dict[str, Any]) -> bool:
         self.attempts += 1

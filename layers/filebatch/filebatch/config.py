@@ -24,6 +24,8 @@ class Settings(BaseModel):
     # "throttle:<filename fragment>:<failing attempts>" — resilience testing, see docs/operations.md.
     describe_fault_injection: str = ""
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    # The upload window ends this long after the upload URLs expire (template UploadGraceSeconds).
+    upload_grace_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     max_files_per_batch: int = Field(default=10_000, ge=1, le=10_000)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
     # The template's UploadRetentionDays, which also expires the bucket's objects: batch and file
@@ -42,6 +44,7 @@ _ENVIRONMENT = {
     "BEDROCK_REGION": "bedrock_region",
     "DESCRIBE_FAULT_INJECTION": "describe_fault_injection",
     "UPLOAD_URL_TTL_SECONDS": "upload_url_ttl_seconds",
+    "UPLOAD_GRACE_SECONDS": "upload_grace_seconds",
     "MAX_FILES_PER_BATCH": "max_files_per_batch",
     "MAX_FILE_BYTES": "max_file_bytes",
     "UPLOAD_RETENTION_DAYS": "upload_retention_days",

@@ -73,6 +73,16 @@ class FileRejectedError(FilebatchError):
     http_status = 422
 
 
+class FileNotRunnableError(FilebatchError):
+    """A run was handed a file that is not its to work on (cancelled, expired, already done, or a
+    retry's file whose failure was not retryable). Its record stands; nothing is recorded.
+
+    The class name is a Step Functions error name (the record step recognises it)."""
+
+    code = "file_not_runnable"
+    http_status = 409
+
+
 class RetryableDescriptionError(FilebatchError):
     """The description provider failed in a way that may pass on retry (throttling, timeout).
 

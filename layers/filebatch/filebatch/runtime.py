@@ -4,7 +4,7 @@ execution environment. Nothing here runs at import time (boto3 itself is importe
 from __future__ import annotations
 
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filebatch.config import get_settings
 from filebatch.errors import FilebatchError
@@ -21,6 +21,10 @@ from filebatch.services.ports import (
     ObjectStorage,
     WorkflowStarter,
 )
+
+if TYPE_CHECKING:
+    from filebatch.services.batches import UploadLimits
+    from filebatch.services.lifecycle import Lifecycle
 
 # Bedrock client timeouts (seconds). One model call must fit the describe function's Timeout (120 s,
 # template.yaml) with room for the download and the image work around it; a static test holds them
@@ -70,6 +74,25 @@ def workflow() -> WorkflowStarter:
     if not arn:
         raise FilebatchError("STATE_MACHINE_ARN is not set for this function", code="misconfigured")
     return StepFunctionsStarter(arn, _boto3_client("stepfunctions"))
+
+
+def upload_limits() -> UploadLimits:
+    from filebatch.services.batches import UploadLimits
+
+    settings = get_settings()
+    return UploadLimits(
+        max_files=settings.max_files_per_batch,
+        max_file_bytes=settings.max_file_bytes,
+        url_ttl_seconds=settings.upload_url_ttl_seconds,
+        grace_seconds=settings.upload_grace_seconds,
+    )
+
+
+@lru_cache(maxsize=1)
+def lifecycle() -> Lifecycle:
+    from filebatch.services.lifecycle import Lifecycle
+
+    return Lifecycle(repository(), storage(), workflow())
 
 
 @lru_cache(maxsize=1)

@@ -23,19 +23,22 @@ from filebatch.models.domain import (
 from filebatch.models.records import (
     API_KEY_SK,
     BATCH_SK,
+    DUE_INDEX,
+    DUE_PK,
     USAGE_SK,
     ApiKeyRecord,
     BatchRecord,
     FileRecord,
     api_key_pk,
     batch_pk,
+    due_stamp,
     file_sk,
     month_files_attribute,
     usage_pk,
 )
 
-_TERMINAL_FILE = [FileStatus.COMPLETED.value, FileStatus.FAILED.value]
-_TERMINAL_BATCH = [s.value for s in BatchStatus if s.is_terminal]
+# A transaction holds at most 100 actions: this many files, and their batch's counters.
+_FILES_PER_TRANSACTION = 99
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -151,50 +154,63 @@ class DynamoBatchRepository:
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": pk, "sk": BATCH_SK},
-                        "UpdateExpression": "ADD uploaded :one SET updated_at = :at",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":one": 1, ":at": stamp},
+                        "UpdateExpression": f"ADD arrived :one, {FileStatus.UPLOADED.counter} :one, "
+                        f"{FileStatus.AWAITING_UPLOAD.counter} :minus_one SET updated_at = :at",
+                        # Once the upload window is closed (or the batch cancelled) an upload changes
+                        # nothing: the file stays as the close left it.
+                        "ConditionExpression": "#status = :awaiting AND attribute_not_exists(closed_at)",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":one": 1,
+                            ":minus_one": -1,
+                            ":at": stamp,
+                            ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                        },
                     }
                 },
             ],
         )
 
-    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+    def start_run(self, tenant_id: str, batch_id: str, *, files: int, at: datetime) -> bool:
         return self._conditional_update(
-            "mark processing",
+            "start run",
             Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
-            UpdateExpression="SET #status = :processing, updated_at = :at",
+            UpdateExpression="SET #status = :processing, updated_at = :at, run_started_at = :at, "
+            "run_files = :files REMOVE due_pk, due_at",
             ConditionExpression="#status = :awaiting",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":processing": BatchStatus.PROCESSING.value,
                 ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
                 ":at": at.isoformat(),
+                ":files": files,
             },
         )
 
-    def record_file_result(
+    def move_file(
         self,
         tenant_id: str,
         batch_id: str,
         file_id: str,
         *,
-        status: FileStatus,
+        expected: FileStatus,
+        to: FileStatus,
         at: datetime,
-        facts: FileFacts | None,
-        description: Description | None,
-        error: FileError | None,
+        facts: FileFacts | None = None,
+        description: Description | None = None,
+        error: FileError | None = None,
+        while_batch_runs: bool = False,
     ) -> bool:
         pk = batch_pk(tenant_id, batch_id)
         stamp = at.isoformat()
-        names = {"#status": "status"}
-        values: dict[str, Any] = {
-            ":status": status.value,
-            ":at": stamp,
-            ":t0": _TERMINAL_FILE[0],
-            ":t1": _TERMINAL_FILE[1],
-        }
-        assignments = ["#status = :status", "finished_at = :at"]
+        values: dict[str, Any] = {":to": to.value, ":expected": expected.value, ":at": stamp}
+        assignments = ["#status = :to"]
+        removals: list[str] = []
+        if to.is_terminal:
+            assignments.append("finished_at = :at")
+        else:
+            # Back to work (a retry): the earlier attempt's outcome is no longer the file's.
+            removals += ["finished_at", "error_json", "description_json"]
         for attribute, value in (
             ("facts_json", facts),
             ("description_json", description),
@@ -203,25 +219,34 @@ class DynamoBatchRepository:
             if value is not None:
                 assignments.append(f"{attribute} = :{attribute}")
                 values[f":{attribute}"] = value.model_dump_json()
-        counter = "completed" if status is FileStatus.COMPLETED else "failed"
-        batch_additions = f"ADD {counter} :one"
-        batch_values: dict[str, Any] = {":one": 1, ":at": stamp}
+        update = "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removals) if removals else "")
+        batch_additions = f"ADD {to.counter} :one, {expected.counter} :minus_one"
+        batch_values: dict[str, Any] = {":one": 1, ":minus_one": -1, ":at": stamp}
         usage = description.invocation.usage if description and description.invocation else None
         if usage is not None:
-            # In the transaction of the file's first terminal transition: counted exactly once.
+            # In the transaction of the file's terminal transition: counted exactly once.
             batch_additions += ", input_tokens :input_tokens, output_tokens :output_tokens"
             batch_values |= {":input_tokens": usage.input_tokens, ":output_tokens": usage.output_tokens}
+        batch_condition = "attribute_exists(pk)"
+        batch_names: dict[str, str] = {}
+        if while_batch_runs:
+            # Not once the batch is being cancelled: a cancelled batch starts no more work.
+            batch_condition = "#status IN (:awaiting, :processing)"
+            batch_names = {"#status": "status"}
+            batch_values |= {
+                ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                ":processing": BatchStatus.PROCESSING.value,
+            }
         return self._transact(
-            "record result",
+            "move file",
             [
                 {
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": pk, "sk": file_sk(file_id)},
-                        "UpdateExpression": "SET " + ", ".join(assignments),
-                        # DynamoDB has no NOT IN: spell out the two terminal states.
-                        "ConditionExpression": "attribute_exists(pk) AND NOT #status IN (:t0, :t1)",
-                        "ExpressionAttributeNames": names,
+                        "UpdateExpression": update,
+                        "ConditionExpression": "#status = :expected",
+                        "ExpressionAttributeNames": {"#status": "status"},
                         "ExpressionAttributeValues": values,
                     }
                 },
@@ -230,16 +255,101 @@ class DynamoBatchRepository:
                         "TableName": self._table_name,
                         "Key": {"pk": pk, "sk": BATCH_SK},
                         "UpdateExpression": f"{batch_additions} SET updated_at = :at",
-                        "ConditionExpression": "attribute_exists(pk)",
+                        "ConditionExpression": batch_condition,
+                        **({"ExpressionAttributeNames": batch_names} if batch_names else {}),
                         "ExpressionAttributeValues": batch_values,
                     }
                 },
             ],
         )
 
-    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
+    def move_files(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        files: Sequence[tuple[str, FileStatus]],
+        *,
+        to: FileStatus,
+        at: datetime,
+        error: FileError | None = None,
+    ) -> int:
+        moved = 0
+        # A transaction holds 100 actions: 99 files and their batch's counters.
+        for start in range(0, len(files), _FILES_PER_TRANSACTION):
+            chunk = files[start : start + _FILES_PER_TRANSACTION]
+            if self._move_chunk(tenant_id, batch_id, chunk, to=to, at=at, error=error):
+                moved += len(chunk)
+                continue
+            # Some file moved on meanwhile (a result landed): one by one, each against its state now.
+            for file_id, expected in chunk:
+                moved += self.move_file(
+                    tenant_id, batch_id, file_id, expected=expected, to=to, at=at, error=error
+                )
+        return moved
+
+    def _move_chunk(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        chunk: Sequence[tuple[str, FileStatus]],
+        *,
+        to: FileStatus,
+        at: datetime,
+        error: FileError | None,
+    ) -> bool:
+        pk = batch_pk(tenant_id, batch_id)
+        stamp = at.isoformat()
+        values: dict[str, Any] = {":to": to.value, ":at": stamp}
+        assignments = "SET #status = :to, finished_at = :at"
+        if error is not None:
+            assignments += ", error_json = :error"
+            values[":error"] = error.model_dump_json()
+        items: list[dict[str, Any]] = []
+        leaving: dict[FileStatus, int] = {}
+        for file_id, expected in chunk:
+            leaving[expected] = leaving.get(expected, 0) + 1
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": pk, "sk": file_sk(file_id)},
+                        "UpdateExpression": assignments,
+                        "ConditionExpression": "#status = :expected",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": values | {":expected": expected.value},
+                    }
+                }
+            )
+        counter_values: dict[str, Any] = {":at": stamp, ":arriving": len(chunk)}
+        additions = [f"{to.counter} :arriving"]
+        for index, (status, count) in enumerate(sorted(leaving.items())):
+            additions.append(f"{status.counter} :leaving{index}")
+            counter_values[f":leaving{index}"] = -count
+        items.append(
+            {
+                "Update": {
+                    "TableName": self._table_name,
+                    "Key": {"pk": pk, "sk": BATCH_SK},
+                    "UpdateExpression": "ADD " + ", ".join(additions) + " SET updated_at = :at",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": counter_values,
+                }
+            }
+        )
+        return self._transact("move files", items)
+
+    def finish_batch(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        status: BatchStatus,
+        expected: frozenset[BatchStatus],
+        at: datetime,
+    ) -> bool:
         # The batch's terminal status and the release of its open-batch slot, in one transaction:
-        # a retried finalize finds the batch terminal and releases nothing twice.
+        # a retried finish finds the batch terminal and releases nothing twice.
+        placeholders = {f":from{i}": s.value for i, s in enumerate(sorted(expected))}
         return self._transact(
             "finish batch",
             [
@@ -247,16 +357,12 @@ class DynamoBatchRepository:
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
-                        "UpdateExpression": "SET #status = :status, updated_at = :at, finished_at = :at",
-                        "ConditionExpression": "attribute_exists(pk) AND NOT #status IN (:t0, :t1, :t2)",
+                        "UpdateExpression": "SET #status = :status, updated_at = :at, finished_at = :at "
+                        "REMOVE due_pk, due_at",
+                        "ConditionExpression": f"#status IN ({', '.join(placeholders)})",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":status": status.value,
-                            ":at": at.isoformat(),
-                            ":t0": _TERMINAL_BATCH[0],
-                            ":t1": _TERMINAL_BATCH[1],
-                            ":t2": _TERMINAL_BATCH[2],
-                        },
+                        "ExpressionAttributeValues": {":status": status.value, ":at": at.isoformat()}
+                        | placeholders,
                     }
                 },
                 {
@@ -269,6 +375,102 @@ class DynamoBatchRepository:
                 },
             ],
         )
+
+    def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        return self._conditional_update(
+            "close uploads",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET closed_at = :at, updated_at = :at, due_pk = :due_pk, due_at = :due_at",
+            ConditionExpression="#status = :awaiting AND attribute_not_exists(closed_at)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":at": at.isoformat(),
+                ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                ":due_pk": DUE_PK,
+                ":due_at": due_stamp(due_at),
+            },
+        )
+
+    def extend_upload_window(self, tenant_id: str, batch_id: str, *, due_at: datetime) -> bool:
+        return self._conditional_update(
+            "extend upload window",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET due_at = :due_at",
+            ConditionExpression="#status = :awaiting AND attribute_not_exists(closed_at) "
+            "AND due_at < :due_at",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                ":due_at": due_stamp(due_at),
+            },
+        )
+
+    def begin_cancel(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        return self._conditional_update(
+            "begin cancel",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            # closed_at too: from now on no upload is recorded.
+            UpdateExpression="SET #status = :cancelling, updated_at = :at, "
+            "closed_at = if_not_exists(closed_at, :at), due_pk = :due_pk, due_at = :due_at",
+            ConditionExpression="#status IN (:awaiting, :processing)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":cancelling": BatchStatus.CANCELLING.value,
+                ":awaiting": BatchStatus.AWAITING_UPLOAD.value,
+                ":processing": BatchStatus.PROCESSING.value,
+                ":at": at.isoformat(),
+                ":due_pk": DUE_PK,
+                ":due_at": due_stamp(due_at),
+            },
+        )
+
+    def claim_retry(
+        self, tenant_id: str, batch_id: str, *, expected: BatchStatus, retry: int, files: int, at: datetime
+    ) -> bool:
+        # The batch is open again: it takes back an open-batch slot, which its next end gives back.
+        return self._transact(
+            "claim retry",
+            [
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+                        "UpdateExpression": "SET #status = :processing, retries = :retry, updated_at = :at, "
+                        "run_started_at = :at, run_files = :files REMOVE finished_at",
+                        "ConditionExpression": "#status = :expected AND "
+                        "(retries = :previous OR (attribute_not_exists(retries) AND :previous = :zero))",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":processing": BatchStatus.PROCESSING.value,
+                            ":expected": expected.value,
+                            ":retry": retry,
+                            ":previous": retry - 1,
+                            ":zero": 0,
+                            ":files": files,
+                            ":at": at.isoformat(),
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": usage_pk(tenant_id), "sk": USAGE_SK},
+                        "UpdateExpression": "ADD open_batches :one",
+                        "ExpressionAttributeValues": {":one": 1},
+                    }
+                },
+            ],
+        )
+
+    def list_due(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
+        with _storage_errors("list due batches"):
+            page = self._table.query(
+                IndexName=DUE_INDEX,
+                KeyConditionExpression="due_pk = :due AND due_at <= :now",
+                ExpressionAttributeValues={":due": DUE_PK, ":now": due_stamp(now)},
+                Limit=limit,
+            )
+        return [(item["tenant_id"], item["batch_id"]) for item in page.get("Items", [])]
 
     # -- plan usage ----------------------------------------------------------------------------
     def reserve_batch(

@@ -26,3 +26,18 @@ class StepFunctionsStarter:
                 return False
             raise StorageUnavailableError(f"Step Functions start {name} failed: {code}") from error
         return True
+
+    def stop(self, name: str, *, cause: str) -> bool:
+        # arn:<partition>:states:<region>:<account>:stateMachine:<machine> → its execution <name>.
+        execution_arn = self._state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        try:
+            described = self._client.describe_execution(executionArn=execution_arn)
+            if described.get("status") != "RUNNING":
+                return False
+            self._client.stop_execution(executionArn=execution_arn, error="BatchCancelled", cause=cause)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            if code == "ExecutionDoesNotExist":
+                return False
+            raise StorageUnavailableError(f"Step Functions stop {name} failed: {code}") from error
+        return True

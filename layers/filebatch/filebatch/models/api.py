@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from filebatch.models.domain import (
+    FILE_ID_PATTERN,
     LANGUAGE_TAG_PATTERN,
     MAX_PROMPT_CHARS,
     BatchStatus,
@@ -178,12 +179,19 @@ class UploadsPage(BaseModel):
 
 
 class BatchCounts(BaseModel):
+    """How many of the batch's files are in each state now; they add up to `total`."""
+
     model_config = ConfigDict(extra="forbid")
 
     total: int
+    awaiting_upload: int
     uploaded: int
+    processing: int
     completed: int
     failed: int
+    cancelled: int
+    upload_expired: int
+    skipped: int
 
 
 class TokenUsageBody(BaseModel):
@@ -204,7 +212,19 @@ class BatchStatusResponse(BaseModel):
         description="Model tokens billed for the files described so far (0 with the local provider)."
     )
     description: DescriptionSettingsBody
-    progress_percentage: float
+    progress_percentage: float = Field(description="Files in a terminal state, as a percentage of the total.")
+    eta_seconds: int | None = Field(
+        description="Estimated seconds until the current run's files are done, from the per-file rate "
+        "observed so far; null until processing has run a few seconds and finished a file."
+    )
+    retries: int = Field(description="Retries of this batch so far (POST .../retry).")
+    upload_deadline: datetime | None = Field(
+        description="While awaiting upload: when the upload window closes by itself (the upload URLs' "
+        "expiry plus a grace period); files not uploaded by then become upload_expired."
+    )
+    closed_at: datetime | None = Field(
+        description="When uploads were closed (close, cancel or the deadline)."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -263,6 +283,26 @@ class ResultsPage(BaseModel):
     batch_id: str
     items: list[FileResult]
     next_cursor: str | None
+
+
+class RetryRequest(BaseModel):
+    """Which failed files to run again; none listed: every failed file whose failure is retryable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    file_ids: list[Annotated[str, Field(pattern=FILE_ID_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_FILES_PER_BATCH
+    )
+
+
+class RetryResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    retry: int = Field(description="This retry's number (1 for the first).")
+    execution_name: str = Field(description="The Step Functions execution running it: `<batch_id>-r<retry>`.")
+    file_ids: list[str]
+    status: BatchStatus
 
 
 class PageQuery(BaseModel):

@@ -25,24 +25,66 @@ _UPLOAD_KEY = re.compile(
 class BatchStatus(StrEnum):
     AWAITING_UPLOAD = "awaiting_upload"
     PROCESSING = "processing"
+    CANCELLING = "cancelling"
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The upload window closed with nothing uploaded.
+    EXPIRED = "expired"
 
     @property
     def is_terminal(self) -> bool:
-        return self in {BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.FAILED}
+        return self in _TERMINAL_BATCH_STATES
+
+
+_TERMINAL_BATCH_STATES = frozenset(
+    {
+        BatchStatus.COMPLETED,
+        BatchStatus.COMPLETED_WITH_ERRORS,
+        BatchStatus.FAILED,
+        BatchStatus.CANCELLED,
+        BatchStatus.EXPIRED,
+    }
+)
 
 
 class FileStatus(StrEnum):
     AWAITING_UPLOAD = "awaiting_upload"
     UPLOADED = "uploaded"
+    PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The batch's upload window closed (close, or the URLs expired) before this file arrived.
+    UPLOAD_EXPIRED = "upload_expired"
+    # Not processed on purpose. Reserved for duplicate detection (issue 10); nothing sets it yet.
+    SKIPPED = "skipped"
 
     @property
     def is_terminal(self) -> bool:
-        return self in {FileStatus.COMPLETED, FileStatus.FAILED}
+        return self in _TERMINAL_FILE_STATES
+
+    @property
+    def counter(self) -> str:
+        """The batch item's attribute counting the files in this state (see records.py)."""
+        return f"n_{self.value}"
+
+
+_TERMINAL_FILE_STATES = frozenset(
+    {
+        FileStatus.COMPLETED,
+        FileStatus.FAILED,
+        FileStatus.CANCELLED,
+        FileStatus.UPLOAD_EXPIRED,
+        FileStatus.SKIPPED,
+    }
+)
+
+
+def execution_name(batch_id: str, retry: int) -> str:
+    """The batch's Step Functions execution: its id for the first run, `<id>-r<n>` for retry n."""
+    return batch_id if retry == 0 else f"{batch_id}-r{retry}"
 
 
 def file_id_for(position: int) -> str:
@@ -55,8 +97,10 @@ def upload_key(tenant_id: str, batch_id: str, file_id: str) -> str:
     return f"{UPLOAD_PREFIX}{tenant_id}/{batch_id}/{file_id}"
 
 
-def manifest_key(tenant_id: str, batch_id: str) -> str:
-    return f"{MANIFEST_PREFIX}{tenant_id}/{batch_id}.json"
+def manifest_key(tenant_id: str, batch_id: str, run: str = "") -> str:
+    """The file list a run of the batch reads: every file for the first run (written at create),
+    the files that arrived when uploads were closed (`run="-closed"`), the files retried (`"-r<n>"`)."""
+    return f"{MANIFEST_PREFIX}{tenant_id}/{batch_id}{run}.json"
 
 
 class FileRef(BaseModel):
@@ -164,9 +208,11 @@ class Batch(BaseModel):
     batch_id: str
     status: BatchStatus
     total: int = Field(ge=1)
-    uploaded: int = Field(default=0, ge=0)
-    completed: int = Field(default=0, ge=0)
-    failed: int = Field(default=0, ge=0)
+    # How many of the batch's files are in each state now (FileStatus → count; they add up to
+    # `total`). Every file transition moves one count to another in the same transaction.
+    counts: dict[FileStatus, int] = Field(default_factory=dict)
+    # Uploads recorded, ever: the workflow starts when this reaches `total`.
+    arrived: int = Field(default=0, ge=0)
     # Model tokens of the files described so far (counted with each file's result, once).
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -177,10 +223,31 @@ class Batch(BaseModel):
     # When DynamoDB's TTL removes the batch (see records.py). None only for batches created before
     # retention existed; every new batch has one.
     expires_at: datetime | None = None
+    # Lifecycle (issue 8). `retries`: 0 for the first run, n after the n-th retry (execution_name).
+    retries: int = Field(default=0, ge=0)
+    # When the sweep must look at the batch: the end of the upload window while awaiting upload;
+    # a watchdog time while a close or cancel is being carried out. None once nothing is due.
+    due_at: datetime | None = None
+    # Set by close (or the end of the upload window): from then on no upload is recorded.
+    closed_at: datetime | None = None
+    # The current run (first or retry): when it started and how many files it took.
+    run_started_at: datetime | None = None
+    run_files: int = Field(default=0, ge=0)
+
+    def count(self, status: FileStatus) -> int:
+        return self.counts.get(status, 0)
+
+    @property
+    def completed(self) -> int:
+        return self.count(FileStatus.COMPLETED)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FileStatus.FAILED)
 
     @property
     def terminal_files(self) -> int:
-        return self.completed + self.failed
+        return sum(n for status, n in self.counts.items() if status.is_terminal)
 
     @property
     def progress_percentage(self) -> float:
@@ -188,15 +255,32 @@ class Batch(BaseModel):
 
     @property
     def all_uploaded(self) -> bool:
-        return self.uploaded >= self.total
+        return self.arrived >= self.total
+
+    @property
+    def execution_name(self) -> str:
+        return execution_name(self.batch_id, self.retries)
+
+    def eta_seconds(self, now: datetime, *, warm_up_seconds: float = 5.0) -> int | None:
+        """Seconds until the current run's files are all done, from its observed per-file rate:
+        None until the run has gone on for `warm_up_seconds` and finished at least one file."""
+        if self.status is not BatchStatus.PROCESSING or self.run_started_at is None:
+            return None
+        remaining = sum(n for status, n in self.counts.items() if not status.is_terminal)
+        done = self.run_files - remaining
+        elapsed = (now - self.run_started_at).total_seconds()
+        if done <= 0 or elapsed < warm_up_seconds:
+            return None
+        return round(remaining * elapsed / done)
 
     def final_status(self) -> BatchStatus:
-        """The terminal status once every file is terminal."""
-        if self.failed == 0:
+        """The terminal status once every file is terminal: completed when none failed, failed
+        when none completed (a batch closed with nothing uploaded is `expired` instead)."""
+        if self.completed and self.failed:
+            return BatchStatus.COMPLETED_WITH_ERRORS
+        if self.completed:
             return BatchStatus.COMPLETED
-        if self.completed == 0:
-            return BatchStatus.FAILED
-        return BatchStatus.COMPLETED_WITH_ERRORS
+        return BatchStatus.FAILED if self.failed else BatchStatus.EXPIRED
 
 
 class BatchFile(BaseModel):

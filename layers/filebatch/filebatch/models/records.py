@@ -6,6 +6,12 @@
     APIKEY#<sha256 of key>               APIKEY          an API key's tenant (the key itself is never stored)
     TENANT#<tenant>                      USAGE           open_batches, files_<yyyy>_<mm> (plan limits)
 
+The batch item counts its files per state in one attribute per FileStatus (`n_<status>`): every
+file transition is a transaction that moves the file and one count to another, so the counts always
+add up to `total`. While something is due for a batch (the end of its upload window, or a close or
+cancel being carried out) it carries `due_pk` = "DUE" and `due_at`: the sparse index ByDueTime
+that the sweep queries holds exactly those batches.
+
 The tenant is part of every batch key, so another tenant's batch is simply not found.
 Batch and file items carry `expires_at` (epoch seconds, the table's TTL attribute): DynamoDB
 deletes them after the upload retention, as the bucket's lifecycle rule deletes the batch's
@@ -82,6 +88,16 @@ class _Record(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# The sparse index of batches with something due (template.yaml, Table GlobalSecondaryIndexes).
+DUE_INDEX = "ByDueTime"
+DUE_PK = "DUE"
+
+
+def due_stamp(moment: datetime) -> str:
+    """`due_at` as the index sorts it: whole seconds, UTC, one format (the same text pydantic writes)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class BatchRecord(_Record):
     pk: str
     sk: Literal["BATCH"] = "BATCH"
@@ -90,9 +106,21 @@ class BatchRecord(_Record):
     batch_id: str
     status: BatchStatus
     total: int
-    uploaded: int = 0
-    completed: int = 0
-    failed: int = 0
+    n_awaiting_upload: int = 0
+    n_uploaded: int = 0
+    n_processing: int = 0
+    n_completed: int = 0
+    n_failed: int = 0
+    n_cancelled: int = 0
+    n_upload_expired: int = 0
+    n_skipped: int = 0
+    arrived: int = 0
+    retries: int = 0
+    due_pk: Literal["DUE"] | None = None
+    due_at: datetime | None = None
+    closed_at: datetime | None = None
+    run_started_at: datetime | None = None
+    run_files: int = 0
     # Added to by the result transaction of each described file; absent on items of older batches.
     input_tokens: int = 0
     output_tokens: int = 0
@@ -108,14 +136,20 @@ class BatchRecord(_Record):
     def from_domain(cls, batch: Batch) -> BatchRecord:
         return cls(
             pk=batch_pk(batch.tenant_id, batch.batch_id),
-            **batch.model_dump(exclude={"expires_at", "instructions"}),
+            **batch.model_dump(exclude={"expires_at", "instructions", "counts"}),
+            **{status.counter: batch.count(status) for status in FileStatus},
+            due_pk=DUE_PK if batch.due_at else None,
             instructions_json=batch.instructions.model_dump_json() if batch.instructions.given() else None,
             expires_at=to_epoch_seconds(batch.expires_at),
         )
 
     def to_domain(self) -> Batch:
+        counters = {status.counter for status in FileStatus}
         return Batch(
-            **self.model_dump(exclude={"pk", "sk", "entity", "expires_at", "instructions_json"}),
+            **self.model_dump(
+                exclude={"pk", "sk", "entity", "expires_at", "instructions_json", "due_pk", *counters}
+            ),
+            counts={status: getattr(self, status.counter) for status in FileStatus},
             instructions=DescriptionInstructions.model_validate_json(self.instructions_json)
             if self.instructions_json
             else DescriptionInstructions(),

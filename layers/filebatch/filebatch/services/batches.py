@@ -48,6 +48,13 @@ class UploadLimits:
     max_files: int
     max_file_bytes: int
     url_ttl_seconds: int
+    # The upload window closes this long after the upload URLs expire (a PUT begun just before its
+    # URL expired may still be arriving).
+    grace_seconds: int = 0
+
+    def upload_deadline(self, now: datetime) -> datetime:
+        # Whole seconds: the sweep's index sorts deadlines as text (records.due_stamp).
+        return now.replace(microsecond=0) + timedelta(seconds=self.url_ttl_seconds + self.grace_seconds + 1)
 
 
 def new_batch_id() -> str:
@@ -97,6 +104,8 @@ def create_batch(
         instructions=request.description.to_domain() if request.description else DEFAULT_INSTRUCTIONS,
         status=BatchStatus.AWAITING_UPLOAD,
         total=len(files),
+        counts={FileStatus.AWAITING_UPLOAD: len(files)},
+        due_at=limits.upload_deadline(now),
         created_at=now,
         updated_at=now,
         expires_at=expires_at,
@@ -159,28 +168,33 @@ def list_uploads(
     query: PageQuery,
     *,
     cursors: CursorSigner,
-    ttl_seconds: int,
+    limits: UploadLimits,
     now: datetime,
 ) -> UploadsPage:
     """Fresh upload instructions for the files still awaiting upload, a page at a time: for batches
     larger than the create response's page, and to replace URLs that expired before the upload.
     An ended batch takes no more uploads: 409 rather than an empty page that looks like success."""
-    batch = _require_batch(repo, tenant, batch_id)
+    batch = require_batch(repo, tenant, batch_id)
     if batch.status.is_terminal:
         raise ConflictError(
             f"batch {batch_id} has ended ({batch.status.value}); it takes no more uploads", code="batch_ended"
         )
+    if batch.closed_at is not None:
+        raise ConflictError(f"batch {batch_id} takes no more uploads (closed)", code="uploads_closed")
+    if batch.status is BatchStatus.AWAITING_UPLOAD:
+        # The window lasts as long as the URLs handed out (plus the grace period).
+        repo.extend_upload_window(tenant.tenant_id, batch_id, due_at=limits.upload_deadline(now))
     after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
     waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
     return UploadsPage(
         batch_id=batch_id,
-        items=upload_instructions(storage, waiting, ttl_seconds=ttl_seconds, now=now),
+        items=upload_instructions(storage, waiting, ttl_seconds=limits.url_ttl_seconds, now=now),
         next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
     )
 
 
-def _require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batch:
+def require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batch:
     # A malformed id cannot name a batch: same answer as an unknown one, and no read needed.
     batch = repo.get_batch(tenant.tenant_id, batch_id) if re.match(BATCH_ID_PATTERN, batch_id) else None
     if batch is None:
@@ -189,11 +203,14 @@ def _require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batc
 
 
 def get_batch_status(
-    repo: BatchRepository, tenant: Tenant, batch_id: str, *, provider: str
+    repo: BatchRepository, tenant: Tenant, batch_id: str, *, provider: str, now: datetime
 ) -> BatchStatusResponse:
     """`provider` is the deployment's description provider: the status says which of the batch's
     instructions it follows."""
-    batch = _require_batch(repo, tenant, batch_id)
+    return status_of(require_batch(repo, tenant, batch_id), provider=provider, now=now)
+
+
+def status_of(batch: Batch, *, provider: str, now: datetime) -> BatchStatusResponse:
     instructions = batch.instructions
     abilities = abilities_of(provider)
     ignored = abilities.ignored(instructions)
@@ -201,9 +218,7 @@ def get_batch_status(
         batch_id=batch.batch_id,
         status=batch.status,
         is_terminal=batch.status.is_terminal,
-        counts=BatchCounts(
-            total=batch.total, uploaded=batch.uploaded, completed=batch.completed, failed=batch.failed
-        ),
+        counts=BatchCounts(total=batch.total, **{status.value: batch.count(status) for status in FileStatus}),
         usage=TokenUsageBody(input_tokens=batch.input_tokens, output_tokens=batch.output_tokens),
         description=DescriptionSettingsBody(
             provider=provider,
@@ -214,6 +229,12 @@ def get_batch_status(
             note=abilities.note if ignored else None,
         ),
         progress_percentage=batch.progress_percentage,
+        eta_seconds=batch.eta_seconds(now),
+        retries=batch.retries,
+        upload_deadline=batch.due_at
+        if batch.status is BatchStatus.AWAITING_UPLOAD and batch.closed_at is None
+        else None,
+        closed_at=batch.closed_at,
         created_at=batch.created_at,
         updated_at=batch.updated_at,
         finished_at=batch.finished_at,
@@ -240,7 +261,7 @@ def to_file_result(file: BatchFile) -> FileResult:
 def list_results(
     repo: BatchRepository, tenant: Tenant, batch_id: str, query: PageQuery, *, cursors: CursorSigner
 ) -> ResultsPage:
-    _require_batch(repo, tenant, batch_id)
+    require_batch(repo, tenant, batch_id)
     after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
     return ResultsPage(

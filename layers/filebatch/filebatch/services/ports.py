@@ -48,27 +48,76 @@ class BatchRepository(Protocol):
         atomically. False if it was not awaiting upload (a duplicate or late event): nothing is
         changed then, so the first recorded version stands."""
 
-    def mark_processing(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
-        """awaiting_upload → processing. False when the batch had already moved on."""
+    def start_run(self, tenant_id: str, batch_id: str, *, files: int, at: datetime) -> bool:
+        """awaiting_upload → processing: the first run, of `files` files, starts now (nothing is due
+        for the batch any more). False when the batch had already moved on."""
 
-    def record_file_result(
+    def move_file(
         self,
         tenant_id: str,
         batch_id: str,
         file_id: str,
         *,
-        status: FileStatus,
+        expected: FileStatus,
+        to: FileStatus,
         at: datetime,
-        facts: FileFacts | None,
-        description: Description | None,
-        error: FileError | None,
+        facts: FileFacts | None = None,
+        description: Description | None = None,
+        error: FileError | None = None,
+        while_batch_runs: bool = False,
     ) -> bool:
-        """Non-terminal → terminal and count it on the batch, atomically. False if the file was
-        already terminal: the first recorded result stands."""
+        """`expected` → `to` and the batch's counts with it, atomically (model tokens are added when
+        a description is recorded). Leaving a terminal state clears the earlier outcome. False, and
+        nothing changed, when the file was not in `expected` (or, with `while_batch_runs`, when the
+        batch is no longer awaiting upload or processing)."""
 
-    def finish_batch(self, tenant_id: str, batch_id: str, *, status: BatchStatus, at: datetime) -> bool:
-        """Give the batch its terminal status once, and release its open-batch slot with it. False
-        (and nothing released) if it already had one."""
+    def move_files(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        files: Sequence[tuple[str, FileStatus]],
+        *,
+        to: FileStatus,
+        at: datetime,
+        error: FileError | None = None,
+    ) -> int:
+        """Move many files (file id, the state it was seen in) to one terminal state, in as few
+        transactions as the store allows; a file that has moved on meanwhile is left alone. Returns
+        how many moved."""
+
+    def finish_batch(
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        status: BatchStatus,
+        expected: frozenset[BatchStatus],
+        at: datetime,
+    ) -> bool:
+        """Give the batch a terminal status from one of `expected`, once, releasing its open-batch
+        slot with it. False (and nothing released) when it was in no expected state."""
+
+    def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        """End the upload window of a batch awaiting upload: no upload is recorded after this. The
+        batch stays due (`due_at`) until its run starts or it ends. False if already closed or not
+        awaiting upload."""
+
+    def extend_upload_window(self, tenant_id: str, batch_id: str, *, due_at: datetime) -> bool:
+        """Move the end of an open upload window later (never earlier). False if it was not open or
+        already ended later."""
+
+    def begin_cancel(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
+        """awaiting_upload | processing → cancelling (uploads closed too), due at `due_at` in case
+        the cancel is not carried through. False in any other state."""
+
+    def claim_retry(
+        self, tenant_id: str, batch_id: str, *, expected: BatchStatus, retry: int, files: int, at: datetime
+    ) -> bool:
+        """`expected` (terminal) → processing as retry number `retry` of `files` files, taking an
+        open-batch slot again. False if the batch is not in `expected` or another retry claimed it."""
+
+    def list_due(self, *, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(tenant id, batch id) of batches whose due time has come, oldest first."""
 
     def reserve_batch(
         self,
@@ -130,6 +179,10 @@ class CursorKeys(Protocol):
 class WorkflowStarter(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> bool:
         """Start an execution with this name. False if one with the name already exists."""
+
+    def stop(self, name: str, *, cause: str) -> bool:
+        """Stop the execution with this name (a Distributed Map's child executions stop with it).
+        False if there is none or it had already ended."""
 
 
 class ConverseModel(Protocol):

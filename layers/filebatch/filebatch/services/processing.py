@@ -9,14 +9,16 @@ from datetime import datetime
 from typing import BinaryIO
 
 from filebatch import errors
-from filebatch.errors import FileRejectedError, NotFoundError
+from filebatch.errors import FileNotRunnableError, FileRejectedError, NotFoundError
 from filebatch.media.detect import is_compatible
 from filebatch.media.inspect import RANDOM_ACCESS_TYPES, basic_metadata, inspect_stream
 from filebatch.media.source import spooled
 from filebatch.models.domain import (
+    BatchFile,
     BatchStatus,
     Description,
     FileError,
+    FileFacts,
     FileStatus,
     upload_key,
 )
@@ -60,12 +62,12 @@ RETRYABLE_ERROR_NAMES = frozenset(
 )
 
 
-def process_file(repo: BatchRepository, storage: ObjectStorage, task: FileTask) -> ProcessedFile:
+def process_file(
+    repo: BatchRepository, storage: ObjectStorage, task: FileTask, *, now: datetime
+) -> ProcessedFile:
     """Check the stored bytes against what the client declared and learn what they are, in one
     streamed pass (memory bounded whatever the file's size; images and PDFs spooled to local disk)."""
-    file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
-    if file is None:
-        raise NotFoundError(f"file {task.file_id} of batch {task.batch_id} not found", code="file_not_found")
+    file = _start_file(repo, task, now=now)
     try:
         # The version the upload event announced, not whatever the key holds now.
         stored = storage.stream(file.object_key, version_id=file.uploaded_version_id)
@@ -87,6 +89,32 @@ def process_file(repo: BatchRepository, storage: ObjectStorage, task: FileTask) 
             facts.metadata = basic_metadata(spool, detected)
     return ProcessedFile(
         **task.model_dump(), filename=file.filename, version_id=stored.version_id, facts=facts
+    )
+
+
+def _start_file(repo: BatchRepository, task: FileTask, *, now: datetime) -> BatchFile:
+    """uploaded (or failed with a retryable error, in a retry) → processing. A step run again after a
+    crash finds the file processing already and goes on; any other state is not this run's to work
+    on (cancelled, expired, already done): FileNotRunnableError, which records nothing."""
+    file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
+    if file is None:
+        raise NotFoundError(f"file {task.file_id} of batch {task.batch_id} not found", code="file_not_found")
+    if file.status is FileStatus.PROCESSING:
+        return file
+    retrying = file.status is FileStatus.FAILED and file.error is not None and file.error.retryable
+    if (file.status is FileStatus.UPLOADED or retrying) and repo.move_file(
+        task.tenant_id,
+        task.batch_id,
+        task.file_id,
+        expected=file.status,
+        to=FileStatus.PROCESSING,
+        at=now,
+        while_batch_runs=True,
+    ):
+        file.status = FileStatus.PROCESSING
+        return file
+    raise FileNotRunnableError(
+        f"file {task.file_id} is {file.status.value}, not ready for processing", code="file_not_runnable"
     )
 
 
@@ -165,12 +193,11 @@ def _error_code(error_name: str, message: str) -> str:
 
 
 def record_success(repo: BatchRepository, described: DescribedFile, *, now: datetime) -> RecordResultOutput:
-    recorded = repo.record_file_result(
-        described.tenant_id,
-        described.batch_id,
-        described.file_id,
-        status=FileStatus.COMPLETED,
-        at=now,
+    recorded = _record(
+        repo,
+        described,
+        to=FileStatus.COMPLETED,
+        now=now,
         facts=described.facts,
         description=described.description,
         error=None,
@@ -179,12 +206,14 @@ def record_success(repo: BatchRepository, described: DescribedFile, *, now: date
 
 
 def record_failure(repo: BatchRepository, failed: FailedFile, *, now: datetime) -> RecordResultOutput:
-    recorded = repo.record_file_result(
-        failed.tenant_id,
-        failed.batch_id,
-        failed.file_id,
-        status=FileStatus.FAILED,
-        at=now,
+    if failed.error.Error == FileNotRunnableError.__name__:
+        # The file was not this run's to work on: whatever it is stands.
+        return RecordResultOutput(file_id=failed.file_id, status=FileStatus.FAILED.value, recorded=False)
+    recorded = _record(
+        repo,
+        failed,
+        to=FileStatus.FAILED,
+        now=now,
         facts=failed.facts,
         description=None,
         error=failure_from(failed),
@@ -192,40 +221,78 @@ def record_failure(repo: BatchRepository, failed: FailedFile, *, now: datetime) 
     return RecordResultOutput(file_id=failed.file_id, status=FileStatus.FAILED.value, recorded=recorded)
 
 
+# A file moves on between its read and its write at most a few times (uploaded → processing).
+_RECORD_ATTEMPTS = 3
+
+
+def _record(
+    repo: BatchRepository,
+    task: FileTask,
+    *,
+    to: FileStatus,
+    now: datetime,
+    facts: FileFacts | None,
+    description: Description | None,
+    error: FileError | None,
+) -> bool:
+    """The file's first terminal state, from whichever state it is in: False if it had one already."""
+    for _ in range(_RECORD_ATTEMPTS):
+        file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
+        if file is None or file.status.is_terminal:
+            return False
+        if repo.move_file(
+            task.tenant_id,
+            task.batch_id,
+            task.file_id,
+            expected=file.status,
+            to=to,
+            at=now,
+            facts=facts,
+            description=description,
+            error=error,
+        ):
+            return True
+    return False
+
+
+NOT_PROCESSED_ERROR = FileError(
+    code="not_processed", message="the workflow ended before this file had a result", retryable=True
+)
+
+
 def finalize_batch(
     repo: BatchRepository, tenant_id: str, batch_id: str, *, now: datetime, page_size: int = 500
 ) -> FinalizeBatchOutput:
-    """Fail every file the workflow left unfinished, then set the batch's terminal status.
+    """Fail every file the run left unfinished, then set the batch's terminal status.
 
     Runs after the Map (also when the Map itself failed), so every file ends in exactly one terminal
-    state and the counters add up to the total."""
+    state and the counts add up to the total. A batch being cancelled is left to its cancel."""
+    batch = repo.get_batch(tenant_id, batch_id, consistent=True)
+    if batch is None:
+        raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
+    if batch.status is not BatchStatus.PROCESSING:
+        return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=0)
     swept = 0
     after: str | None = None
     while True:
         files, after = repo.list_files(tenant_id, batch_id, limit=page_size, after_file_id=after)
-        for file in files:
-            if file.status.is_terminal:
-                continue
-            if repo.record_file_result(
-                tenant_id,
-                batch_id,
-                file.file_id,
-                status=FileStatus.FAILED,
-                at=now,
-                facts=file.facts,
-                description=None,
-                error=FileError(
-                    code="not_processed",
-                    message="the workflow ended before this file had a result",
-                    retryable=True,
-                ),
-            ):
-                swept += 1
+        unfinished = [(f.file_id, f.status) for f in files if not f.status.is_terminal]
+        if unfinished:
+            swept += repo.move_files(
+                tenant_id, batch_id, unfinished, to=FileStatus.FAILED, at=now, error=NOT_PROCESSED_ERROR
+            )
         if after is None:
             break
     batch = repo.get_batch(tenant_id, batch_id, consistent=True)
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
-    status = batch.status if batch.status.is_terminal else batch.final_status()
-    repo.finish_batch(tenant_id, batch_id, status=status, at=now)
-    return FinalizeBatchOutput(batch_id=batch_id, status=BatchStatus(status).value, swept_files=swept)
+    if batch.status is BatchStatus.PROCESSING:
+        repo.finish_batch(
+            tenant_id,
+            batch_id,
+            status=batch.final_status(),
+            expected=frozenset({BatchStatus.PROCESSING}),
+            at=now,
+        )
+        batch = repo.get_batch(tenant_id, batch_id, consistent=True) or batch
+    return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=swept)

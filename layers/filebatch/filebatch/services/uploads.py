@@ -37,9 +37,14 @@ def record_upload(
         return UploadOutcome.IGNORED
 
     # Checked on duplicates too: if an earlier delivery counted the last file but failed before
-    # starting the workflow, its redelivery starts it.
+    # starting the workflow, its redelivery starts it. A closed batch is started by its close.
     batch = repo.get_batch(ref.tenant_id, ref.batch_id, consistent=True)
-    if batch is None or not batch.all_uploaded or batch.status is not BatchStatus.AWAITING_UPLOAD:
+    if (
+        batch is None
+        or not batch.all_uploaded
+        or batch.status is not BatchStatus.AWAITING_UPLOAD
+        or batch.closed_at is not None
+    ):
         return UploadOutcome.RECORDED if recorded else UploadOutcome.DUPLICATE
 
     execution_input = ExecutionInput(
@@ -49,6 +54,6 @@ def record_upload(
         instructions=batch.instructions,
     )
     # Named after the batch: a second start is refused by Step Functions, so at most one runs.
-    workflow.start(ref.batch_id, execution_input.model_dump(mode="json"))
-    repo.mark_processing(ref.tenant_id, ref.batch_id, at=now)
+    workflow.start(batch.execution_name, execution_input.model_dump(mode="json"))
+    repo.start_run(ref.tenant_id, ref.batch_id, files=batch.total, at=now)
     return UploadOutcome.STARTED

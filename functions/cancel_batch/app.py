@@ -1,0 +1,54 @@
+"""POST /v1/batches/{batch_id}/cancel: stop the batch; every file that has not ended is cancelled."""
+
+# No `from __future__ import annotations` here: Powertools reads the route's annotations at run
+# time to bind the body and query parameters.
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.config import get_settings
+from filebatch.http import make_resolver, route_responses, tenant_of
+from filebatch.models.api import BatchStatusResponse
+from filebatch.services.batches import require_batch, status_of
+from filebatch.services.lifecycle import cancel_batch
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+
+
+@app.post(
+    "/v1/batches/<batch_id>/cancel",
+    status_code=202,
+    summary="Cancel a batch",
+    description="In any state that has not ended: a batch awaiting upload is cancelled at once; a running "
+    "batch's execution is stopped and its unfinished files are cancelled. Repeating it changes nothing; "
+    "an upload or result that lands afterwards changes nothing either.",
+    responses=route_responses(
+        202,
+        BatchStatusResponse,
+        "The batch, cancelled (or cancelling).",
+        errors=(400, 401, 403, 404, 409, 429),
+    ),
+    tags=["batches"],
+)
+@tracer.capture_method
+def post_cancel(batch_id: str) -> Response[BatchStatusResponse]:
+    now = datetime.now(UTC)
+    batch = cancel_batch(
+        runtime.lifecycle(), require_batch(runtime.repository(), tenant_of(app), batch_id), now=now
+    )
+    logger.info("batch cancelled", extra={"batch_id": batch_id, "status": batch.status.value})
+    body = status_of(batch, provider=get_settings().description_provider, now=now)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

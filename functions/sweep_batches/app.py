@@ -1,0 +1,27 @@
+"""Scheduled (every minute): close the batches whose upload window has ended, and carry out closes
+and cancels that stopped half way (see filebatch.services.lifecycle)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from filebatch import runtime
+from filebatch.services.lifecycle import sweep
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=EventBridgeModel)
+def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    outcomes = sweep(runtime.lifecycle(), now=datetime.now(UTC))
+    logger.info("sweep done", extra={"scheduled_at": event.time.isoformat(), "batches": outcomes})
+    return {"batches": outcomes}
