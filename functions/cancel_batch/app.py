@@ -40,9 +40,8 @@ app = make_resolver()
 @tracer.capture_method
 def post_cancel(batch_id: str) -> Response[BatchStatusResponse]:
     now = datetime.now(UTC)
-    batch = cancel_batch(
-        runtime.lifecycle(), require_batch(runtime.repository(), tenant_of(app), batch_id), now=now
-    )
+    repo = runtime.repository()
+    batch = cancel_batch(repo, runtime.workflow(), require_batch(repo, tenant_of(app), batch_id), now=now)
     logger.info("batch cancelled", extra={"batch_id": batch_id, "status": batch.status.value})
     body = status_of(batch, provider=get_settings().description_provider, now=now)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)

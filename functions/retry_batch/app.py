@@ -26,8 +26,8 @@ app = make_resolver()
     "/v1/batches/<batch_id>/retry",
     status_code=202,
     summary="Retry failed files",
-    description="On an ended batch: runs again every failed file whose failure is retryable (or the "
-    "listed ones, each of which must be) in a new execution `<batch_id>-r<n>`.",
+    description="On an ended batch: runs again every failed file whose failure is retryable (body `{}`), "
+    'or the listed ones (`{"file_ids": [...]}`, each must be), in a new execution `<batch_id>-r<n>`.',
     responses=route_responses(
         202, RetryResponse, "The retry, started.", errors=(400, 401, 403, 404, 409, 429)
     ),
@@ -35,8 +35,9 @@ app = make_resolver()
 )
 @tracer.capture_method
 def post_retry(batch_id: str, request: Annotated[RetryRequest, Body()]) -> Response[RetryResponse]:
-    batch = require_batch(runtime.repository(), tenant_of(app), batch_id)
-    retry = retry_batch(runtime.lifecycle(), batch, request, now=datetime.now(UTC))
+    repo = runtime.repository()
+    batch = require_batch(repo, tenant_of(app), batch_id)
+    retry = retry_batch(repo, runtime.storage(), runtime.workflow(), batch, request, now=datetime.now(UTC))
     logger.info(
         "batch retried", extra={"batch_id": batch_id, "retry": retry.retry, "files": len(retry.file_ids)}
     )

@@ -22,6 +22,6 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    outcomes = sweep(runtime.lifecycle(), now=datetime.now(UTC))
+    outcomes = sweep(runtime.repository(), runtime.storage(), runtime.workflow(), now=datetime.now(UTC))
     logger.info("sweep done", extra={"scheduled_at": event.time.isoformat(), "batches": outcomes})
     return {"batches": outcomes}

@@ -1,5 +1,7 @@
-"""SQS event source mappings: what Lambda's pollers do for every `Type: SQS` event in the template.
+"""Event sources: what Lambda's pollers do for every `Type: SQS` event in the template, and what
+EventBridge does for every `Type: Schedule` event (ScheduledEvents, at the end).
 
+SQS:
 moto delivers S3 → EventBridge → rule → SQS itself, but nothing in moto polls a queue for a
 function: this module does, with the template's BatchSize, batching window, partial batch
 responses and MaximumConcurrency. Failed messages are left on the queue; after the queue's
@@ -13,11 +15,13 @@ import base64
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from filebatch_local.lambdas import InvokeResult
-from filebatch_local.template import SqsSourceSpec
+from filebatch_local.template import ScheduleSpec, SqsSourceSpec
 
 log = logging.getLogger("filebatch_local")
 
@@ -182,3 +186,71 @@ class SqsEventSource:
                 len(failed),
                 len(records),
             )
+
+
+def scheduled_event(rule_arn: str, account_id: str, region: str, at: datetime) -> dict[str, Any]:
+    """The event EventBridge sends a rule's target on schedule ("Scheduled Event", empty detail)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class ScheduledEvents:
+    """One timer per `Type: Schedule` event: the function is invoked every `period_s`, the first time
+    one period after start, as EventBridge invokes a rule's target (asynchronously: a failed or
+    throttled invocation is logged, and the next tick comes anyway)."""
+
+    def __init__(
+        self,
+        spec: ScheduleSpec,
+        invoke: Callable[[str, Any], InvokeResult],
+        *,
+        account_id: str,
+        region: str,
+    ) -> None:
+        self.spec = spec
+        self._invoke = invoke
+        self._rule_arn = f"arn:aws:events:{region}:{account_id}:rule/{spec.rule_name}"
+        self._account_id = account_id
+        self._region = region
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.invocations = 0
+
+    def start(self) -> None:
+        if not self.spec.enabled:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"schedule-{self.spec.function_logical_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.spec.period_s):
+            event = scheduled_event(self._rule_arn, self._account_id, self._region, datetime.now(UTC))
+            try:
+                result = self._invoke(self.spec.function_logical_id, event)
+                self.invocations += 1
+                if result.function_error or result.throttled:
+                    log.warning(
+                        "%s: scheduled invocation failed: %s",
+                        self.spec.function_logical_id,
+                        result.payload,
+                    )
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("%s: scheduled invocation failed", self.spec.function_logical_id)

@@ -17,7 +17,7 @@ from typing import Any, Self
 import boto3
 
 from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
-from filebatch_local.events import SqsEventSource
+from filebatch_local.events import ScheduledEvents, SqsEventSource
 from filebatch_local.lambdas import (
     DEFAULT_MAX_WORKERS,
     CrashRule,
@@ -76,6 +76,7 @@ class LocalStack:
         self._runtime: LambdaRuntime | None = None
         self._api: ApiGateway | None = None
         self._sources: list[SqsEventSource] = []
+        self._schedules: list[ScheduledEvents] = []
         self._wrote_stack_file = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -145,6 +146,15 @@ class LocalStack:
                 )
                 source.start()
                 self._sources.append(source)
+            for schedule_spec in template.schedules():
+                schedule = ScheduledEvents(
+                    schedule_spec,
+                    self._runtime.invoke,
+                    account_id=template.account_id,
+                    region=template.region,
+                )
+                schedule.start()
+                self._schedules.append(schedule)
             for event in template.unsupported_events():
                 log.warning("event source not emulated locally: %s", event)
 
@@ -170,6 +180,9 @@ class LocalStack:
             # The URLs and the key are dead once the stack is: tools must not find them.
             self.stack_file.unlink(missing_ok=True)
             self._wrote_stack_file = False
+        for schedule in self._schedules:
+            schedule.stop()
+        self._schedules = []
         for source in self._sources:
             source.request_stop()  # all pollers wind down together (each is in a receive wait)
         for source in self._sources:

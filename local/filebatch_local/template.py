@@ -230,6 +230,34 @@ class SqsSourceSpec:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """A function's `Type: Schedule` event: the EventBridge rule SAM makes, invoking it on a rate."""
+
+    function_logical_id: str
+    event_name: str
+    period_s: float
+    rule_name: str
+    enabled: bool
+
+
+_RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+_RATE_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_period_s(expression: str) -> float:
+    """EventBridge's `rate(value unit)` in seconds (1 takes the singular unit, others the plural)."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise TemplateError(f"schedule {expression!r}: only rate(...) expressions are emulated locally")
+    value, unit = int(match["value"]), match["unit"]
+    if (value == 1) != (not unit.endswith("s")):
+        raise TemplateError(
+            f"schedule {expression!r}: EventBridge wants 'rate(1 {unit.rstrip('s')})' or a plural"
+        )
+    return float(value * _RATE_UNIT_S[unit.rstrip("s")])
+
+
+@dataclass(frozen=True)
 class StateMachineSpec:
     logical_id: str
     name: str
@@ -852,6 +880,20 @@ class Template:
             )
         return sources
 
+    def schedules(self) -> list[ScheduleSpec]:
+        return [
+            ScheduleSpec(
+                function_logical_id=function_id,
+                event_name=event_name,
+                period_s=rate_period_s(str(properties["Schedule"])),
+                # SAM names the rule <function logical id><event name>.
+                rule_name=str(properties.get("Name") or f"{function_id}{event_name}"),
+                enabled=properties.get("Enabled", properties.get("State", "ENABLED"))
+                in (True, "true", "ENABLED"),
+            )
+            for function_id, event_name, properties in self._events("Schedule")
+        ]
+
     def unsupported_events(self) -> list[str]:
         """Event sources the local stack does not emulate (so `up` can say so)."""
         found = []
@@ -859,7 +901,7 @@ class Template:
             for event_name, event in (
                 (self.resource(logical_id).get("Properties") or {}).get("Events") or {}
             ).items():
-                if event.get("Type") not in ("Api", "SQS"):
+                if event.get("Type") not in ("Api", "SQS", "Schedule"):
                     found.append(f"{logical_id}.{event_name} ({event.get('Type')})")
         return found
 

@@ -394,7 +394,7 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     # Given the code as it is, Then known paths come out: the authorizer only reads a key,
     # recording a result is a conditional transaction of updates, and describing reads a version
     assert derived_actions("AuthorizeRequestFunction") == {"dynamodb:GetItem"}
-    assert derived_actions("RecordResultFunction") == {"dynamodb:UpdateItem"}
+    assert derived_actions("RecordResultFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert derived_actions("DescribeFileFunction") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert derived_actions("DescribeFileFunction", "bedrock") == {
         "s3:GetObject",
@@ -437,7 +437,11 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
                     text,
                 )
             elif services == {"dynamodb"}:
-                assert resource == template.get_att("Table", "Arn"), (function, text)
+                table = template.get_att("Table", "Arn")
+                indexes = {
+                    i["IndexName"] for i in template.properties("Table").get("GlobalSecondaryIndexes", [])
+                }
+                assert resource in {table, *(f"{table}/index/{i}" for i in indexes)}, (function, text)
             elif services == {"secretsmanager"}:
                 assert resource == template.ref("CursorSigningSecret"), (function, text)
             elif services == {"bedrock"}:

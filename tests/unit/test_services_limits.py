@@ -64,10 +64,22 @@ def test_open_batches_are_limited_and_a_slot_comes_back_when_a_batch_ends() -> N
     assert error.headers["RateLimit-Remaining"] == "0"
     assert int(error.headers["Retry-After"]) > 0
     # And once a batch has ended (finalize), the next one is accepted
-    assert repo.finish_batch("acme", batches[0], status=BatchStatus.COMPLETED, at=NOW)
+    assert repo.finish_batch(
+        "acme",
+        batches[0],
+        status=BatchStatus.COMPLETED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=NOW,
+    )
     create(repo, FREE, 1)
     # And a finalize that runs again gives nothing back twice
-    assert not repo.finish_batch("acme", batches[0], status=BatchStatus.COMPLETED, at=NOW)
+    assert not repo.finish_batch(
+        "acme",
+        batches[0],
+        status=BatchStatus.COMPLETED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=NOW,
+    )
     with pytest.raises(LimitExceededError):
         create(repo, FREE, 1)
 

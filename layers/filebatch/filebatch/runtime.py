@@ -24,7 +24,6 @@ from filebatch.services.ports import (
 
 if TYPE_CHECKING:
     from filebatch.services.batches import UploadLimits
-    from filebatch.services.lifecycle import Lifecycle
 
 # Bedrock client timeouts (seconds). One model call must fit the describe function's Timeout (120 s,
 # template.yaml) with room for the download and the image work around it; a static test holds them
@@ -86,13 +85,6 @@ def upload_limits() -> UploadLimits:
         url_ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_grace_seconds,
     )
-
-
-@lru_cache(maxsize=1)
-def lifecycle() -> Lifecycle:
-    from filebatch.services.lifecycle import Lifecycle
-
-    return Lifecycle(repository(), storage(), workflow())
 
 
 @lru_cache(maxsize=1)

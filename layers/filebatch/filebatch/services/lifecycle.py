@@ -11,7 +11,6 @@ twice or in any order, a file ends in exactly one terminal state and is counted 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from filebatch.errors import ConflictError, InvalidRequestError
@@ -47,15 +46,6 @@ CANCELLED_ERROR = FileError(code="cancelled", message="the batch was cancelled",
 RETRYABLE_FROM = frozenset({BatchStatus.COMPLETED_WITH_ERRORS, BatchStatus.FAILED})
 
 
-@dataclass(frozen=True)
-class Lifecycle:
-    """What the lifecycle operations act on."""
-
-    repo: BatchRepository
-    storage: ObjectStorage
-    workflow: WorkflowStarter
-
-
 def _files(repo: BatchRepository, batch: Batch) -> list[BatchFile]:
     files: list[BatchFile] = []
     after: str | None = None
@@ -67,7 +57,9 @@ def _files(repo: BatchRepository, batch: Batch) -> list[BatchFile]:
 
 
 # -- close ------------------------------------------------------------------------------------
-def close_batch(life: Lifecycle, batch: Batch, *, now: datetime) -> Batch:
+def close_batch(
+    repo: BatchRepository, storage: ObjectStorage, workflow: WorkflowStarter, batch: Batch, *, now: datetime
+) -> Batch:
     """POST /close: no more uploads from now on; processing starts with what arrived."""
     if batch.status is not BatchStatus.AWAITING_UPLOAD:
         raise ConflictError(
@@ -75,19 +67,27 @@ def close_batch(life: Lifecycle, batch: Batch, *, now: datetime) -> Batch:
             code="batch_not_open",
         )
     if batch.closed_at is None:
-        life.repo.close_uploads(batch.tenant_id, batch.batch_id, at=now, due_at=now + WATCHDOG)
-    return carry_out_close(life, batch.tenant_id, batch.batch_id, now=now)
+        repo.close_uploads(batch.tenant_id, batch.batch_id, at=now, due_at=now + WATCHDOG)
+    return carry_out_close(repo, storage, workflow, batch.tenant_id, batch.batch_id, now=now)
 
 
-def carry_out_close(life: Lifecycle, tenant_id: str, batch_id: str, *, now: datetime) -> Batch:
+def carry_out_close(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    workflow: WorkflowStarter,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    now: datetime,
+) -> Batch:
     """Files not uploaded become upload_expired; the run starts with the others, or the batch is
     expired when none arrived. Repeatable: each step is conditional."""
-    batch = _read(life.repo, tenant_id, batch_id)
+    batch = _read(repo, tenant_id, batch_id)
     if batch.status is not BatchStatus.AWAITING_UPLOAD or batch.closed_at is None:
         return batch  # already carried out (or cancelled meanwhile)
     # Read after the close was written: no upload is recorded any more, so this list is final.
-    files = _files(life.repo, batch)
-    life.repo.move_files(
+    files = _files(repo, batch)
+    repo.move_files(
         tenant_id,
         batch_id,
         [(f.file_id, f.status) for f in files if f.status is FileStatus.AWAITING_UPLOAD],
@@ -97,27 +97,27 @@ def carry_out_close(life: Lifecycle, tenant_id: str, batch_id: str, *, now: date
     )
     arrived = [f.file_id for f in files if f.status is FileStatus.UPLOADED]
     if not arrived:
-        life.repo.finish_batch(
+        repo.finish_batch(
             tenant_id,
             batch_id,
             status=BatchStatus.EXPIRED,
             expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
             at=now,
         )
-        return _read(life.repo, tenant_id, batch_id)
+        return _read(repo, tenant_id, batch_id)
     key = manifest_key(tenant_id, batch_id, "-closed")
-    life.storage.put_json(key, [{"file_id": file_id} for file_id in arrived])
-    _start(life, batch, key, run=0)
-    life.repo.start_run(tenant_id, batch_id, files=len(arrived), at=now)
-    return _read(life.repo, tenant_id, batch_id)
+    storage.put_json(key, [{"file_id": file_id} for file_id in arrived])
+    _start(workflow, batch, key, run=0)
+    repo.start_run(tenant_id, batch_id, files=len(arrived), at=now)
+    return _read(repo, tenant_id, batch_id)
 
 
-def _start(life: Lifecycle, batch: Batch, key: str, *, run: int) -> None:
+def _start(workflow: WorkflowStarter, batch: Batch, key: str, *, run: int) -> None:
     execution_input = ExecutionInput(
         tenant_id=batch.tenant_id, batch_id=batch.batch_id, manifest_key=key, instructions=batch.instructions
     )
     # Named after the batch (and the retry): a second start is refused, so at most one runs.
-    life.workflow.start(execution_name(batch.batch_id, run), execution_input.model_dump(mode="json"))
+    workflow.start(execution_name(batch.batch_id, run), execution_input.model_dump(mode="json"))
 
 
 def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
@@ -128,7 +128,7 @@ def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
 
 
 # -- cancel -----------------------------------------------------------------------------------
-def cancel_batch(life: Lifecycle, batch: Batch, *, now: datetime) -> Batch:
+def cancel_batch(repo: BatchRepository, workflow: WorkflowStarter, batch: Batch, *, now: datetime) -> Batch:
     """POST /cancel: in any state that has not ended; repeating it changes nothing."""
     if batch.status is BatchStatus.CANCELLED:
         return batch
@@ -137,51 +137,61 @@ def cancel_batch(life: Lifecycle, batch: Batch, *, now: datetime) -> Batch:
             f"batch {batch.batch_id} has ended ({batch.status.value}); there is nothing to cancel",
             code="batch_ended",
         )
-    if batch.status is not BatchStatus.CANCELLING and not life.repo.begin_cancel(
+    if batch.status is not BatchStatus.CANCELLING and not repo.begin_cancel(
         batch.tenant_id, batch.batch_id, at=now, due_at=now + WATCHDOG
     ):
         # It moved on between the read and the write (ended, or another cancel won): look again.
-        return cancel_batch(life, _read(life.repo, batch.tenant_id, batch.batch_id), now=now)
-    return carry_out_cancel(life, batch.tenant_id, batch.batch_id, now=now)
+        return cancel_batch(repo, workflow, _read(repo, batch.tenant_id, batch.batch_id), now=now)
+    return carry_out_cancel(repo, workflow, batch.tenant_id, batch.batch_id, now=now)
 
 
-def carry_out_cancel(life: Lifecycle, tenant_id: str, batch_id: str, *, now: datetime) -> Batch:
+def carry_out_cancel(
+    repo: BatchRepository, workflow: WorkflowStarter, tenant_id: str, batch_id: str, *, now: datetime
+) -> Batch:
     """Stop the run, cancel every file that has not ended, end the batch cancelled. Repeatable."""
-    batch = _read(life.repo, tenant_id, batch_id)
+    batch = _read(repo, tenant_id, batch_id)
     if batch.status is not BatchStatus.CANCELLING:
         return batch
     # The run's children stop with it; a step already running may still finish its file, which then
     # keeps that result (it ended before the cancel reached it) or is refused (the file was cancelled).
-    life.workflow.stop(batch.execution_name, cause=f"batch {batch_id} cancelled")
+    workflow.stop(batch.execution_name, cause=f"batch {batch_id} cancelled")
     for _ in range(CANCEL_PASSES):
-        unfinished = [(f.file_id, f.status) for f in _files(life.repo, batch) if not f.status.is_terminal]
+        unfinished = [(f.file_id, f.status) for f in _files(repo, batch) if not f.status.is_terminal]
         if not unfinished:
             break
-        life.repo.move_files(
+        repo.move_files(
             tenant_id, batch_id, unfinished, to=FileStatus.CANCELLED, at=now, error=CANCELLED_ERROR
         )
     else:
         # Still moving: the sweep comes back (the batch stays due) rather than ending it half done.
-        return _read(life.repo, tenant_id, batch_id)
-    life.repo.finish_batch(
+        return _read(repo, tenant_id, batch_id)
+    repo.finish_batch(
         tenant_id,
         batch_id,
         status=BatchStatus.CANCELLED,
         expected=frozenset({BatchStatus.CANCELLING}),
         at=now,
     )
-    return _read(life.repo, tenant_id, batch_id)
+    return _read(repo, tenant_id, batch_id)
 
 
 # -- retry ------------------------------------------------------------------------------------
-def retry_batch(life: Lifecycle, batch: Batch, request: RetryRequest, *, now: datetime) -> RetryResponse:
+def retry_batch(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    workflow: WorkflowStarter,
+    batch: Batch,
+    request: RetryRequest,
+    *,
+    now: datetime,
+) -> RetryResponse:
     """POST /retry: run the failed files again, in a new execution `<batch_id>-r<n>`."""
     if not batch.status.is_terminal:
         raise ConflictError(
             f"batch {batch.batch_id} is {batch.status.value}: only an ended batch can be retried",
             code="batch_not_ended",
         )
-    files = {f.file_id: f for f in _files(life.repo, batch)}
+    files = {f.file_id: f for f in _files(repo, batch)}
     if request.file_ids is None:
         chosen = [f.file_id for f in files.values() if _retryable(f)]
     else:
@@ -197,8 +207,8 @@ def retry_batch(life: Lifecycle, batch: Batch, request: RetryRequest, *, now: da
         raise ConflictError(f"batch {batch.batch_id} has no failed file to retry", code="nothing_to_retry")
     retry = batch.retries + 1
     key = manifest_key(batch.tenant_id, batch.batch_id, f"-r{retry}")
-    life.storage.put_json(key, [{"file_id": file_id} for file_id in chosen])
-    if batch.status not in RETRYABLE_FROM or not life.repo.claim_retry(
+    storage.put_json(key, [{"file_id": file_id} for file_id in chosen])
+    if batch.status not in RETRYABLE_FROM or not repo.claim_retry(
         batch.tenant_id, batch.batch_id, expected=batch.status, retry=retry, files=len(chosen), at=now
     ):
         raise ConflictError(
@@ -206,10 +216,10 @@ def retry_batch(life: Lifecycle, batch: Batch, request: RetryRequest, *, now: da
             code="retry_in_progress",
         )
     try:
-        _start(life, batch, key, run=retry)
+        _start(workflow, batch, key, run=retry)
     except Exception:
         # Not started: the batch ends again as it was, and gives its open-batch slot back.
-        life.repo.finish_batch(
+        repo.finish_batch(
             batch.tenant_id,
             batch.batch_id,
             status=batch.status,
@@ -231,21 +241,28 @@ def _retryable(file: BatchFile) -> bool:
 
 
 # -- the sweep --------------------------------------------------------------------------------
-def sweep(life: Lifecycle, *, now: datetime, limit: int = 100) -> dict[str, str]:
+def sweep(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    workflow: WorkflowStarter,
+    *,
+    now: datetime,
+    limit: int = 100,
+) -> dict[str, str]:
     """Carry out what is due: close the batches whose upload window has ended, and finish closes
     and cancels that stopped half way. Returns what happened to each batch (for the log)."""
     outcomes: dict[str, str] = {}
-    for tenant_id, batch_id in life.repo.list_due(now=now, limit=limit):
+    for tenant_id, batch_id in repo.list_due(now=now, limit=limit):
         try:
-            batch = life.repo.get_batch(tenant_id, batch_id, consistent=True)
+            batch = repo.get_batch(tenant_id, batch_id, consistent=True)
             if batch is None:
                 continue
             if batch.status is BatchStatus.AWAITING_UPLOAD:
                 if batch.closed_at is None:
-                    life.repo.close_uploads(tenant_id, batch_id, at=now, due_at=now + WATCHDOG)
-                batch = carry_out_close(life, tenant_id, batch_id, now=now)
+                    repo.close_uploads(tenant_id, batch_id, at=now, due_at=now + WATCHDOG)
+                batch = carry_out_close(repo, storage, workflow, tenant_id, batch_id, now=now)
             elif batch.status is BatchStatus.CANCELLING:
-                batch = carry_out_cancel(life, tenant_id, batch_id, now=now)
+                batch = carry_out_cancel(repo, workflow, tenant_id, batch_id, now=now)
             outcomes[batch_id] = batch.status.value
         except Exception:
             # One batch's trouble does not hold up the others; it is still due next time.
