@@ -56,4 +56,13 @@ def test_importing_every_handler_creates_no_client_and_needs_no_settings() -> No
     # Then all of them import
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == f"imported {len(FUNCTIONS)}"
-    assert len(FUNCTIONS) == 10
+    # every one the template deploys
+    from filebatch_local.template import load_template
+
+    resources = load_template(PROJECT_ROOT / "template.yaml")["Resources"].values()
+    deployed = sorted(
+        r["Properties"]["CodeUri"].removeprefix("functions/")
+        for r in resources
+        if r["Type"] == "AWS::Serverless::Function"
+    )
+    assert FUNCTIONS == deployed

@@ -74,13 +74,13 @@ def test_instructions_are_stored_with_the_batch_and_shown_in_its_status() -> Non
     repo = InMemoryRepository()
     batch_id = create(repo, {"prompt": "Name the product.", "language": "fr", "detail": "brief"})
     # When its status is read on a bedrock deployment
-    status = get_batch_status(repo, ACME, batch_id, provider="bedrock")
+    status = get_batch_status(repo, ACME, batch_id, provider="bedrock", now=NOW)
     # Then the instructions are there, all followed
     settings = status.description
     assert (settings.prompt, settings.language, settings.detail) == ("Name the product.", "fr", "brief")
     assert (settings.provider, settings.ignored, settings.note) == ("bedrock", [], None)
     # And on a local deployment, the status says what the local provider ignores, and why
-    local = get_batch_status(repo, ACME, batch_id, provider="local").description
+    local = get_batch_status(repo, ACME, batch_id, provider="local", now=NOW).description
     assert local.ignored == ["detail", "language", "prompt"]
     assert local.note and "English" in local.note
 
@@ -88,9 +88,9 @@ def test_instructions_are_stored_with_the_batch_and_shown_in_its_status() -> Non
 def test_the_local_provider_follows_an_english_language_and_nothing_is_ignored_without_instructions() -> None:
     repo = InMemoryRepository()
     english = create(repo, {"language": "en-GB"})
-    assert get_batch_status(repo, ACME, english, provider="local").description.ignored == []
+    assert get_batch_status(repo, ACME, english, provider="local", now=NOW).description.ignored == []
     plain = create(repo, None)
-    settings = get_batch_status(repo, ACME, plain, provider="local").description
+    settings = get_batch_status(repo, ACME, plain, provider="local", now=NOW).description
     assert (settings.prompt, settings.language, settings.detail, settings.ignored) == (
         None,
         None,

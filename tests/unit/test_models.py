@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -66,13 +66,21 @@ def test_batch_record_round_trips() -> None:
         batch_id="b-" + "d" * 32,
         status=BatchStatus.PROCESSING,
         total=3,
-        uploaded=3,
+        counts={FileStatus.UPLOADED: 1, FileStatus.PROCESSING: 1, FileStatus.COMPLETED: 1},
+        arrived=3,
+        retries=2,
+        due_at=datetime(2026, 11, 22, 0, 15, tzinfo=UTC),
         created_at=now,
         updated_at=now,
     )
     item = BatchRecord.from_domain(batch).to_item()
+    # Counts are one attribute per file state; a due batch is in the sweep's sparse index
+    assert (item["n_uploaded"], item["n_completed"], item["n_awaiting_upload"]) == (1, 1, 0)
+    assert (item["due_pk"], item["due_at"]) == ("DUE", "2026-11-22T00:15:00Z")
     assert item["pk"] == f"TENANT#acme#BATCH#{batch.batch_id}" and item["sk"] == "BATCH"
-    assert BatchRecord.model_validate(item).to_domain() == batch
+    read = BatchRecord.model_validate(item).to_domain()
+    assert read.model_copy(update={"counts": {}}) == batch.model_copy(update={"counts": {}})
+    assert {s: n for s, n in read.counts.items() if n} == batch.counts
 
 
 EXPIRES = datetime(2026, 12, 22, 3, 4, 5, tzinfo=UTC)
@@ -108,7 +116,7 @@ def test_batch_and_file_items_carry_their_expiry_as_epoch_seconds_for_the_ttl() 
         assert item[TTL_ATTRIBUTE] == 1797908645
         assert type(item[TTL_ATTRIBUTE]) is int
     # ... and read back as the same moment
-    assert BatchRecord.model_validate(items[0]).to_domain() == batch
+    assert BatchRecord.model_validate(items[0]).to_domain().expires_at == batch.expires_at
     assert FileRecord.model_validate(items[1]).to_domain() == file
 
 
@@ -122,7 +130,7 @@ def test_items_written_before_retention_existed_still_read() -> None:
         "batch_id": "b-" + "d" * 32,
         "status": "completed",
         "total": 1,
-        "completed": 1,
+        "n_completed": 1,
         "created_at": "2026-01-01T00:00:00+00:00",
         "updated_at": "2026-01-01T00:00:00+00:00",
     }
@@ -143,7 +151,12 @@ def test_api_key_items_never_expire() -> None:
 
 @pytest.mark.parametrize(
     ("completed", "failed", "status"),
-    [(3, 0, BatchStatus.COMPLETED), (0, 3, BatchStatus.FAILED), (2, 1, BatchStatus.COMPLETED_WITH_ERRORS)],
+    [
+        (3, 0, BatchStatus.COMPLETED),
+        (0, 3, BatchStatus.FAILED),
+        (2, 1, BatchStatus.COMPLETED_WITH_ERRORS),
+        (0, 0, BatchStatus.EXPIRED),
+    ],
 )
 def test_final_status_follows_the_counts(completed: int, failed: int, status: BatchStatus) -> None:
     now = datetime(2026, 11, 22, tzinfo=UTC)
@@ -152,13 +165,36 @@ def test_final_status_follows_the_counts(completed: int, failed: int, status: Ba
         batch_id="b",
         status=BatchStatus.PROCESSING,
         total=3,
-        completed=completed,
-        failed=failed,
+        counts={
+            FileStatus.COMPLETED: completed,
+            FileStatus.FAILED: failed,
+            FileStatus.UPLOAD_EXPIRED: 3 - completed - failed,
+        },
         created_at=now,
         updated_at=now,
     )
     assert batch.final_status() is status
     assert batch.progress_percentage == 100.0
+
+
+def test_eta_comes_from_the_observed_rate_of_the_current_run_once_it_has_run_a_while() -> None:
+    started = datetime(2026, 11, 22, tzinfo=UTC)
+    batch = Batch(
+        tenant_id="a",
+        batch_id="b",
+        status=BatchStatus.PROCESSING,
+        total=10,
+        counts={FileStatus.COMPLETED: 4, FileStatus.PROCESSING: 2, FileStatus.UPLOADED: 4},
+        run_started_at=started,
+        run_files=10,
+        created_at=started,
+        updated_at=started,
+    )
+    # Given 4 of 10 files done in 20 s, then 6 more take 30 s
+    assert batch.eta_seconds(started + timedelta(seconds=20)) == 30
+    # Not before the run has gone on a few seconds, nor once it is not processing
+    assert batch.eta_seconds(started + timedelta(seconds=2)) is None
+    assert batch.model_copy(update={"status": BatchStatus.CANCELLING}).eta_seconds(started) is None
 
 
 def test_settings_read_only_known_variables_and_validate_them() -> None:

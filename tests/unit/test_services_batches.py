@@ -130,28 +130,22 @@ def test_status_reports_counts_and_progress() -> None:
     batch_id = make(repo, storage, 1, 2, 3, 4)
     for file_id in ("f00001", "f00002"):
         repo.mark_uploaded("acme", batch_id, file_id, size=1, version_id=None, at=NOW)
-    repo.record_file_result(
-        "acme",
-        batch_id,
-        "f00001",
-        status=FileStatus.COMPLETED,
-        at=NOW,
-        facts=None,
-        description=None,
-        error=None,
-    )
-    repo.record_file_result(
-        "acme", batch_id, "f00002", status=FileStatus.FAILED, at=NOW, facts=None, description=None, error=None
-    )
+    repo.move_file("acme", batch_id, "f00001", expected=FileStatus.UPLOADED, to=FileStatus.COMPLETED, at=NOW)
+    repo.move_file("acme", batch_id, "f00002", expected=FileStatus.UPLOADED, to=FileStatus.FAILED, at=NOW)
     # When its status is read
-    status = get_batch_status(repo, ACME, batch_id, provider="local")
-    # Then counts and progress reflect it
-    assert (status.counts.total, status.counts.uploaded, status.counts.completed, status.counts.failed) == (
-        4,
-        2,
-        1,
-        1,
-    )
+    status = get_batch_status(repo, ACME, batch_id, provider="local", now=NOW)
+    # Then there is a count per file state, adding up to the total, and progress reflects them
+    assert status.counts.model_dump() == {
+        "total": 4,
+        "awaiting_upload": 2,
+        "uploaded": 0,
+        "processing": 0,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "upload_expired": 0,
+        "skipped": 0,
+    }
     assert status.progress_percentage == 50.0
     assert status.is_terminal is False
 
@@ -165,7 +159,11 @@ def test_another_tenants_or_unknown_batch_is_not_found(batch_id: str) -> None:
     # Then it does not exist for them
     with pytest.raises(NotFoundError):
         get_batch_status(
-            repo, Tenant(tenant_id="globex") if batch_id == BATCH_ID else ACME, batch_id, provider="local"
+            repo,
+            Tenant(tenant_id="globex") if batch_id == BATCH_ID else ACME,
+            batch_id,
+            provider="local",
+            now=NOW,
         )
 
 

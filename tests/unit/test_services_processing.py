@@ -48,7 +48,7 @@ def png_bytes(width: int = 40, height: int = 20) -> bytes:
 
 
 def batch_with(
-    *specs: tuple[str, int, str], description: DescriptionOptions | None = None
+    *specs: tuple[str, int, str], description: DescriptionOptions | None = None, uploaded: bool = True
 ) -> tuple[InMemoryRepository, InMemoryStorage]:
     repo, storage = InMemoryRepository(), InMemoryStorage()
     create_batch(
@@ -64,6 +64,12 @@ def batch_with(
         now=NOW,
         make_batch_id=lambda: BATCH_ID,
     )
+    if not uploaded:
+        return repo, storage
+    # Where the workflow finds a batch: every file uploaded, the run started.
+    for position in range(1, len(specs) + 1):
+        repo.mark_uploaded("acme", BATCH_ID, f"f{position:05d}", size=1, version_id=None, at=NOW)
+    repo.start_run("acme", BATCH_ID, files=len(specs), at=NOW)
     return repo, storage
 
 
@@ -77,7 +83,7 @@ def test_process_verifies_size_hash_and_type_of_the_stored_bytes() -> None:
     repo, storage = batch_with(("red.png", len(content), "image/png"))
     storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     # When the process step runs
-    processed = process_file(repo, storage, task())
+    processed = process_file(repo, storage, task(), now=NOW)
     # Then it reports the real size, SHA-256, type from magic bytes and dimensions
     assert processed.filename == "red.png"
     assert processed.facts.size_bytes == len(content)
@@ -104,7 +110,7 @@ def test_process_rejects_bytes_that_do_not_match_the_declaration(
     # When the process step runs
     # Then the file is rejected (not retryable) with a clear code
     with pytest.raises(FileRejectedError) as raised:
-        process_file(repo, storage, task())
+        process_file(repo, storage, task(), now=NOW)
     assert raised.value.code == code
 
 
@@ -124,7 +130,7 @@ class EchoProvider:
 def test_describe_reads_the_version_that_was_verified_not_bytes_written_since() -> None:
     # Given a PNG uploaded and recorded with the version its upload event announced
     content = png_bytes()
-    repo, storage = batch_with(("photo.png", len(content), "image/png"))
+    repo, storage = batch_with(("photo.png", len(content), "image/png"), uploaded=False)
     key = upload_key("acme", BATCH_ID, "f00001")
     announced = storage.put(key, content)
     repo.mark_uploaded("acme", BATCH_ID, "f00001", size=len(content), version_id=announced, at=NOW)
@@ -132,7 +138,7 @@ def test_describe_reads_the_version_that_was_verified_not_bytes_written_since() 
     swapped = b"plain text, not a picture".ljust(len(content), b".")
     storage.put(key, swapped)
     # When the process step verifies it, then more bytes are written, then it is described
-    processed = process_file(repo, storage, task())
+    processed = process_file(repo, storage, task(), now=NOW)
     storage.put(key, swapped)
     described = describe(storage, EchoProvider(), DescribeFileInput(file=processed))
     # Then both steps worked on the announced version: the PNG's facts and the PNG's description
@@ -146,7 +152,7 @@ def test_the_batch_instructions_reach_the_provider_through_the_execution_input()
     # Given a batch created with instructions, whose one file has arrived and started the workflow
     content = png_bytes()
     options = DescriptionOptions(prompt="Say the colour.", language="it", detail="brief")
-    repo, storage = batch_with(("red.png", len(content), "image/png"), description=options)
+    repo, storage = batch_with(("red.png", len(content), "image/png"), description=options, uploaded=False)
     storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     starter = RecordingStarter()
     key = upload_key("acme", BATCH_ID, "f00001")
@@ -174,7 +180,7 @@ def test_the_batch_instructions_reach_the_provider_through_the_execution_input()
             for name, path in selector.items()
         }
     )
-    processed = process_file(repo, storage, task)
+    processed = process_file(repo, storage, task, now=NOW)
     payload = DescribeFileInput.model_validate_json(DescribeFileInput(file=processed).model_dump_json())
     describe(storage, RecordingProvider(), payload)
     # Then the provider was given the batch's instructions, read once when the workflow started
@@ -189,7 +195,7 @@ def test_without_an_announced_version_describe_still_reads_what_process_read() -
     storage.put(key, content)
     repo.mark_uploaded("acme", BATCH_ID, "f00001", size=len(content), version_id=None, at=NOW)
     # When it is processed, then overwritten, then described
-    processed = process_file(repo, storage, task())
+    processed = process_file(repo, storage, task(), now=NOW)
     storage.put(key, b"x" * len(content))
     described = describe(storage, EchoProvider(), DescribeFileInput(file=processed))
     # Then describe read the version process read
@@ -201,7 +207,7 @@ def test_fault_injection_throttles_matching_files_for_the_first_attempts_only() 
     content = png_bytes()
     repo, storage = batch_with(("flaky-red.png", len(content), "image/png"))
     storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
-    processed = process_file(repo, storage, task())
+    processed = process_file(repo, storage, task(), now=NOW)
     faults = FaultInjection.parse("throttle:flaky:2")
 
     class Provider:
@@ -385,7 +391,7 @@ def test_a_file_larger_than_declared_is_refused_before_its_bytes_are_read() -> N
     storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
     # When the process step runs
     with pytest.raises(FileRejectedError) as rejected:
-        process_file(repo, storage, task())
+        process_file(repo, storage, task(), now=NOW)
     # Then it is a size mismatch, and not one byte was downloaded to find out
     assert rejected.value.code == "size_mismatch"
     assert storage.bytes_streamed == 0
@@ -402,7 +408,7 @@ def test_the_local_provider_reads_only_what_it_needs() -> None:
     )
     storage.put(upload_key("acme", BATCH_ID, "f00001"), text)
     storage.put(upload_key("acme", BATCH_ID, "f00002"), binary)
-    processed = [process_file(repo, storage, task(file_id)) for file_id in ("f00001", "f00002")]
+    processed = [process_file(repo, storage, task(file_id), now=NOW) for file_id in ("f00001", "f00002")]
     # When each is described
     storage.bytes_streamed = 0
     described_text = describe(storage, LocalDescriptionProvider(), DescribeFileInput(file=processed[0]))

@@ -47,7 +47,7 @@ def test_duplicate_events_count_once() -> None:
     # Then it is counted once and the workflow has not started
     assert outcomes == [UploadOutcome.RECORDED, UploadOutcome.DUPLICATE, UploadOutcome.DUPLICATE]
     batch = repo.get_batch("acme", BATCH_ID)
-    assert batch is not None and batch.uploaded == 1 and batch.status is BatchStatus.AWAITING_UPLOAD
+    assert batch is not None and batch.arrived == 1 and batch.status is BatchStatus.AWAITING_UPLOAD
     assert starter.started == {}
 
 
@@ -84,7 +84,7 @@ def test_last_file_starts_one_execution_named_after_the_batch_in_any_order() -> 
         }
     }
     batch = repo.get_batch("acme", BATCH_ID)
-    assert batch is not None and batch.status is BatchStatus.PROCESSING and batch.uploaded == 3
+    assert batch is not None and batch.status is BatchStatus.PROCESSING and batch.arrived == 3
 
 
 def test_redelivery_after_a_failed_start_starts_the_workflow() -> None:
@@ -112,4 +112,4 @@ def test_keys_that_are_not_uploads_or_unknown_files_are_ignored() -> None:
     # Then nothing changes
     assert outcomes == [UploadOutcome.IGNORED] * 3
     batch = repo.get_batch("acme", BATCH_ID)
-    assert batch is not None and batch.uploaded == 0
+    assert batch is not None and batch.arrived == 0
