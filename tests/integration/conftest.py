@@ -104,6 +104,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             KeySchema=table["KeySchema"],
             AttributeDefinitions=table["AttributeDefinitions"],
             BillingMode=table["BillingMode"],
+            **(
+                {"GlobalSecondaryIndexes": table["GlobalSecondaryIndexes"]}
+                if "GlobalSecondaryIndexes" in table
+                else {}
+            ),
         )
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)

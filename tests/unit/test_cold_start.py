@@ -65,4 +65,4 @@ def test_importing_every_handler_creates_no_client_and_needs_no_settings() -> No
         for r in resources
         if r["Type"] == "AWS::Serverless::Function"
     )
-    assert FUNCTIONS == deployed
+    assert deployed == FUNCTIONS
