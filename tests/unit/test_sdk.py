@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ from filebatch_sdk import (
     FilebatchClient,
     FileSpec,
     FileState,
+    IdempotencyKeyReusedError,
     TokenUsage,
     UploadError,
     UploadProgress,
@@ -62,6 +64,16 @@ class FakeBatch:
     batch_id: str
     files: list[FakeFile]
     polls: int = 0
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    # Set by the lifecycle routes (close, cancel, retry); None: the polls decide, as before.
+    state: str | None = None
+    retries: int = 0
+
+
+# The fake plays the server, which knows its own terminal states.
+FAKE_TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled", "expired"}
 
 
 @dataclass
@@ -69,13 +81,17 @@ class Scripted:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    # Handle the request, then close the connection without answering (a lost answer).
+    drop: bool = False
 
 
 class FakeApi:
-    """The API's three routes plus an S3-like PUT target, with scripted failures.
+    """The API's routes plus S3-like PUT and GET targets, with scripted failures.
 
     Batches finish after `polls_until_done` status polls. Files whose name contains "flaky" fail
-    with a retryable error; the others complete with a description.
+    with a retryable error; the others complete with a description. Creates honour the
+    Idempotency-Key header as the contract says: a repeated key with the same body replays the
+    first answer, with another body it is a 409 idempotency_key_reused.
     """
 
     def __init__(self) -> None:
@@ -86,11 +102,20 @@ class FakeApi:
         self.batches: dict[str, FakeBatch] = {}
         self.requests: list[Recorded] = []
         self._scripted: dict[tuple[str, str], deque[Scripted]] = {}
+        self._lost: dict[tuple[str, str], deque[Scripted | None]] = {}
+        self._idempotent: dict[str, tuple[bytes, Scripted]] = {}
         self._lock = threading.Lock()
 
     def script(self, method: str, path: str, *responses: Scripted) -> None:
         """Answer the next requests to `method path` with `responses` before behaving normally."""
         self._scripted.setdefault((method, path), deque()).extend(responses)
+
+    def lose_answers(
+        self, method: str, path: str, *, count: int = 1, instead: Scripted | None = None
+    ) -> None:
+        """Carry out the next `count` requests to `method path`, then drop their answers (the
+        connection closes) or, given `instead`, answer that (a gateway's 502 or 504)."""
+        self._lost.setdefault((method, path), deque()).extend([instead] * count)
 
     def calls(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path == path]
@@ -99,26 +124,57 @@ class FakeApi:
         with self._lock:
             self.requests.append(request)
             queued = self._scripted.get((request.method, request.path))
-            if queued:
-                return queued.popleft()
-            return self._route(request)
+            answer = queued.popleft() if queued else self._route(request)
+            lost = self._lost.get((request.method, request.path))
+            if lost:
+                instead = lost.popleft()
+                return instead if instead is not None else replace(answer, drop=True)
+            return answer
 
     def _route(self, request: Recorded) -> Scripted:
         parts = request.path.strip("/").split("/")
         if parts[0] == "upload" and request.method == "PUT":
             return self._put(parts[1], parts[2], request.body)
+        if parts[0] == "exports" and request.method == "GET":
+            return self._download(parts[1].removesuffix(".jsonl"))
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return _error(401, "unauthorized", "Missing or invalid API key.")
         if request.method == "POST" and parts == ["v1", "batches"]:
-            return self._create(json.loads(request.body))
+            return self._create_once(request)
+        if request.method == "GET" and parts == ["v1", "batches"]:
+            return self._list(request.query)
+        if request.method == "POST" and parts == ["v1", "webhooks", "secret"]:
+            return Scripted(201, {"secret": "whsec_" + "A" * 43 + "=", "created_at": TIMESTAMP})
         batch = self.batches.get(parts[2]) if len(parts) >= 3 and parts[:2] == ["v1", "batches"] else None
         if batch is None:
             return _error(404, "batch_not_found", f"batch {parts[-1]} not found")
         if len(parts) == 3:
-            return self._status(batch)
-        if parts[3] == "uploads":
+            return self._delete(batch) if request.method == "DELETE" else self._status(batch)
+        action = parts[3]
+        if action == "uploads":
             return self._uploads(batch, request.query)
+        if action == "close":
+            return self._close(batch)
+        if action == "cancel":
+            return self._cancel(batch)
+        if action == "retry":
+            return self._retry(batch, json.loads(request.body or b"{}"))
+        if action == "export":
+            return self._export(batch)
         return self._results(batch, request.query)
+
+    def _create_once(self, request: Recorded) -> Scripted:
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return self._create(json.loads(request.body))
+        if key in self._idempotent:
+            body, answer = self._idempotent[key]
+            if body != request.body:
+                return _error(409, "idempotency_key_reused", "this key was used for another request")
+            return answer
+        answer = self._create(json.loads(request.body))
+        self._idempotent[key] = (request.body, answer)
+        return answer
 
     def _create(self, body: dict[str, Any]) -> Scripted:
         batch_id = f"b-{len(self.batches) + 1:032x}"
@@ -126,7 +182,16 @@ class FakeApi:
             FakeFile(f"f{position:05d}", spec["filename"], spec["size"], spec["content_type"])
             for position, spec in enumerate(body["files"], start=1)
         ]
-        self.batches[batch_id] = FakeBatch(batch_id, files)
+        batch = FakeBatch(
+            batch_id,
+            files,
+            name=body.get("name"),
+            metadata=body.get("metadata", {}),
+            webhook_url=body.get("webhook_url"),
+        )
+        if batch.name is not None and any(b.name == batch.name for b in self.batches.values()):
+            return _error(409, "name_taken", f"a batch is already named {batch.name!r}")
+        self.batches[batch_id] = batch
         first = files[: self.create_page_size]
         return Scripted(
             201,
@@ -134,11 +199,87 @@ class FakeApi:
                 "batch_id": batch_id,
                 "status": "awaiting_upload",
                 "created_at": TIMESTAMP,
+                "name": batch.name,
+                "metadata": batch.metadata,
+                "webhook_url": batch.webhook_url,
                 "total_files": len(files),
                 "files": [self._instruction(batch_id, f) for f in first],
                 "next_uploads_cursor": str(len(first)) if len(files) > len(first) else None,
             },
         )
+
+    def _list(self, query: dict[str, list[str]]) -> Scripted:
+        newest_first = [self._status_body(b) for b in reversed(self.batches.values())]
+        wanted_status, wanted_name = query.get("status", [None])[0], query.get("name", [None])[0]
+        matching = [
+            body
+            for body in newest_first
+            if wanted_status in (None, body["status"]) and wanted_name in (None, body["name"])
+        ]
+        start = int(query.get("cursor", ["0"])[0])
+        limit = int(query.get("limit", ["20"])[0])
+        more = start + limit < len(matching)
+        return Scripted(
+            200,
+            {"items": matching[start : start + limit], "next_cursor": str(start + limit) if more else None},
+        )
+
+    def _close(self, batch: FakeBatch) -> Scripted:
+        if batch.state is not None or self._done(batch):
+            return _error(409, "batch_not_open", "only a batch awaiting upload can be closed")
+        batch.state = "processing"
+        return Scripted(202, self._status_body(batch))
+
+    def _cancel(self, batch: FakeBatch) -> Scripted:
+        current = self._status_body(batch)["status"]
+        if current in FAKE_TERMINAL - {"cancelled"}:
+            return _error(409, "batch_ended", f"the batch already ended: {current}")
+        if current != "cancelled":
+            batch.state = "cancelling"
+        return Scripted(202, self._status_body(batch))
+
+    def _retry(self, batch: FakeBatch, body: dict[str, Any]) -> Scripted:
+        if not self._done(batch):
+            return _error(409, "batch_not_ended", "the batch has not ended")
+        failed = [f.file_id for f in batch.files if "flaky" in f.filename]
+        file_ids = body.get("file_ids", failed)
+        if not file_ids:
+            return _error(409, "nothing_to_retry", "no failed files")
+        batch.retries += 1
+        batch.state = "processing"
+        return Scripted(
+            202,
+            {
+                "batch_id": batch.batch_id,
+                "retry": batch.retries,
+                "execution_name": f"{batch.batch_id}-r{batch.retries}",
+                "file_ids": file_ids,
+                "status": "processing",
+            },
+        )
+
+    def _delete(self, batch: FakeBatch) -> Scripted:
+        if not self._done(batch):
+            return _error(409, "batch_not_ended", "cancel the batch first")
+        del self.batches[batch.batch_id]
+        return Scripted(202, {"batch_id": batch.batch_id, "status": "deleting"})
+
+    def _export(self, batch: FakeBatch) -> Scripted:
+        if not self._done(batch):
+            return _error(409, "export_not_ready", "the batch has not ended")
+        return Scripted(
+            200,
+            {
+                "batch_id": batch.batch_id,
+                "url": f"{self.base_url}/exports/{batch.batch_id}.jsonl?X-Amz-Signature=def456",
+                "expires_at": TIMESTAMP,
+                "files": len(batch.files),
+            },
+        )
+
+    def _download(self, batch_id: str) -> Scripted:
+        lines = "".join(json.dumps(_result(f)) + "\n" for f in self.batches[batch_id].files)
+        return Scripted(200, lines.encode())
 
     def _uploads(self, batch: FakeBatch, query: dict[str, list[str]]) -> Scripted:
         start = int(query.get("cursor", ["0"])[0])
@@ -174,43 +315,62 @@ class FakeApi:
         file.uploaded = body
         return Scripted(200, None)
 
+    def _done(self, batch: FakeBatch) -> bool:
+        return self._status_body(batch)["is_terminal"]
+
     def _status(self, batch: FakeBatch) -> Scripted:
         batch.polls += 1
-        done = batch.polls >= self.polls_until_done
-        failed = sum(1 for f in batch.files if "flaky" in f.filename) if done else 0
-        completed = len(batch.files) - failed if done else 0
-        status = "processing"
-        if done:
+        body = self._status_body(batch)
+        if batch.state == "cancelling":
+            batch.state = "cancelled"  # the files in flight finished: seen on the next poll
+        return Scripted(200, body)
+
+    def _status_body(self, batch: FakeBatch) -> dict[str, Any]:
+        finished = batch.state is None and batch.polls >= self.polls_until_done
+        failed = sum(1 for f in batch.files if "flaky" in f.filename) if finished else 0
+        completed = len(batch.files) - failed if finished else 0
+        status = batch.state or "processing"
+        if finished:
             status = "completed" if not failed else "completed_with_errors"
-        return Scripted(
-            200,
-            {
-                "batch_id": batch.batch_id,
-                "status": status,
-                "is_terminal": done,
-                "counts": {
-                    "total": len(batch.files),
-                    "uploaded": sum(1 for f in batch.files if f.uploaded is not None),
-                    "completed": completed,
-                    "failed": failed,
-                },
-                "progress_percentage": 100.0 if done else 0.0,
-                "created_at": TIMESTAMP,
-                "updated_at": TIMESTAMP,
-                "finished_at": TIMESTAMP if done else None,
+        done = status in FAKE_TERMINAL
+        return {
+            "batch_id": batch.batch_id,
+            "status": status,
+            "is_terminal": done,
+            "name": batch.name,
+            "metadata": batch.metadata,
+            "webhook_url": batch.webhook_url,
+            "retries": batch.retries,
+            "counts": {
+                "total": len(batch.files),
+                "awaiting_upload": sum(1 for f in batch.files if f.uploaded is None) if not done else 0,
+                "uploaded": sum(1 for f in batch.files if f.uploaded is not None) if not done else 0,
+                "processing": 0,
+                "completed": completed,
+                "failed": failed,
+                "cancelled": len(batch.files) if status == "cancelled" else 0,
+                "upload_expired": 0,
+                "skipped": 0,
             },
-        )
+            "progress_percentage": 100.0 if done else 0.0,
+            "eta_seconds": None if done else 42,
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+            "finished_at": TIMESTAMP if done else None,
+        }
 
     def _results(self, batch: FakeBatch, query: dict[str, list[str]]) -> Scripted:
         limit = int(query.get("limit", ["100"])[0])
         start = int(query.get("cursor", ["0"])[0])
-        page = batch.files[start : start + limit]
-        more = start + limit < len(batch.files)
+        wanted = query.get("status", [None])[0]
+        items = [item for item in map(_result, batch.files) if wanted in (None, item["status"])]
+        page = items[start : start + limit]
+        more = start + limit < len(items)
         return Scripted(
             200,
             {
                 "batch_id": batch.batch_id,
-                "items": [_result(f) for f in page],
+                "items": page,
                 "next_cursor": str(start + limit) if more else None,
             },
         )
@@ -264,21 +424,29 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         answer = self.server.fake.handle(request)
+        if answer.drop:
+            # Done, but the answer is lost: the client sees the connection close.
+            self.close_connection = True
+            return
         payload = b"" if answer.body is None else json.dumps(answer.body).encode()
         if isinstance(answer.body, str):
             payload = answer.body.encode()
+        if isinstance(answer.body, bytes):
+            payload = answer.body
         self.send_response(answer.status)
         for key, value in answer.headers.items():
             self.send_header(key, value)
         if isinstance(answer.body, str):
             self.send_header("Content-Type", "application/xml")
+        elif isinstance(answer.body, bytes):
+            self.send_header("Content-Type", "application/x-ndjson")
         elif answer.body is not None:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = _serve
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep pytest's output clean
@@ -638,33 +806,102 @@ def test_retry_after_http_date_and_backoff_bounds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retried"), [(429, True), (503, True), (502, False), (504, False), (500, False)]
+    ("status", "carried_out"), [(429, False), (503, False), (500, True), (502, True), (504, True)]
 )
-def test_creating_a_batch_is_retried_only_when_it_cannot_have_happened(
-    fake_api: FakeApi, sleeps: list[float], sample_files: list[Path], status: int, retried: bool
+def test_creating_a_batch_is_retried_with_the_same_idempotency_key_after_an_error_answer(
+    fake_api: FakeApi, sleeps: list[float], sample_files: list[Path], status: int, carried_out: bool
 ) -> None:
-    # Given an API whose first answer to POST /v1/batches is `status`
-    fake_api.script("POST", "/v1/batches", _error(status, "some_error", "first attempt failed"))
+    # Given an API whose first answer to POST /v1/batches is `status`, whether or not the batch
+    # was created behind it (a gateway's 502/504 can hide a created batch)
+    failure = _error(status, "some_error", "first attempt failed")
+    if carried_out:
+        fake_api.lose_answers("POST", "/v1/batches", instead=failure)
+    else:
+        fake_api.script("POST", "/v1/batches", failure)
     client = FilebatchClient(
         fake_api.base_url, API_KEY, max_retries=3, sleep=sleeps.append, backoff_base=0.01
     )
 
     # When a batch is created
     with client:
-        if retried:
-            created = client.create_batch(sample_files[:1])
-        else:
-            with pytest.raises(FilebatchApiError) as raised:
-                client.create_batch(sample_files[:1])
+        created = client.create_batch(sample_files[:1])
 
-    # Then 429/503 (nothing was created) are retried, and answers that may hide a created batch are not
-    attempts = len(fake_api.calls("POST", "/v1/batches"))
-    if retried:
-        assert attempts == 2
-        assert created.batch_id
-    else:
-        assert attempts == 1
-        assert raised.value.status == status
+    # Then it was sent again with the same Idempotency-Key, and exactly one batch exists: the
+    # one the answer names
+    attempts = fake_api.calls("POST", "/v1/batches")
+    assert len(attempts) == 2
+    assert attempts[0].headers["idempotency-key"] == attempts[1].headers["idempotency-key"]
+    assert attempts[0].body == attempts[1].body
+    assert list(fake_api.batches) == [created.batch_id]
+    assert len(sleeps) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_retried_and_answered_with_the_batch_it_created(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given an API that creates the batch but whose answer never arrives (the connection drops)
+    fake_api.lose_answers("POST", "/v1/batches")
+
+    # When a batch is created
+    created = client.create_batch(sample_files[:1])
+
+    # Then the SDK sent it again with the same key, and got the first batch back instead of a second
+    attempts = fake_api.calls("POST", "/v1/batches")
+    assert len(attempts) == 2
+    assert len({a.headers["idempotency-key"] for a in attempts}) == 1
+    assert list(fake_api.batches) == [created.batch_id]
+    assert created.files[0].filename == sample_files[0].name
+
+
+def test_a_create_still_in_progress_is_waited_for_with_the_same_key(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given an API that is still handling an earlier attempt with the same key, and says so
+    fake_api.script(
+        "POST",
+        "/v1/batches",
+        _error(
+            409, "request_in_progress", "a request with this key is in progress", headers={"Retry-After": "2"}
+        ),
+    )
+
+    # When a batch is created
+    created = client.create_batch(sample_files[:1])
+
+    # Then the SDK waited as asked and asked again with the same key
+    attempts = fake_api.calls("POST", "/v1/batches")
+    assert [a.headers["idempotency-key"] for a in attempts] == [attempts[0].headers["idempotency-key"]] * 2
+    assert sleeps == [2.0]
+    assert created.batch_id in fake_api.batches
+
+
+def test_every_create_carries_its_own_idempotency_key_unless_one_is_given(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given two creates with generated keys, and two with the caller's own key and the same files
+    first = client.create_batch(sample_files[:1])
+    second = client.create_batch(sample_files[:1])
+    mine = client.create_batch(sample_files[:1], idempotency_key="order-1234")
+    again = client.create_batch(sample_files[:1], idempotency_key="order-1234")
+
+    # Then generated keys are fresh uuid4s, so the first two are two batches
+    keys = [r.headers["idempotency-key"] for r in fake_api.calls("POST", "/v1/batches")]
+    assert uuid.UUID(keys[0]).version == 4
+    assert keys[0] != keys[1]
+    assert first.batch_id != second.batch_id
+    # And the caller's key travels as given, so repeating the create gives the same batch back
+    assert keys[2:] == ["order-1234", "order-1234"]
+    assert again.batch_id == mine.batch_id
+    assert len(fake_api.batches) == 3
+    # And the same key for other files is refused with its own error, not retried
+    with pytest.raises(IdempotencyKeyReusedError) as raised:
+        client.create_batch(sample_files[1:2], idempotency_key="order-1234")
+    assert (raised.value.status, raised.value.code) == (409, "idempotency_key_reused")
+    assert len(fake_api.calls("POST", "/v1/batches")) == 5
+    # And a key the header cannot carry is refused before any request
+    with pytest.raises(ValueError, match="idempotency_key"):
+        client.create_batch(sample_files[:1], idempotency_key="line\nbreak")
+    assert len(fake_api.calls("POST", "/v1/batches")) == 5
 
 
 def test_create_batch_collects_every_upload_instruction_across_pages(
