@@ -22,17 +22,30 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from filebatch_sdk import (
+    API_ERRORS,
+    BatchEndedError,
+    BatchNotEndedError,
+    BatchNotFoundError,
+    BatchNotOpenError,
+    BatchState,
     BatchStatus,
     BatchTimeoutError,
+    ConflictError,
+    DownloadError,
+    ExportNotReadyError,
     FilebatchApiError,
     FilebatchClient,
     FileSpec,
     FileState,
     IdempotencyKeyReusedError,
+    NameTakenError,
+    NothingToRetryError,
+    RetryInProgressError,
     TokenUsage,
     UploadError,
     UploadProgress,
     guess_content_type,
+    iter_export_file,
 )
 from filebatch_sdk._retry import Backoff, parse_retry_after
 from filebatch_sdk.cli import main
@@ -428,11 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
             # Done, but the answer is lost: the client sees the connection close.
             self.close_connection = True
             return
-        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
-        if isinstance(answer.body, str):
+        if answer.body is None or isinstance(answer.body, bytes):
+            payload = answer.body or b""
+        elif isinstance(answer.body, str):
             payload = answer.body.encode()
-        if isinstance(answer.body, bytes):
-            payload = answer.body
+        else:
+            payload = json.dumps(answer.body).encode()
         self.send_response(answer.status)
         for key, value in answer.headers.items():
             self.send_header(key, value)
@@ -968,3 +982,422 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
         "Name the product.",
         ("detail", "language", "prompt"),
     )
+
+
+# ---- the batch lifecycle (issue 8) ------------------------------------------------------------
+
+
+def _finished_batch(client: FilebatchClient, paths: list[Path]) -> str:
+    """A batch of `paths`, uploaded and followed to its end (the fake ends it on its 2nd poll)."""
+    return client.submit(paths).batch_id
+
+
+def test_create_sends_name_metadata_and_webhook_url_and_reads_them_back(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a name, metadata and a webhook URL
+    # When a batch is created with them
+    created = client.create_batch(
+        sample_files[:1],
+        name="june-invoices",
+        metadata={"team": "ops", "run": "7"},
+        webhook_url="https://hooks.example.com/filebatch",
+    )
+
+    # Then the body carries them next to the files, and the answer gives them back
+    body = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
+    assert body["name"] == "june-invoices"
+    assert body["metadata"] == {"team": "ops", "run": "7"}
+    assert body["webhook_url"] == "https://hooks.example.com/filebatch"
+    assert (created.name, created.metadata, created.webhook_url) == (
+        "june-invoices",
+        {"team": "ops", "run": "7"},
+        "https://hooks.example.com/filebatch",
+    )
+    # And so does the status
+    status = client.get_batch(created.batch_id)
+    assert (status.name, status.metadata, status.retries) == ("june-invoices", {"team": "ops", "run": "7"}, 0)
+    # And a second batch of the same name is refused with its own error
+    with pytest.raises(NameTakenError):
+        client.create_batch(sample_files[:1], name="june-invoices")
+
+
+def test_list_batches_follows_the_cursor_newest_first_and_stops_at_the_limit(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given five batches, two of them named
+    ids = [client.create_batch(sample_files[:1], name=f"n{i}" if i < 2 else None).batch_id for i in range(5)]
+
+    # When every batch is listed two per page
+    listed = list(client.list_batches(page_size=2))
+
+    # Then all five come back newest first, over three requests that followed the cursor
+    assert [b.batch_id for b in listed] == ids[::-1]
+    pages = fake_api.calls("GET", "/v1/batches")
+    assert [p.query.get("cursor") for p in pages] == [None, ["2"], ["4"]]
+    # And with a limit, it stops once it has that many, asking for no more than it needs
+    fake_api.requests.clear()
+    assert [b.batch_id for b in client.list_batches(limit=3, page_size=2)] == ids[:1:-1]
+    assert [p.query["limit"] for p in fake_api.calls("GET", "/v1/batches")] == [["2"], ["1"]]
+    # And the filters travel to the server
+    fake_api.requests.clear()
+    (named,) = client.list_batches(name="n1", status="processing")
+    assert named.batch_id == ids[1]
+    assert fake_api.calls("GET", "/v1/batches")[0].query == {
+        "limit": ["100"],
+        "status": ["processing"],
+        "name": ["n1"],
+    }
+    # And one page can be asked for on its own
+    page = client.list_batches_page(limit=4)
+    assert len(page.items) == 4
+    assert page.next_cursor == "4"
+
+
+def test_close_processes_what_arrived_and_a_second_close_is_refused_without_retrying(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path]
+) -> None:
+    # Given a batch awaiting its uploads
+    created = client.create_batch(sample_files[:1])
+    path = f"/v1/batches/{created.batch_id}/close"
+
+    # When it is closed, twice
+    status = client.close_batch(created.batch_id)
+    with pytest.raises(BatchNotOpenError) as raised:
+        client.close_batch(created.batch_id)
+
+    # Then the first close answers the batch's status, the second the conflict, once each
+    assert status.status == "processing"
+    assert isinstance(raised.value, ConflictError)
+    assert len(fake_api.calls("POST", path)) == 2
+    assert sleeps == []
+
+
+def test_a_close_whose_answer_may_be_lost_is_not_sent_again(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a batch whose close is carried out but answered 502 by the gateway
+    created = client.create_batch(sample_files[:1])
+    path = f"/v1/batches/{created.batch_id}/close"
+    fake_api.lose_answers("POST", path, instead=_error(502, "bad_gateway", "upstream"))
+
+    # When it is closed
+    with pytest.raises(FilebatchApiError) as raised:
+        client.close_batch(created.batch_id)
+
+    # Then the 502 surfaces: sending it again would answer batch_not_open for a close that worked
+    assert raised.value.status == 502
+    assert len(fake_api.calls("POST", path)) == 1
+
+
+def test_cancel_then_wait_follows_cancelling_until_cancelled(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a batch being processed
+    created = client.create_batch(sample_files[:1])
+    seen: list[str] = []
+
+    # When it is cancelled and waited for
+    cancelling = client.cancel_batch(created.batch_id)
+    final = client.wait(created.batch_id, on_progress=lambda s: seen.append(s.status))
+
+    # Then cancel answers "cancelling" (not terminal), and wait stops at "cancelled"
+    assert (cancelling.status, cancelling.is_terminal) == ("cancelling", False)
+    assert seen == ["cancelling", "cancelled"]
+    assert final.is_terminal
+    assert final.counts.cancelled == 1
+    assert final.counts.finished == 1
+    # And cancelling again answers the same
+    assert client.cancel_batch(created.batch_id).status == "cancelled"
+
+
+def test_cancelling_a_batch_that_ended_otherwise_raises_batch_ended(
+    client: FilebatchClient, sample_files: list[Path]
+) -> None:
+    batch_id = _finished_batch(client, sample_files[:1])
+    with pytest.raises(BatchEndedError) as raised:
+        client.cancel_batch(batch_id)
+    assert raised.value.code == "batch_ended"
+
+
+@pytest.mark.parametrize(("before", "final"), [("cancelling", "cancelled"), ("awaiting_upload", "expired")])
+def test_wait_treats_cancelled_and_expired_as_terminal(
+    client: FilebatchClient,
+    fake_api: FakeApi,
+    sleeps: list[float],
+    sample_files: list[Path],
+    before: str,
+    final: str,
+) -> None:
+    # Given a batch that the server reports as `before`, then `final`
+    created = client.create_batch(sample_files[:1])
+    body = fake_api._status_body(fake_api.batches[created.batch_id])
+    fake_api.script(
+        "GET",
+        f"/v1/batches/{created.batch_id}",
+        Scripted(200, {**body, "status": before, "is_terminal": False}),
+        Scripted(200, {**body, "status": final, "is_terminal": True, "eta_seconds": None}),
+    )
+
+    # When it is waited for
+    status = client.wait(created.batch_id, poll_interval=5)
+
+    # Then the wait ended at `final` after one poll interval, without polling on
+    assert status.status == final
+    assert status.is_terminal
+    assert sleeps == [5]
+    assert len(fake_api.calls("GET", f"/v1/batches/{created.batch_id}")) == 2
+
+
+def test_retry_runs_the_failed_files_again_only_once_the_batch_ended(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a batch still running, and one that ended with a failed file
+    running = client.create_batch(sample_files[:1])
+    ended = _finished_batch(client, sample_files)
+
+    # When each is retried
+    with pytest.raises(BatchNotEndedError):
+        client.retry_batch(running.batch_id)
+    retry = client.retry_batch(ended)
+
+    # Then the running one is refused, and the ended one runs its failed file again
+    assert (retry.batch_id, retry.retry, retry.status) == (ended, 1, "processing")
+    assert retry.file_ids == ["f00003"]
+    assert retry.execution_name == f"{ended}-r1"
+    assert json.loads(fake_api.calls("POST", f"/v1/batches/{ended}/retry")[-1].body) == {}
+    # And the status counts the retry; wait follows the new run
+    assert client.get_batch(ended).retries == 1
+
+
+def test_retry_sends_the_chosen_files_and_maps_its_conflicts(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given an ended batch whose files all completed
+    batch_id = _finished_batch(client, sample_files[:2])
+    path = f"/v1/batches/{batch_id}/retry"
+
+    # When it is retried with chosen files, and without
+    retry = client.retry_batch(batch_id, file_ids=["f00002"])
+    fake_api.batches[batch_id].state = None  # ended again
+    with pytest.raises(NothingToRetryError):
+        client.retry_batch(batch_id)
+    fake_api.script("POST", path, _error(409, "retry_in_progress", "a retry is running"))
+    with pytest.raises(RetryInProgressError):
+        client.retry_batch(batch_id)
+
+    # Then the chosen files travel in the body
+    assert json.loads(fake_api.calls("POST", path)[0].body) == {"file_ids": ["f00002"]}
+    assert retry.file_ids == ["f00002"]
+
+
+def test_delete_needs_an_ended_batch_which_is_gone_afterwards(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a running batch and an ended one
+    running = client.create_batch(sample_files[:1])
+    ended = _finished_batch(client, sample_files[:1])
+
+    # When each is deleted
+    with pytest.raises(BatchNotEndedError) as raised:
+        client.delete_batch(running.batch_id)
+    deleted = client.delete_batch(ended)
+
+    # Then the running one must be cancelled first, the ended one is being deleted, then 404
+    assert "cancel" in raised.value.message
+    assert (deleted.batch_id, deleted.status) == (ended, "deleting")
+    assert fake_api.calls("DELETE", f"/v1/batches/{ended}")[0].headers["authorization"] == f"Bearer {API_KEY}"
+    with pytest.raises(BatchNotFoundError):
+        client.get_batch(ended)
+
+
+def test_results_can_be_filtered_by_file_status(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given an ended batch with two completed files and a failed one
+    batch_id = _finished_batch(client, sample_files)
+    fake_api.requests.clear()
+
+    # When only the failed results are asked for
+    failed = client.results(batch_id, status=FileState.FAILED)
+
+    # Then the filter travelled to the server, and only the failed file came back
+    assert [r.filename for r in failed] == ["flaky-notes.txt"]
+    assert fake_api.calls("GET", f"/v1/batches/{batch_id}/results")[0].query["status"] == ["failed"]
+    assert len(client.results(batch_id)) == 3
+
+
+def test_export_downloads_the_jsonl_without_the_api_key_and_reads_back_as_results(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path], tmp_path: Path
+) -> None:
+    # Given a running batch and an ended one
+    running = client.create_batch(sample_files[:1])
+    batch_id = _finished_batch(client, sample_files)
+    target = tmp_path / "out" / "results.jsonl"
+
+    # When the running one's export is asked for, and the ended one's downloaded
+    with pytest.raises(ExportNotReadyError):
+        client.export_results(running.batch_id)
+    info = client.download_export(batch_id, target)
+
+    # Then the ended one's JSON Lines arrived from the presigned URL, which got no API key
+    assert (info.batch_id, info.files) == (batch_id, 3)
+    (download,) = fake_api.calls("GET", f"/exports/{batch_id}.jsonl")
+    assert download.query == {"X-Amz-Signature": ["def456"]}
+    assert "authorization" not in download.headers
+    # And each line reads back as the same result the results route gives
+    assert list(iter_export_file(target)) == client.results(batch_id)
+    # And no temporary file was left next to it
+    assert [p.name for p in target.parent.iterdir()] == ["results.jsonl"]
+
+
+def test_export_download_retries_storage_faults_and_names_a_refusal(
+    client: FilebatchClient, fake_api: FakeApi, sleeps: list[float], sample_files: list[Path], tmp_path: Path
+) -> None:
+    # Given an ended batch whose export storage first answers 503, and later refuses the URL
+    batch_id = _finished_batch(client, sample_files[:1])
+    sleeps.clear()  # the wait's poll
+    path = f"/exports/{batch_id}.jsonl"
+    fake_api.script("GET", path, Scripted(503, "<Error><Code>SlowDown</Code></Error>"))
+    expired = "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+
+    # When it is downloaded twice, the second time after the URL expired
+    client.download_export(batch_id, tmp_path / "a.jsonl")
+    fake_api.script("GET", path, Scripted(403, expired))
+    (tmp_path / "b.jsonl").write_text("keep me\n")
+    with pytest.raises(DownloadError) as raised:
+        client.download_export(batch_id, tmp_path / "b.jsonl")
+
+    # Then the 503 was retried, and the refusal names S3's code and leaves the target as it was
+    assert len(sleeps) == 1
+    assert len(list(iter_export_file(tmp_path / "a.jsonl"))) == 1
+    assert (raised.value.status, raised.value.reason) == (403, "HTTP 403 AccessDenied")
+    assert (tmp_path / "b.jsonl").read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".part") == []
+
+
+def test_iter_export_file_names_a_line_that_is_not_a_result(tmp_path: Path) -> None:
+    export = tmp_path / "broken.jsonl"
+    export.write_text(json.dumps(_result(FakeFile("f00001", "a.png", 3, "image/png"))) + "\n\n{}\n")
+    results = iter_export_file(export)
+    assert next(results).filename == "a.png"
+    with pytest.raises(ValueError, match=r"broken\.jsonl:3"):
+        next(results)
+
+
+def test_rotating_the_webhook_secret_is_not_repeated_after_an_ambiguous_failure(
+    client: FilebatchClient, fake_api: FakeApi
+) -> None:
+    # Given an API that rotates the secret
+    # When it is rotated
+    secret = client.rotate_webhook_secret()
+
+    # Then the new secret comes back, kept out of repr
+    assert secret.secret.startswith("whsec_")
+    assert secret.secret not in repr(secret)
+    # And a rotation answered 502 is not sent again (a second one would retire the first's secret)
+    fake_api.lose_answers("POST", "/v1/webhooks/secret", instead=_error(502, "bad_gateway", "upstream"))
+    with pytest.raises(FilebatchApiError):
+        client.rotate_webhook_secret()
+    assert len(fake_api.calls("POST", "/v1/webhooks/secret")) == 2
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(API_ERRORS.items()))
+def test_each_error_code_raises_its_own_exception(
+    client: FilebatchClient, fake_api: FakeApi, code: str, kind: type[FilebatchApiError]
+) -> None:
+    # Given an API that answers a request with `code`
+    path = "/v1/batches/b-" + "1" * 32
+    status = 404 if code == "batch_not_found" else 409
+    fake_api.script("GET", path, _error(status, code, "no"))
+    # When the request is made / Then the exception is the code's class, still a FilebatchApiError
+    with pytest.raises(kind) as raised:
+        client.get_batch("b-" + "1" * 32)
+    assert type(raised.value) is kind
+    assert isinstance(raised.value, FilebatchApiError)
+    assert raised.value.code == code
+
+
+def test_unknown_codes_fall_back_to_conflict_or_the_base_error(
+    client: FilebatchClient, fake_api: FakeApi
+) -> None:
+    path = "/v1/batches/b-" + "1" * 32
+    fake_api.script("GET", path, _error(409, "something_new", "no"), _error(400, "webhook_url_refused", "no"))
+    with pytest.raises(ConflictError) as conflict:
+        client.get_batch("b-" + "1" * 32)
+    with pytest.raises(FilebatchApiError) as refused:
+        client.get_batch("b-" + "1" * 32)
+    assert type(conflict.value) is ConflictError
+    assert type(refused.value) is FilebatchApiError
+    assert refused.value.code == "webhook_url_refused"
+
+
+def test_status_reads_the_lifecycle_fields_and_defaults_them_for_older_servers() -> None:
+    # Given a status body as the issue 8 contract describes it
+    body = {
+        "batch_id": "b-" + "0" * 32,
+        "status": "processing",
+        "is_terminal": False,
+        "name": "june",
+        "metadata": {"team": "ops"},
+        "webhook_url": "https://hooks.example.com/x",
+        "retries": 2,
+        "counts": {
+            "total": 10,
+            "awaiting_upload": 0,
+            "uploaded": 1,
+            "processing": 2,
+            "completed": 3,
+            "failed": 1,
+            "cancelled": 0,
+            "upload_expired": 2,
+            "skipped": 1,
+        },
+        "progress_percentage": 70.0,
+        "eta_seconds": 12.6,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+        "finished_at": None,
+    }
+    # When the SDK reads it, and the same body without the new fields, ended as the old states say
+    status = BatchStatus.from_json(body)
+    older = BatchStatus.from_json(
+        {
+            **{
+                k: v
+                for k, v in body.items()
+                if k not in {"name", "metadata", "webhook_url", "retries", "eta_seconds"}
+            },
+            "counts": {"total": 10, "uploaded": 10, "completed": 9, "failed": 1},
+        }
+    )
+    # Then every new field comes through, and terminal files count as finished
+    assert (status.name, status.metadata, status.webhook_url, status.retries) == (
+        "june",
+        {"team": "ops"},
+        "https://hooks.example.com/x",
+        2,
+    )
+    assert status.eta_seconds == 13
+    assert status.counts.finished == 3 + 1 + 2 + 1
+    assert status.counts.by_state() == {
+        "uploaded": 1,
+        "processing": 2,
+        "completed": 3,
+        "failed": 1,
+        "upload_expired": 2,
+        "skipped": 1,
+    }
+    # And from an older server they read as absent
+    assert (older.name, older.metadata, older.webhook_url, older.retries, older.eta_seconds) == (
+        None,
+        {},
+        None,
+        0,
+        None,
+    )
+    assert (older.counts.awaiting_upload, older.counts.cancelled, older.counts.finished) == (0, 0, 10)
+    # And a terminal status is terminal even from a body that does not say so
+    assert BatchStatus.from_json({**body, "status": "expired", "is_terminal": False}).is_terminal
+    assert BatchState.CANCELLED.is_terminal and not BatchState.CANCELLING.is_terminal
+    assert FileState.UPLOAD_EXPIRED.is_terminal and not FileState.PROCESSING.is_terminal
