@@ -138,7 +138,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m filebatch_sdk",
         description="Submit files to a filebatch API and read the results.",
-        epilog="Exit status: 0 ok, 1 some files failed, 2 usage, 3 API/upload error, 4 timed out.",
+        epilog="Exit status: 0 ok, 1 some files failed, 2 usage, 3 API error (a 409 when the batch is "
+        "not in a state for the command) or upload/download error, 4 timed out.",
     )
     parser.add_argument("--version", action="version", version=f"filebatch-sdk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

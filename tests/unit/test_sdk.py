@@ -1401,3 +1401,189 @@ def test_status_reads_the_lifecycle_fields_and_defaults_them_for_older_servers()
     assert BatchStatus.from_json({**body, "status": "expired", "is_terminal": False}).is_terminal
     assert BatchState.CANCELLED.is_terminal and not BatchState.CANCELLING.is_terminal
     assert FileState.UPLOAD_EXPIRED.is_terminal and not FileState.PROCESSING.is_terminal
+
+
+# ---- the lifecycle commands ---------------------------------------------------------------------
+
+
+def _cli(fake_api: FakeApi, *args: str) -> int:
+    return main([*args, "--api-url", fake_api.base_url, "--api-key", API_KEY])
+
+
+def test_cli_submit_sends_name_metadata_and_webhook_url(
+    fake_api: FakeApi, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given files to submit
+    # When they are submitted with a name, two metadata pairs (one given twice) and a webhook URL
+    code = _cli(
+        fake_api,
+        "submit",
+        str(sample_files[0]),
+        "--no-wait",
+        "--name",
+        "june",
+        "--metadata",
+        "team=ops",
+        "--metadata",
+        "note=a=b",
+        "--metadata",
+        "team=sales",
+        "--webhook-url",
+        "https://hooks.example.com/x",
+    )
+
+    # Then the batch carries them (a value may hold "="; the last value of a key wins)
+    body = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
+    assert code == 0
+    assert (body["name"], body["metadata"], body["webhook_url"]) == (
+        "june",
+        {"team": "sales", "note": "a=b"},
+        "https://hooks.example.com/x",
+    )
+    assert capsys.readouterr().out.strip() in fake_api.batches
+
+
+def test_cli_rejects_metadata_without_a_key(
+    fake_api: FakeApi, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _cli(fake_api, "submit", str(sample_files[0]), "--metadata", "no-equals-sign")
+    assert exited.value.code == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert fake_api.calls("POST", "/v1/batches") == []
+
+
+def test_cli_list_prints_a_line_per_batch_or_json(
+    fake_api: FakeApi, client: FilebatchClient, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given three batches, the newest named
+    ids = [client.create_batch(sample_files[:1]).batch_id for _ in range(2)]
+    ids.append(client.create_batch(sample_files[:1], name="latest").batch_id)
+
+    # When they are listed as text with a limit, and as JSON
+    text_code = _cli(fake_api, "list", "--limit", "2")
+    lines = capsys.readouterr().out.splitlines()
+    json_code = _cli(fake_api, "list", "--all", "--json", "--status", "processing")
+    document = json.loads(capsys.readouterr().out)
+
+    # Then the text shows the newest two, one line each with the name; the JSON every batch
+    assert (text_code, json_code) == (0, 0)
+    assert [line.split()[0] for line in lines] == ids[:0:-1]
+    assert "'latest'" in lines[0]
+    assert "1 file(s)" in lines[0]
+    assert [item["batch_id"] for item in document["items"]] == ids[::-1]
+    assert document["items"][0]["name"] == "latest"
+    assert fake_api.calls("GET", "/v1/batches")[-1].query["status"] == ["processing"]
+
+
+def test_cli_list_with_no_batches_says_so_on_stderr(
+    fake_api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(fake_api, "list") == 0
+    output = capsys.readouterr()
+    assert (output.out, output.err.strip()) == ("", "no batches")
+
+
+def test_cli_close_and_cancel_print_the_status_and_conflicts_exit_3(
+    fake_api: FakeApi, client: FilebatchClient, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a batch awaiting upload
+    batch_id = client.create_batch(sample_files[:1]).batch_id
+
+    # When it is closed, closed again, then cancelled (as JSON)
+    close_code = _cli(fake_api, "close", batch_id)
+    closed = capsys.readouterr().out
+    again_code = _cli(fake_api, "close", batch_id)
+    refused = capsys.readouterr().err
+    cancel_code = _cli(fake_api, "cancel", batch_id, "--json")
+    cancelled = json.loads(capsys.readouterr().out)
+
+    # Then each prints the batch's status; the second close is a conflict, named, exit 3
+    assert (close_code, again_code, cancel_code) == (0, 3, 0)
+    assert closed.startswith(f"{batch_id}  processing")
+    assert "409 batch_not_open" in refused
+    assert (cancelled["batch_id"], cancelled["status"]) == (batch_id, "cancelling")
+
+
+def test_cli_retry_delete_and_export(
+    fake_api: FakeApi,
+    client: FilebatchClient,
+    sample_files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an ended batch with a failed file, in a scratch directory
+    batch_id = _finished_batch(client, sample_files)
+    monkeypatch.chdir(tmp_path)
+
+    # When it is exported to the default path and to a chosen one
+    assert _cli(fake_api, "export", batch_id) == 0
+    default_line = capsys.readouterr().out
+    assert _cli(fake_api, "export", batch_id, "--output", "out/r.jsonl", "--json") == 0
+    exported = json.loads(capsys.readouterr().out)
+
+    # Then both hold every result
+    assert default_line.strip() == f"{batch_id}.jsonl  (3 results of {batch_id})"
+    assert len(list(iter_export_file(tmp_path / f"{batch_id}.jsonl"))) == 3
+    assert exported == {"batch_id": batch_id, "files": 3, "path": "out/r.jsonl"}
+    assert [r.status for r in iter_export_file(tmp_path / "out" / "r.jsonl")] == [
+        "completed",
+        "completed",
+        "failed",
+    ]
+
+    # When one file is retried, then the batch deleted while the retry runs, then after it ended
+    assert _cli(fake_api, "retry", batch_id, "--file-id", "f00003", "--file-id", "f00001") == 0
+    retried = capsys.readouterr().out
+    assert _cli(fake_api, "delete", batch_id) == 3
+    not_ended = capsys.readouterr().err
+    fake_api.batches[batch_id].state = "completed"
+    assert _cli(fake_api, "delete", batch_id, "--json") == 0
+    deleted = json.loads(capsys.readouterr().out)
+
+    # Then the retry named its files and run, and the delete waited for the batch to end
+    body = json.loads(fake_api.calls("POST", f"/v1/batches/{batch_id}/retry")[0].body)
+    assert body == {"file_ids": ["f00003", "f00001"]}
+    assert retried.strip() == f"{batch_id}  processing  retry 1: 2 file(s) ({batch_id}-r1)"
+    assert "batch_not_ended" in not_ended
+    assert deleted == {"batch_id": batch_id, "status": "deleting"}
+
+
+def test_cli_export_of_a_running_batch_exits_3_and_writes_nothing(
+    fake_api: FakeApi,
+    client: FilebatchClient,
+    sample_files: list[Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    batch_id = client.create_batch(sample_files[:1]).batch_id
+    assert _cli(fake_api, "export", batch_id, "--output", str(tmp_path / "r.jsonl")) == 3
+    assert "export_not_ready" in capsys.readouterr().err
+    assert list(tmp_path.glob("*.jsonl")) == []
+
+
+def test_cli_results_filters_by_status(
+    fake_api: FakeApi, client: FilebatchClient, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch_id = _finished_batch(client, sample_files)
+    assert _cli(fake_api, "results", batch_id, "--status", "failed") == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "flaky-notes.txt" in line
+    assert "provider_unavailable" in line
+
+
+def test_cli_webhook_secret_rotate_prints_only_the_secret_on_stdout(
+    fake_api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the secret is rotated, as text and as JSON
+    assert _cli(fake_api, "webhook-secret", "rotate") == 0
+    text = capsys.readouterr()
+    assert _cli(fake_api, "webhook-secret", "rotate", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+
+    # Then stdout holds the secret alone (ready for a secrets store), the advice goes to stderr
+    assert text.out.strip().startswith("whsec_")
+    assert "24 hours" in text.err
+    assert document["secret"].startswith("whsec_")
+    assert document["created_at"] == TIMESTAMP
