@@ -8,7 +8,9 @@
     for result in run.failed():
         print(result.filename, result.error.code if result.error else "")
 
-Also a command line: `python -m filebatch_sdk submit FILE...` (see `filebatch_sdk.cli`).
+Batches can also be listed, closed, cancelled, retried, deleted and exported (see
+`FilebatchClient`). Also a command line: `python -m filebatch_sdk submit FILE...` (see
+`filebatch_sdk.cli`).
 Only dependency: requests.
 """
 
@@ -17,24 +19,43 @@ from __future__ import annotations
 from filebatch_sdk._version import __version__
 from filebatch_sdk.client import FilebatchClient
 from filebatch_sdk.errors import (
+    API_ERRORS,
+    BatchEndedError,
+    BatchNotEndedError,
+    BatchNotFoundError,
+    BatchNotOpenError,
     BatchTimeoutError,
+    ConflictError,
+    DownloadError,
+    ExportNotReadyError,
     FilebatchApiError,
     FilebatchConnectionError,
     FilebatchError,
+    IdempotencyKeyReusedError,
     InvalidFileError,
+    NameTakenError,
+    NothingToRetryError,
+    RequestInProgressError,
+    RetryInProgressError,
     UploadError,
     UploadFailure,
 )
 from filebatch_sdk.models import (
+    TERMINAL_BATCH_STATES,
+    TERMINAL_FILE_STATES,
     BatchCounts,
+    BatchesPage,
+    BatchRetry,
     BatchRun,
     BatchState,
     BatchStatus,
     CreatedBatch,
     CreatedFile,
+    DeletedBatch,
     Description,
     DescriptionOptions,
     DescriptionSettings,
+    ExportInfo,
     FileError,
     FileResult,
     FileSpec,
@@ -43,21 +64,37 @@ from filebatch_sdk.models import (
     TokenUsage,
     UploadInstruction,
     UploadProgress,
+    WebhookSecret,
     guess_content_type,
+    iter_export_file,
     to_json,
 )
 
 __all__ = [
+    "API_ERRORS",
+    "TERMINAL_BATCH_STATES",
+    "TERMINAL_FILE_STATES",
     "BatchCounts",
+    "BatchEndedError",
+    "BatchNotEndedError",
+    "BatchNotFoundError",
+    "BatchNotOpenError",
+    "BatchRetry",
     "BatchRun",
     "BatchState",
     "BatchStatus",
     "BatchTimeoutError",
+    "BatchesPage",
+    "ConflictError",
     "CreatedBatch",
     "CreatedFile",
+    "DeletedBatch",
     "Description",
     "DescriptionOptions",
     "DescriptionSettings",
+    "DownloadError",
+    "ExportInfo",
+    "ExportNotReadyError",
     "FileError",
     "FileResult",
     "FileSpec",
@@ -66,14 +103,21 @@ __all__ = [
     "FilebatchClient",
     "FilebatchConnectionError",
     "FilebatchError",
+    "IdempotencyKeyReusedError",
     "InvalidFileError",
+    "NameTakenError",
+    "NothingToRetryError",
+    "RequestInProgressError",
     "ResultsPage",
+    "RetryInProgressError",
     "TokenUsage",
     "UploadError",
     "UploadFailure",
     "UploadInstruction",
     "UploadProgress",
+    "WebhookSecret",
     "__version__",
     "guess_content_type",
+    "iter_export_file",
     "to_json",
 ]

@@ -18,9 +18,22 @@ Step by step (e.g. to upload from one process and collect results in another)::
     for result in client.iter_results(created.batch_id):
         ...
 
+Following batches, and what can be done to them::
+
+    for batch in client.list_batches(status="processing", limit=50):
+        print(batch.batch_id, batch.name, batch.progress_percentage)
+    client.cancel_batch(batch_id)             # then client.wait(batch_id) until it is cancelled
+    client.retry_batch(batch_id)              # run the failed files again
+    client.download_export(batch_id, "results.jsonl")
+    for result in iter_export_file("results.jsonl"):
+        ...
+
 Reads are retried with exponential backoff and jitter on connection errors, timeouts, 429
-(honouring Retry-After) and 5xx; creating a batch only when it cannot have happened (no connection,
-429, 503). Other 4xx raise `FilebatchApiError` at once.
+(honouring Retry-After) and 5xx. So is creating a batch: every create carries an Idempotency-Key,
+the same on each attempt, so the server creates the batch once however many attempts reach it.
+Other requests that change something are retried only when they cannot have taken effect (no
+connection, 429, 503). Other 4xx raise `FilebatchApiError` (a subclass per code, see
+`filebatch_sdk.errors.API_ERRORS`) at once.
 """
 
 from __future__ import annotations
@@ -28,13 +41,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -43,21 +58,28 @@ from filebatch_sdk._retry import NOT_APPLIED_STATUSES, RETRYABLE_STATUSES, Backo
 from filebatch_sdk._version import __version__
 from filebatch_sdk.errors import (
     BatchTimeoutError,
+    DownloadError,
     FilebatchApiError,
     FilebatchConnectionError,
     UploadError,
     UploadFailure,
+    api_error,
 )
 from filebatch_sdk.models import (
+    BatchesPage,
+    BatchRetry,
     BatchRun,
     BatchStatus,
     CreatedBatch,
     CreatedFile,
+    DeletedBatch,
     DescriptionOptions,
+    ExportInfo,
     FileResult,
     FileSpec,
     ResultsPage,
     UploadProgress,
+    WebhookSecret,
 )
 
 logger = logging.getLogger("filebatch_sdk")
@@ -72,6 +94,9 @@ USER_AGENT = f"filebatch-sdk-python/{__version__}"
 # connections instead of warning "connection pool is full" and opening new ones.
 _POOL_SIZE = 32
 _S3_ERROR_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+# What the API accepts in an Idempotency-Key header: 1 to 255 printable ASCII characters.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+_DOWNLOAD_CHUNK = 1 << 16
 
 
 class FilebatchClient:
@@ -140,26 +165,44 @@ class FilebatchClient:
     # ---- the API ------------------------------------------------------------------------------
 
     def create_batch(
-        self, files: Sequence[FileInput], *, description: DescriptionOptions | None = None
+        self,
+        files: Sequence[FileInput],
+        *,
+        description: DescriptionOptions | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
     ) -> CreatedBatch:
         """Declare a batch of files; returns its id and one upload instruction per file.
 
         Paths are declared with their name, size on disk and a content type guessed from the
         extension (see `guess_content_type`); pass a `FileSpec` to choose these yourself.
+
+        `name` (unique among the API key's batches; 409 `NameTakenError` otherwise), `metadata`
+        (up to 16 string pairs) and `webhook_url` (https; called when the batch ends) are stored
+        with the batch. `idempotency_key` (1-255 printable ASCII characters) makes the create
+        safe to repeat: the server answers every request with the same key, and the same body,
+        with the batch the first one created. A fresh one is generated for each call when none
+        is given; pass your own to repeat a create safely across processes.
         """
         specs = [item if isinstance(item, FileSpec) else FileSpec.from_path(item) for item in files]
         if not specs:
             raise ValueError("a batch needs at least one file")
-        # Not idempotent: retried only when the server cannot have created the batch (see _send).
-        body = self._call(
-            "POST",
-            "/v1/batches",
-            json_body={
-                "files": [spec.to_json() for spec in specs],
-                **({"description": description.to_json()} if description else {}),
-            },
-            idempotent=False,
-        )
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValueError("idempotency_key must be 1 to 255 printable ASCII characters")
+        request: dict[str, Any] = {"files": [spec.to_json() for spec in specs]}
+        if description:
+            request["description"] = description.to_json()
+        if name is not None:
+            request["name"] = name
+        if metadata is not None:
+            request["metadata"] = dict(metadata)
+        if webhook_url is not None:
+            request["webhook_url"] = webhook_url
+        # The key makes every attempt the same request, so it is retried like a read (see _send).
+        body = self._call("POST", "/v1/batches", json_body=request, idempotency_key=key)
         # The answer carries the first page of upload instructions; larger batches page on.
         instructions: list[dict[str, Any]] = list(body["files"])
         if body.get("next_uploads_cursor"):
@@ -188,23 +231,145 @@ class FilebatchClient:
         """The batch's status, counts and progress."""
         return BatchStatus.from_json(self._call("GET", f"/v1/batches/{_segment(batch_id)}"))
 
-    def list_results(self, batch_id: str, *, limit: int = 100, cursor: str | None = None) -> ResultsPage:
-        """One page of per-file results, in the order the files were declared."""
+    def list_batches(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[BatchStatus]:
+        """The API key's batches, newest first, fetching pages lazily by following `next_cursor`.
+
+        `status` and `name` filter on the server; `limit` stops after that many batches (None:
+        all of them); `page_size` (1-100) is how many each request asks for.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be >= 1 (or None for every batch)")
+        cursor: str | None = None
+        remaining = limit
+        while True:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = self.list_batches_page(status=status, name=name, limit=size, cursor=cursor)
+            items = page.items if remaining is None else page.items[:remaining]
+            yield from items
+            if remaining is not None:
+                remaining -= len(items)
+                if remaining == 0:
+                    return
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def list_batches_page(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> BatchesPage:
+        """One page of `GET /v1/batches` (newest first); pass `next_cursor` back for the next."""
         params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if name:
+            params["name"] = name
+        if cursor:
+            params["cursor"] = cursor
+        return BatchesPage.from_json(self._call("GET", "/v1/batches", params=params))
+
+    def close_batch(self, batch_id: str) -> BatchStatus:
+        """Stop waiting for uploads: the files that arrived are processed, the others end as
+        `upload_expired`. Only a batch awaiting upload can be closed (409 `BatchNotOpenError`)."""
+        # A second close answers 409, so a close whose answer was lost is not sent again.
+        body = self._call("POST", f"/v1/batches/{_segment(batch_id)}/close", idempotent=False)
+        return BatchStatus.from_json(body)
+
+    def cancel_batch(self, batch_id: str) -> BatchStatus:
+        """Cancel the batch: "cancelling" until the files being described finish, then
+        "cancelled" (follow it with `wait`). Cancelling again answers the same; a batch that
+        already finished otherwise raises 409 `BatchEndedError`."""
+        # Repeating a cancel answers the same, so it is retried like a read.
+        return BatchStatus.from_json(self._call("POST", f"/v1/batches/{_segment(batch_id)}/cancel"))
+
+    def retry_batch(self, batch_id: str, file_ids: Sequence[str] | None = None) -> BatchRetry:
+        """Run a finished batch's failed files again (or only `file_ids`); follow it with `wait`.
+
+        409: `BatchNotEndedError` (not finished yet), `NothingToRetryError`, `RetryInProgressError`.
+        """
+        body: dict[str, Any] = {} if file_ids is None else {"file_ids": list(file_ids)}
+        # Not idempotent (a second retry is another run): sent again only when it cannot have
+        # reached the service.
+        answer = self._call(
+            "POST", f"/v1/batches/{_segment(batch_id)}/retry", json_body=body, idempotent=False
+        )
+        return BatchRetry.from_json(answer)
+
+    def delete_batch(self, batch_id: str) -> DeletedBatch:
+        """Delete a finished batch, its files and results; it answers 404 afterwards. A batch
+        still running raises 409 `BatchNotEndedError`: cancel it first."""
+        # After a delete the batch is gone (404), so a delete whose answer was lost is not repeated.
+        body = self._call("DELETE", f"/v1/batches/{_segment(batch_id)}", idempotent=False)
+        return DeletedBatch.from_json(body)
+
+    def list_results(
+        self,
+        batch_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        status: str | None = None,
+    ) -> ResultsPage:
+        """One page of per-file results, in the order the files were declared; `status` keeps
+        only the files in that state (a `FileState`)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
         if cursor:
             params["cursor"] = cursor
         body = self._call("GET", f"/v1/batches/{_segment(batch_id)}/results", params=params)
         return ResultsPage.from_json(body)
 
-    def iter_results(self, batch_id: str, *, page_size: int = 100) -> Iterator[FileResult]:
-        """Every file's result, fetching pages lazily by following `next_cursor`."""
+    def iter_results(
+        self, batch_id: str, *, page_size: int = 100, status: str | None = None
+    ) -> Iterator[FileResult]:
+        """Every file's result (or those in `status`), fetching pages lazily by following `next_cursor`."""
         cursor: str | None = None
         while True:
-            page = self.list_results(batch_id, limit=page_size, cursor=cursor)
+            page = self.list_results(batch_id, limit=page_size, cursor=cursor, status=status)
             yield from page.items
             if not page.next_cursor:
                 return
             cursor = page.next_cursor
+
+    def results(self, batch_id: str, *, status: str | None = None) -> list[FileResult]:
+        """Every file's result as a list (or only those in `status`, e.g. `FileState.FAILED`)."""
+        return list(self.iter_results(batch_id, status=status))
+
+    def export_results(self, batch_id: str) -> ExportInfo:
+        """Where to download every result of a finished batch as one JSON Lines file.
+
+        Raises 409 `ExportNotReadyError` while the batch is not finished."""
+        return ExportInfo.from_json(self._call("GET", f"/v1/batches/{_segment(batch_id)}/export"))
+
+    def download_export(self, batch_id: str, path: PathLike) -> ExportInfo:
+        """Download the batch's export to `path` (JSON Lines; read it with `iter_export_file`).
+
+        The file is streamed to a temporary file next to `path` and renamed over it once
+        complete, so `path` never holds half an export. Raises `DownloadError` when storage
+        refuses the URL.
+        """
+        info = self.export_results(batch_id)
+        self._download(info.url, Path(path))
+        return info
+
+    def rotate_webhook_secret(self) -> WebhookSecret:
+        """Create the API key's webhook signing secret, or replace it. The previous secret keeps
+        signing webhooks alongside the new one for 24 hours, time to deploy the new one."""
+        # Not repeated when its answer may have been lost: a second rotation would retire the
+        # previous secret in favour of one nobody saw.
+        return WebhookSecret.from_json(self._call("POST", "/v1/webhooks/secret", idempotent=False))
 
     def wait(
         self,
@@ -216,6 +381,8 @@ class FilebatchClient:
     ) -> BatchStatus:
         """Poll the batch until it is terminal and return its final status.
 
+        Terminal: completed, completed_with_errors, failed, cancelled, expired (a cancelling
+        batch is followed until it is cancelled). A batch retried later runs again: wait again.
         `on_progress` gets every status polled, the final one included. Raises
         `BatchTimeoutError` (with the last status) after `timeout` seconds; the batch carries on.
         """
@@ -321,11 +488,42 @@ class FilebatchClient:
         with response:
             if response.status_code < 300:
                 return None
-            # S3 explains refusals in XML (<Code>SignatureDoesNotMatch</Code>, AccessDenied when
-            # the URL expired): the code is what a person needs to see.
-            match = _S3_ERROR_CODE.search(response.text or "")
-            reason = f"HTTP {response.status_code}" + (f" {match.group(1)}" if match else "")
-            return failure(reason, response.status_code, response.status_code in RETRYABLE_STATUSES)
+            return failure(
+                _storage_reason(response), response.status_code, response.status_code in RETRYABLE_STATUSES
+            )
+
+    def _download(self, url: str, path: Path) -> None:
+        """GET a presigned URL into `path`, retrying from the first byte when the transfer breaks."""
+        where = urlsplit(url).path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(handle)
+        part = Path(temporary)
+
+        def send() -> requests.Response:
+            # No Authorization: the URL's signature is the credential (and the key must not leak).
+            # None drops any default a caller's session carries, as for uploads.
+            headers: dict[str, Any] = {"Authorization": None}
+            response = self._session.get(url, headers=headers, stream=True, timeout=self.timeout)
+            if response.status_code >= 300:
+                return response
+            try:
+                with response, part.open("wb") as out:
+                    for chunk in response.iter_content(_DOWNLOAD_CHUNK):
+                        out.write(chunk)
+            except requests.exceptions.ChunkedEncodingError as error:
+                # A transfer cut short: the same as a lost connection, so _send tries again.
+                raise requests.ConnectionError(str(error)) from error
+            return response
+
+        try:
+            response = self._send(send, f"download of {where}")
+            with response:
+                if response.status_code >= 300:
+                    raise DownloadError(where, _storage_reason(response), response.status_code)
+            part.replace(path)
+        finally:
+            part.unlink(missing_ok=True)
 
     # ---- the whole flow -----------------------------------------------------------------------
 
@@ -333,6 +531,9 @@ class FilebatchClient:
         self,
         paths: Sequence[PathLike],
         *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        webhook_url: str | None = None,
         wait: bool = True,
         timeout: float = 600,
         poll_interval: float = 1.0,
@@ -343,12 +544,13 @@ class FilebatchClient:
     ) -> BatchRun:
         """Create a batch of `paths`, upload them, and (unless `wait=False`) wait for every result.
 
+        `name`, `metadata` and `webhook_url` are stored with the batch (see `create_batch`).
         Returns a `BatchRun` with `.results`, `.summary()`, `.failed()` and `.retryable()`. Files
         that failed are results, not exceptions; exceptions mean the batch itself could not be
         created, uploaded or followed.
         """
         local = [Path(path) for path in paths]
-        created = self.create_batch(local)
+        created = self.create_batch(local, name=name, metadata=metadata, webhook_url=webhook_url)
         logger.info("batch %s created with %d files", created.batch_id, len(created.files))
         self.upload(created, local, concurrency=concurrency, on_progress=on_upload_progress)
         run = BatchRun(batch=created, paths=local)
@@ -370,21 +572,33 @@ class FilebatchClient:
         params: dict[str, str | int] | None = None,
         json_body: dict[str, Any] | None = None,
         idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> Any:
-        """One API call: JSON in, JSON out, error bodies raised as FilebatchApiError."""
+        """One API call: JSON in, JSON out, error bodies raised as FilebatchApiError.
+
+        With an `idempotency_key` the request is sent with that Idempotency-Key header on every
+        attempt, which makes it idempotent whatever the method.
+        """
         url = self.api_url + path
         headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
 
         def send() -> requests.Response:
             return self._session.request(
                 method, url, params=params, json=json_body, headers=headers, timeout=self.timeout
             )
 
-        with self._send(send, f"{method} {path}", idempotent=idempotent) as response:
+        with self._send(
+            send,
+            f"{method} {path}",
+            idempotent=idempotent or idempotency_key is not None,
+            keyed=idempotency_key is not None,
+        ) as response:
             if response.status_code >= 400:
                 raise _api_error(response)
             try:
@@ -398,7 +612,12 @@ class FilebatchClient:
                 ) from None
 
     def _send(
-        self, send: Callable[[], requests.Response], what: str, *, idempotent: bool = True
+        self,
+        send: Callable[[], requests.Response],
+        what: str,
+        *,
+        idempotent: bool = True,
+        keyed: bool = False,
     ) -> requests.Response:
         """Call `send` until it gets a non-retryable answer or the retries run out.
 
@@ -406,7 +625,13 @@ class FilebatchClient:
         an error with the server's own message. A request that is not idempotent is retried only
         when it cannot have taken effect: the connection was never made, or the answer was 429
         (throttled before reaching the function) or 503 (the function gave up before committing).
-        A lost answer (read timeout, reset, 502, 504) could hide a created batch, so it is raised.
+        A lost answer (read timeout, reset, 502, 504) could hide a change (a second close, retry
+        or rotation would not be the same request), so it is raised.
+
+        Creating a batch is different: its Idempotency-Key (`keyed`) makes repeating it safe, so
+        it is retried like a read, and also on 409 request_in_progress, the answer while an
+        earlier attempt with the same key is still being handled (typically the attempt whose
+        answer was lost): once that one finishes, the server replays its answer.
         """
         retryable_errors = (
             (requests.ConnectionError, requests.Timeout) if idempotent else (requests.ConnectTimeout,)
@@ -424,7 +649,10 @@ class FilebatchClient:
                 delay = self._backoff.delay(attempt)
                 logger.info("%s: %s; retrying in %.2fs", what, type(error).__name__, delay)
             else:
-                if response.status_code not in retryable_statuses or attempt >= self.max_retries:
+                retry = response.status_code in retryable_statuses or (
+                    keyed and _is_request_in_progress(response)
+                )
+                if not retry or attempt >= self.max_retries:
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > self._backoff.max_retry_after:
@@ -450,12 +678,30 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _is_request_in_progress(response: requests.Response) -> bool:
+    if response.status_code != 409:
+        return False
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, dict) and error.get("code") == "request_in_progress"
+
+
+def _storage_reason(response: requests.Response) -> str:
+    # S3 explains refusals in XML (<Code>SignatureDoesNotMatch</Code>, AccessDenied when the URL
+    # expired): the code is what a person needs to see.
+    match = _S3_ERROR_CODE.search(response.text or "")
+    return f"HTTP {response.status_code}" + (f" {match.group(1)}" if match else "")
+
+
 def _request_id(response: requests.Response) -> str | None:
     return response.headers.get("x-amzn-RequestId") or response.headers.get("x-amz-request-id")
 
 
 def _api_error(response: requests.Response) -> FilebatchApiError:
-    """The error body as an exception; bodies from proxies or load balancers get a generic code."""
+    """The error body as an exception (of its code's class, see `errors.API_ERRORS`); bodies from
+    proxies or load balancers get a generic code."""
     status = response.status_code
     try:
         error = response.json().get("error")
@@ -463,7 +709,7 @@ def _api_error(response: requests.Response) -> FilebatchApiError:
         error = None
     if isinstance(error, dict) and error.get("code"):
         details = error.get("details")
-        return FilebatchApiError(
+        return api_error(
             status,
             str(error["code"]),
             str(error.get("message", "")),
@@ -471,4 +717,4 @@ def _api_error(response: requests.Response) -> FilebatchApiError:
             request_id=_request_id(response),
         )
     text = (response.text or response.reason or "").strip()
-    return FilebatchApiError(status, f"http_{status}", text[:500], request_id=_request_id(response))
+    return api_error(status, f"http_{status}", text[:500], request_id=_request_id(response))

@@ -4,6 +4,8 @@ All derive from `FilebatchError`, so one `except` catches them all::
 
     try:
         run = client.submit(paths)
+    except BatchNotEndedError:  # one class per conflict code (see API_ERRORS)
+        ...
     except FilebatchApiError as error:  # the API answered 4xx/5xx
         print(error.status, error.code, error.message)
     except UploadError as error:  # some files could not be uploaded
@@ -13,6 +15,7 @@ All derive from `FilebatchError`, so one `except` catches them all::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +23,27 @@ if TYPE_CHECKING:
     from filebatch_sdk.models import BatchStatus
 
 __all__ = [
+    "API_ERRORS",
+    "BatchEndedError",
+    "BatchNotEndedError",
+    "BatchNotFoundError",
+    "BatchNotOpenError",
     "BatchTimeoutError",
+    "ConflictError",
+    "DownloadError",
+    "ExportNotReadyError",
     "FilebatchApiError",
     "FilebatchConnectionError",
     "FilebatchError",
+    "IdempotencyKeyReusedError",
     "InvalidFileError",
+    "NameTakenError",
+    "NothingToRetryError",
+    "RequestInProgressError",
+    "RetryInProgressError",
     "UploadError",
     "UploadFailure",
+    "api_error",
 ]
 
 
@@ -80,6 +97,89 @@ def _detail_text(detail: dict[str, Any]) -> str:
     return str(problem or detail)
 
 
+class BatchNotFoundError(FilebatchApiError):
+    """404 `batch_not_found`: no such batch for this API key (or it was deleted)."""
+
+
+class ConflictError(FilebatchApiError):
+    """409: the request conflicts with the batch's current state; its subclasses name the code.
+
+    A 409 with a code this SDK does not know is raised as `ConflictError` itself.
+    """
+
+
+class NameTakenError(ConflictError):
+    """409 `name_taken`: another batch of this API key already has that name."""
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    """409 `idempotency_key_reused`: the Idempotency-Key was already used for a different request."""
+
+
+class RequestInProgressError(ConflictError):
+    """409 `request_in_progress`: a request with the same Idempotency-Key is still being handled.
+
+    `create_batch` retries it itself; it surfaces only once the retries are spent.
+    """
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class BatchNotOpenError(ConflictError):
+    """409 `batch_not_open`: only a batch awaiting upload can be closed."""
+
+
+class BatchEndedError(ConflictError):
+    """409 `batch_ended`: the batch already finished (completed, failed or expired): nothing to cancel."""
+
+
+class BatchNotEndedError(ConflictError):
+    """409 `batch_not_ended`: retry and delete need a finished batch (cancel it first to delete it)."""
+
+
+class NothingToRetryError(ConflictError):
+    """409 `nothing_to_retry`: the batch has no failed files to run again."""
+
+
+class RetryInProgressError(ConflictError):
+    """409 `retry_in_progress`: a retry of this batch is already running."""
+
+
+class ExportNotReadyError(ConflictError):
+    """409 `export_not_ready`: the export exists once the batch is finished (`wait` for it)."""
+
+
+# The one place error codes meet exception classes.
+API_ERRORS: Mapping[str, type[FilebatchApiError]] = {
+    "batch_not_found": BatchNotFoundError,
+    "name_taken": NameTakenError,
+    "idempotency_key_reused": IdempotencyKeyReusedError,
+    "request_in_progress": RequestInProgressError,
+    "batch_not_open": BatchNotOpenError,
+    "batch_ended": BatchEndedError,
+    "batch_not_ended": BatchNotEndedError,
+    "nothing_to_retry": NothingToRetryError,
+    "retry_in_progress": RetryInProgressError,
+    "export_not_ready": ExportNotReadyError,
+}
+
+
+def api_error(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    *,
+    request_id: str | None = None,
+) -> FilebatchApiError:
+    """The exception for an error answer: the class of its code, else `ConflictError` for other
+    409s, else `FilebatchApiError`."""
+    kind = API_ERRORS.get(code) or (ConflictError if status == 409 else FilebatchApiError)
+    return kind(status, code, message, details, request_id=request_id)
+
+
 class FilebatchConnectionError(FilebatchError):
     """The service could not be reached (connection refused, DNS, timeouts), even after retries."""
 
@@ -108,6 +208,18 @@ class UploadError(FilebatchError):
         names = ", ".join(f"{f.filename} ({f.reason})" for f in failures[:3])
         more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
         super().__init__(f"batch {batch_id}: {len(failures)} file(s) failed to upload: {names}{more}")
+
+
+class DownloadError(FilebatchError):
+    """A presigned download (the export) was refused, e.g. because its URL expired.
+
+    `reason` carries the storage's own code when it sent one ("HTTP 403 AccessDenied").
+    """
+
+    def __init__(self, url_path: str, reason: str, status: int | None = None) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(f"download of {url_path} failed: {reason}")
 
 
 class BatchTimeoutError(FilebatchError, TimeoutError):

@@ -11,10 +11,11 @@ older SDK keeps working when the service adds a field or a status. Compare statu
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -56,22 +57,64 @@ _COMPRESSION_TYPES: Mapping[str, str] = {
 
 
 class BatchState(StrEnum):
-    """Values of a batch's `status`."""
+    """Values of a batch's `status`. The last five are terminal: the batch no longer changes
+    unless it is retried."""
 
     AWAITING_UPLOAD = "awaiting_upload"
     PROCESSING = "processing"
+    # Cancel was asked for; files still being described finish first, then it becomes cancelled.
+    CANCELLING = "cancelling"
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The upload window closed with nothing uploaded.
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_BATCH_STATES
 
 
 class FileState(StrEnum):
-    """Values of a file result's `status`."""
+    """Values of a file result's `status`. The last five are terminal."""
 
     AWAITING_UPLOAD = "awaiting_upload"
     UPLOADED = "uploaded"
+    PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The batch's upload window closed (close, or the URLs expired) before this file arrived.
+    UPLOAD_EXPIRED = "upload_expired"
+    # Not processed on purpose (e.g. a duplicate).
+    SKIPPED = "skipped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_FILE_STATES
+
+
+# Plain strings compare equal to these members, so `status in TERMINAL_BATCH_STATES` works on the
+# `status` field of any model, whatever the server sent.
+TERMINAL_BATCH_STATES: frozenset[str] = frozenset(
+    {
+        BatchState.COMPLETED,
+        BatchState.COMPLETED_WITH_ERRORS,
+        BatchState.FAILED,
+        BatchState.CANCELLED,
+        BatchState.EXPIRED,
+    }
+)
+TERMINAL_FILE_STATES: frozenset[str] = frozenset(
+    {
+        FileState.COMPLETED,
+        FileState.FAILED,
+        FileState.CANCELLED,
+        FileState.UPLOAD_EXPIRED,
+        FileState.SKIPPED,
+    }
+)
 
 
 def guess_content_type(filename: str) -> str:
@@ -193,6 +236,10 @@ class CreatedBatch:
     status: str
     created_at: datetime
     files: list[CreatedFile]
+    # As given to create_batch (servers before batch names and webhooks send none).
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CreatedBatch:
@@ -201,25 +248,45 @@ class CreatedBatch:
             status=data["status"],
             created_at=_datetime(data["created_at"]),
             files=[CreatedFile.from_json(item) for item in data["files"]],
+            name=data.get("name"),
+            metadata=dict(data.get("metadata") or {}),
+            webhook_url=data.get("webhook_url"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class BatchCounts:
+    """How many of the batch's files are in each state (they add up to `total`).
+
+    Servers before the batch lifecycle send only total, uploaded, completed and failed (and count
+    in `uploaded` every file that ever arrived); the other states then read as 0.
+    """
+
     total: int
     uploaded: int
     completed: int
     failed: int
+    awaiting_upload: int = 0
+    processing: int = 0
+    cancelled: int = 0
+    upload_expired: int = 0
+    skipped: int = 0
 
     @property
     def finished(self) -> int:
-        """Files with a final result, successful or not."""
-        return self.completed + self.failed
+        """Files with a final result: completed, failed, cancelled, upload_expired or skipped."""
+        return self.completed + self.failed + self.cancelled + self.upload_expired + self.skipped
+
+    def by_state(self) -> dict[str, int]:
+        """The states that have files, in `FileState` order, e.g. {"completed": 9, "failed": 1}."""
+        counts = {state.value: getattr(self, state.value) for state in FileState}
+        return {state: n for state, n in counts.items() if n}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchCounts:
         return cls(
-            total=data["total"], uploaded=data["uploaded"], completed=data["completed"], failed=data["failed"]
+            total=int(data["total"]),
+            **{state.value: int(data.get(state.value, 0)) for state in FileState},
         )
 
 
@@ -280,7 +347,11 @@ class DescriptionSettings:
 
 @dataclass(frozen=True, slots=True)
 class BatchStatus:
-    """`GET /v1/batches/{batch_id}`: where a batch stands."""
+    """`GET /v1/batches/{batch_id}`: where a batch stands.
+
+    Fields after `description` came with the batch lifecycle; from older servers they keep their
+    defaults.
+    """
 
     batch_id: str
     status: str
@@ -294,13 +365,23 @@ class BatchStatus:
     usage: TokenUsage = TokenUsage()
     # None from servers that predate per-batch instructions.
     description: DescriptionSettings | None = None
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    # 0 for the first run, n after the n-th `retry_batch`.
+    retries: int = 0
+    # The server's estimate of the seconds left while processing; None when it has none yet.
+    eta_seconds: int | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchStatus:
+        status = data["status"]
+        eta = data.get("eta_seconds")
         return cls(
             batch_id=data["batch_id"],
-            status=data["status"],
-            is_terminal=bool(data["is_terminal"]),
+            status=status,
+            # A status this SDK knows as terminal is terminal whatever else the body says.
+            is_terminal=bool(data.get("is_terminal")) or status in TERMINAL_BATCH_STATES,
             counts=BatchCounts.from_json(data["counts"]),
             progress_percentage=float(data["progress_percentage"]),
             created_at=_datetime(data["created_at"]),
@@ -310,7 +391,98 @@ class BatchStatus:
             description=DescriptionSettings.from_json(data["description"])
             if data.get("description")
             else None,
+            name=data.get("name"),
+            metadata=dict(data.get("metadata") or {}),
+            webhook_url=data.get("webhook_url"),
+            retries=int(data.get("retries") or 0),
+            eta_seconds=round(eta) if eta is not None else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchesPage:
+    """One page of `GET /v1/batches`, newest first; `next_cursor` is None on the last page."""
+
+    items: list[BatchStatus]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchesPage:
+        return cls(
+            items=[BatchStatus.from_json(item) for item in data["items"]],
+            next_cursor=data.get("next_cursor") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRetry:
+    """`POST /v1/batches/{batch_id}/retry`: a new run of the batch's failed (or named) files."""
+
+    batch_id: str
+    retry: int  # the new value of BatchStatus.retries
+    execution_name: str
+    file_ids: list[str]
+    status: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchRetry:
+        return cls(
+            batch_id=data["batch_id"],
+            retry=int(data["retry"]),
+            execution_name=data["execution_name"],
+            file_ids=list(data.get("file_ids") or []),
+            status=data["status"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedBatch:
+    """`DELETE /v1/batches/{batch_id}`: deletion started; the batch then answers 404 everywhere."""
+
+    batch_id: str
+    status: str  # "deleting"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeletedBatch:
+        return cls(batch_id=data["batch_id"], status=data["status"])
+
+
+@dataclass(frozen=True, slots=True)
+class ExportInfo:
+    """`GET /v1/batches/{batch_id}/export`: where to download every result as JSON Lines.
+
+    `url` is a presigned GET, good until `expires_at` (`FilebatchClient.download_export` fetches
+    it); each line is one `FileResult` (read them with `iter_export_file`).
+    """
+
+    batch_id: str
+    url: str
+    expires_at: datetime
+    files: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportInfo:
+        return cls(
+            batch_id=data["batch_id"],
+            url=data["url"],
+            expires_at=_datetime(data["expires_at"]),
+            files=int(data["files"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecret:
+    """`POST /v1/webhooks/secret`: the tenant's new webhook signing secret ("whsec_...").
+
+    Shown once: store it now. The previous secret keeps signing alongside it for 24 hours.
+    """
+
+    secret: str = field(repr=False)  # kept out of repr, so it does not end up in logs
+    created_at: datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebhookSecret:
+        return cls(secret=data["secret"], created_at=_datetime(data["created_at"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +585,25 @@ class ResultsPage:
             items=[FileResult.from_json(item) for item in data["items"]],
             next_cursor=data.get("next_cursor") or None,
         )
+
+
+def iter_export_file(path: str | os.PathLike[str]) -> Iterator[FileResult]:
+    """The `FileResult`s of a downloaded export (JSON Lines, one result per line), read lazily.
+
+    Blank lines are skipped; a line that is not a result raises ValueError naming the line.
+    """
+    with Path(path).open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                result = FileResult.from_json(data)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise ValueError(
+                    f"{path}:{number}: not a file result ({type(error).__name__}: {error})"
+                ) from error
+            yield result
 
 
 @dataclass(frozen=True, slots=True)
