@@ -146,7 +146,17 @@ def test_status_of_own_batch_and_404_for_another_tenant(aws: Aws, invoke: Invoke
     # Then acme sees its counts and globex gets a 404 JSON error
     assert own["statusCode"] == 200
     status = body_of(own)
-    assert status["counts"] == {"total": 2, "uploaded": 0, "completed": 0, "failed": 0}
+    assert status["counts"] == {
+        "total": 2,
+        "awaiting_upload": 2,
+        "uploaded": 0,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "upload_expired": 0,
+        "skipped": 0,
+    }
     assert status["progress_percentage"] == 0.0
     assert other["statusCode"] == 404
     assert body_of(other)["error"]["code"] == "batch_not_found"
@@ -244,9 +254,11 @@ def test_uploads_page_fresh_urls_for_files_still_awaiting_upload(aws: Aws, invok
 
 
 def test_an_ended_batch_answers_409_for_upload_urls(aws: Aws, invoke: Invoke) -> None:
-    # Given a batch that the workflow finalized (its files never arrived)
+    # Given a batch closed before any of its files arrived (so it ended: expired)
     batch_id = create(invoke)["batch_id"]
-    invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch_id})
+    close = f"/v1/batches/{batch_id}/close"
+    closed = invoke("close_batch", api_event("POST", close, path_parameters={"batch_id": batch_id}))
+    assert body_of(closed)["status"] == "expired"
     # When the client asks for upload URLs
     path = f"/v1/batches/{batch_id}/uploads"
     response = invoke("list_uploads", api_event("GET", path, path_parameters={"batch_id": batch_id}))
@@ -322,9 +334,12 @@ def test_a_free_tenant_over_its_open_batches_gets_a_429_with_retry_headers_until
         ]
         == 201
     )
-    # When the workflow finalizes one of the free tenant's batches (every file failed: never uploaded)
-    finalized = invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch_ids[0]})
-    assert finalized["status"] in ("failed", "completed_with_errors")
+    # When one of the free tenant's batches ends (cancelled before its files arrived)
+    cancel = f"/v1/batches/{batch_ids[0]}/cancel"
+    ended = invoke(
+        "cancel_batch", api_event("POST", cancel, plan="free", path_parameters={"batch_id": batch_ids[0]})
+    )
+    assert body_of(ended)["status"] == "cancelled"
     # Then the tenant can create a batch again
     response = invoke("create_batch", api_event("POST", "/v1/batches", plan="free", body={"files": FILES}))
     assert response["statusCode"] == 201, response["body"]

@@ -176,7 +176,7 @@ def test_process_describe_record_and_finalize_a_batch_with_one_good_and_one_lyin
     }
     status = batch_status(invoke, batch_id)
     assert status["status"] == "completed_with_errors"
-    assert status["counts"] == {"total": 2, "uploaded": 2, "completed": 1, "failed": 1}
+    assert {k: n for k, n in status["counts"].items() if n} == {"total": 2, "completed": 1, "failed": 1}
     assert status["progress_percentage"] == 100.0
 
 
@@ -245,6 +245,9 @@ def test_describe_throttled_by_fault_injection_raises_the_retryable_error_name(
     content = png(3, 3)
     created = create(invoke, [("flaky.png", content, "image/png")])
     upload_all(created, [content])
+    assert invoke("record_upload", s3_event(created["batch_id"], "f00001", len(content))) == {
+        "batchItemFailures": []
+    }
     processed = invoke(
         "process_file", {"tenant_id": "acme", "batch_id": created["batch_id"], "file_id": "f00001"}
     )
