@@ -31,7 +31,8 @@ from filebatch.models.workflow import (
     error_cause,
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
-from filebatch.services.ports import BatchRepository, ObjectStorage
+from filebatch.services.events import announce_batch_ended
+from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 
 # Failures of the execution environment rather than of the file (Step Functions / Lambda error
 # names): the state machine retries them, and what is left is recorded retryable with this code.
@@ -193,12 +194,20 @@ def record_failure(repo: BatchRepository, failed: FailedFile, *, now: datetime) 
 
 
 def finalize_batch(
-    repo: BatchRepository, tenant_id: str, batch_id: str, *, now: datetime, page_size: int = 500
+    repo: BatchRepository,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    now: datetime,
+    events: BatchEvents,
+    provider: str,
+    page_size: int = 500,
 ) -> FinalizeBatchOutput:
-    """Fail every file the workflow left unfinished, then set the batch's terminal status.
+    """Fail every file the workflow left unfinished, set the batch's terminal status, announce it.
 
     Runs after the Map (also when the Map itself failed), so every file ends in exactly one terminal
-    state and the counters add up to the total."""
+    state and the counters add up to the total. `provider` is the deployment's description provider
+    (the announced status body names it)."""
     swept = 0
     after: str | None = None
     while True:
@@ -228,4 +237,7 @@ def finalize_batch(
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
     status = batch.status if batch.status.is_terminal else batch.final_status()
     repo.finish_batch(tenant_id, batch_id, status=status, at=now)
+    # -- stream EVENTS: announced whether or not this call made the transition (a retried finalize
+    # whose first attempt failed after finishing the batch must still announce; at least once).
+    announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
     return FinalizeBatchOutput(batch_id=batch_id, status=BatchStatus(status).value, swept_files=swept)
