@@ -32,7 +32,7 @@ app = make_resolver()
         201,
         WebhookSecretResponse,
         "The new secret. It is shown only here: store it where your receiver verifies signatures.",
-        errors=(401, 403, 409, 429),
+        errors=(400, 401, 403, 409, 429),
     ),
     tags=["webhooks"],
 )
