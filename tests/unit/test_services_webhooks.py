@@ -417,3 +417,30 @@ def test_the_backoff_doubles_from_the_base_up_to_six_hours_with_bounded_jitter()
     assert retry_delay_s(4, 60, jitter=0.999) == 527
     assert retry_delay_s(50, 60, jitter=0.999) < 12 * 3600
     assert retry_schedule(1, 4) == [0, 1, 3, 7]
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://hooks.example.com/in?token=a%20b", True),
+        ("http://127.0.0.1:8080/hook", True),  # well formed; whether it may be called is the service's call
+        ("ftp://hooks.example.com/", False),
+        ("HTTPS://hooks.example.com/", False),
+        ("https://hooks.example.com/a b", False),
+        ("https://hooks.example.com/\r\nX-Injected: 1", False),
+        ("https://bücher.example/", False),  # punycode it: xn--bcher-kva.example
+        ("https://hooks.example.com/" + "a" * 2030, False),
+        ("", False),
+    ],
+)
+def test_the_request_model_takes_printable_ascii_http_urls_of_at_most_2048_characters(
+    url: str, valid: bool
+) -> None:
+    from pydantic import ValidationError
+
+    files = [{"filename": "a.jpg", "size": 1, "content_type": "image/jpeg"}]
+    if valid:
+        assert CreateBatchRequest.model_validate({"files": files, "webhook_url": url}).webhook_url == url
+    else:
+        with pytest.raises(ValidationError):
+            CreateBatchRequest.model_validate({"files": files, "webhook_url": url})
