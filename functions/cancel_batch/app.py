@@ -39,11 +39,12 @@ app = make_resolver()
 )
 @tracer.capture_method
 def post_cancel(batch_id: str) -> Response[BatchStatusResponse]:
-    now = datetime.now(UTC)
+    now, provider = datetime.now(UTC), get_settings().description_provider
     repo = runtime.repository()
-    batch = cancel_batch(repo, runtime.workflow(), require_batch(repo, tenant_of(app), batch_id), now=now)
+    batch = require_batch(repo, tenant_of(app), batch_id)
+    batch = cancel_batch(repo, runtime.workflow(), runtime.batch_events(), batch, now=now, provider=provider)
     logger.info("batch cancelled", extra={"batch_id": batch_id, "status": batch.status.value})
-    body = status_of(batch, provider=get_settings().description_provider, now=now)
+    body = status_of(batch, provider=provider, now=now)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
 

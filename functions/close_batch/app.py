@@ -35,12 +35,14 @@ app = make_resolver()
 )
 @tracer.capture_method
 def post_close(batch_id: str) -> Response[BatchStatusResponse]:
-    now = datetime.now(UTC)
+    now, provider = datetime.now(UTC), get_settings().description_provider
     repo = runtime.repository()
     batch = require_batch(repo, tenant_of(app), batch_id)
-    batch = close_batch(repo, runtime.storage(), runtime.workflow(), batch, now=now)
+    batch = close_batch(
+        repo, runtime.storage(), runtime.workflow(), runtime.batch_events(), batch, now=now, provider=provider
+    )
     logger.info("batch closed", extra={"batch_id": batch_id, "status": batch.status.value})
-    body = status_of(batch, provider=get_settings().description_provider, now=now)
+    body = status_of(batch, provider=provider, now=now)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
 

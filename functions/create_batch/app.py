@@ -53,6 +53,7 @@ def post_batch(request: Annotated[CreateBatchRequest, Body()]) -> Response[Creat
         retention_days=settings.upload_retention_days,
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
+        webhooks=runtime.webhook_policy(),
     )
     logger.info("batch created", extra={"batch_id": created.batch_id, "files": len(created.files)})
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=created)

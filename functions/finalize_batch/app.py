@@ -1,4 +1,5 @@
-"""Workflow step: fail whatever the Map left unfinished and give the batch its terminal status."""
+"""Workflow step: fail whatever the Map left unfinished, give the batch its terminal status and announce
+it on the stack's event bus."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from filebatch.models.workflow import FinalizeBatchInput
 from filebatch.services.processing import finalize_batch
 
@@ -22,6 +24,14 @@ tracer = Tracer()
 @event_parser(model=FinalizeBatchInput)
 def lambda_handler(event: FinalizeBatchInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event.batch_id)
-    result = finalize_batch(runtime.repository(), event.tenant_id, event.batch_id, now=datetime.now(UTC))
+    result = finalize_batch(
+        runtime.repository(),
+        event.tenant_id,
+        event.batch_id,
+        now=datetime.now(UTC),
+        events=runtime.batch_events(),
+        provider=get_settings().description_provider,
+        retry=event.retry,
+    )
     logger.info("batch finalized", extra={"status": result.status, "swept_files": result.swept_files})
     return result.model_dump(mode="json")

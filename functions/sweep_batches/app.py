@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from filebatch.services.lifecycle import sweep
 
 logger = Logger()
@@ -22,6 +23,13 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    outcomes = sweep(runtime.repository(), runtime.storage(), runtime.workflow(), now=datetime.now(UTC))
+    outcomes = sweep(
+        runtime.repository(),
+        runtime.storage(),
+        runtime.workflow(),
+        runtime.batch_events(),
+        now=datetime.now(UTC),
+        provider=get_settings().description_provider,
+    )
     logger.info("sweep done", extra={"scheduled_at": event.time.isoformat(), "batches": outcomes})
     return {"batches": outcomes}

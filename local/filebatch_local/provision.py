@@ -276,6 +276,7 @@ class Provisioner:
             "AWS::DynamoDB::Table": self._table,
             "AWS::S3::Bucket": self._bucket,
             "AWS::SQS::Queue": self._queue,
+            "AWS::Events::EventBus": self._event_bus,
             "AWS::Events::Rule": self._rule,
             "AWS::Serverless::Function": self._function,
             "AWS::Serverless::StateMachine": self._state_machine,
@@ -284,7 +285,8 @@ class Provisioner:
             "AWS::ApiGateway::UsagePlan": self._usage_plan,
         }
         self._role()
-        # Queues before rules (targets) and redrive; functions before state machines (task ARNs).
+        # Queues and buses before rules (targets, and the bus a rule is on) and redrive; functions
+        # before state machines (task ARNs).
         order = list(creators)
         by_type = sorted(
             self.template.resources,
@@ -420,6 +422,10 @@ class Provisioner:
                         "RedrivePolicy": json.dumps(redrive) if isinstance(redrive, dict) else redrive
                     },
                 )
+
+    def _event_bus(self, logical_id: str) -> None:
+        # moto delivers PutEvents on a custom bus to the SQS targets of that bus's rules.
+        self._client("events").create_event_bus(Name=self.template.physical_name(logical_id))
 
     def _rule(self, logical_id: str) -> None:
         properties = self.template.properties(logical_id)

@@ -27,7 +27,7 @@ from filebatch_local.lambdas import (
     install_lambda_dispatch,
 )
 from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
-from filebatch_local.template import ApiSpec, Template
+from filebatch_local.template import ApiSpec, Template, TemplateError, load_template
 
 log = logging.getLogger("filebatch_local")
 
@@ -37,6 +37,9 @@ LOCAL_TENANT = "local"
 LOCAL_PLAN = "enterprise"
 # The vendored OpenAPI renderer behind the /docs page (no CDN).
 REDOC = Path(__file__).with_name("vendor") / "redoc"
+# What this deployment sets unlike the template's defaults (overrides given to the stack win): webhook
+# receivers on this machine (loopback http URLs) may be called, which a stack on AWS refuses.
+LOCAL_PARAMETER_OVERRIDES = {"WebhookAllowLoopback": "true"}
 
 
 class LocalStack:
@@ -57,7 +60,7 @@ class LocalStack:
         self.project_root = Path(project_root).resolve()
         self.template_path = self.project_root / template_name
         self.api_port = api_port
-        self.parameter_overrides = dict(parameter_overrides or {})
+        self.parameter_overrides = self._local_defaults() | dict(parameter_overrides or {})
         self.state_dir = Path(state_dir) if state_dir else self.project_root / ".local"
         self.max_workers = max_workers
         self.verbose = verbose
@@ -78,6 +81,14 @@ class LocalStack:
         self._sources: list[SqsEventSource] = []
         self._schedules: list[ScheduledEvents] = []
         self._wrote_stack_file = False
+
+    def _local_defaults(self) -> dict[str, str]:
+        # Only the parameters the template declares (a test template may not have them).
+        try:
+            declared = load_template(self.template_path).get("Parameters") or {}
+        except (OSError, TemplateError):  # reported by start(), which parses the template first
+            return {}
+        return {k: v for k, v in LOCAL_PARAMETER_OVERRIDES.items() if k in declared}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Self:

@@ -47,6 +47,7 @@ _NAME_PROPERTIES = {
     "AWS::Serverless::StateMachine": "Name",
     "AWS::StepFunctions::StateMachine": "StateMachineName",
     "AWS::Events::Rule": "Name",
+    "AWS::Events::EventBus": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::IAM::Role": "RoleName",
@@ -508,7 +509,10 @@ class Template:
             attributes["Arn"] = lambda: self.arn("states", f"stateMachine:{name}")
             attributes["Name"] = lambda: name
         elif kind == "AWS::Events::Rule":
-            attributes["Arn"] = lambda: self.arn("events", f"rule/{name}")
+            attributes["Arn"] = lambda: self.arn("events", f"rule/{self._rule_path(logical_id, name)}")
+        elif kind == "AWS::Events::EventBus":
+            attributes["Arn"] = lambda: self.arn("events", f"event-bus/{name}")
+            attributes["Name"] = lambda: name
         elif kind == "AWS::Logs::LogGroup":
             attributes["Arn"] = lambda: self.arn("logs", f"log-group:{name}:*")
         elif kind == "AWS::SNS::Topic":
@@ -525,6 +529,14 @@ class Template:
         if attribute not in attributes:
             raise TemplateError(f"GetAtt {logical_id}.{attribute} ({kind}) is not supported locally")
         return attributes[attribute]()
+
+    def _rule_path(self, logical_id: str, name: str) -> str:
+        """A rule's ARN names its bus unless it is on the default bus: rule/<bus>/<name>."""
+        bus = (self.resource(logical_id).get("Properties") or {}).get("EventBusName")
+        bus_name = ""
+        if bus:
+            bus_name = str(self.resolve(bus, where=f"{logical_id}.EventBusName")).rsplit("/", 1)[-1]
+        return f"{bus_name}/{name}" if bus_name and bus_name != "default" else name
 
     # -- intrinsics ------------------------------------------------------------------------
     def resolve(self, value: Any, *, where: str = "template") -> Any:

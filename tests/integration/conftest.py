@@ -30,6 +30,9 @@ from tests.conftest import PROJECT_ROOT, load_event
 TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
 TABLE = "filebatch-test-table"
 BUCKET = "filebatch-test-uploads"
+# -- stream EVENTS: the bus batch ends are announced on, and the webhook deliveries queue
+EVENT_BUS = "filebatch-test-batch-events"
+WEBHOOK_QUEUE = "filebatch-test-webhook-deliveries"
 # The API id and stage of the fixture events' method ARNs.
 API_ID = "a1b2c3d4e5"
 STAGE = "dev"
@@ -78,6 +81,11 @@ def _reset_caches() -> None:
         runtime._boto3_client,
         runtime.bedrock_model,
         runtime.bedrock_client,
+        # -- stream EVENTS
+        runtime.batch_events,
+        runtime.delivery_queue,
+        runtime.host_resolver,
+        runtime.webhook_transport,
     ):
         factory.cache_clear()
 
@@ -128,7 +136,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/sfn",
         )
+        # -- stream EVENTS
+        boto3.client("events").create_event_bus(Name=EVENT_BUS)
+        webhook_queue = boto3.client("sqs").create_queue(QueueName=WEBHOOK_QUEUE)["QueueUrl"]
         for name, value in {
+            "EVENT_BUS_NAME": EVENT_BUS,
+            "WEBHOOK_QUEUE_URL": webhook_queue,
+            # Receivers in these tests listen on 127.0.0.1 (as on the local stack).
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
+            "WEBHOOK_RETRY_BASE_SECONDS": "1",
             "TABLE_NAME": TABLE,
             "BUCKET_NAME": BUCKET,
             "STATE_MACHINE_ARN": machine["stateMachineArn"],

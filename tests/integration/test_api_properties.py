@@ -30,7 +30,22 @@ file_specs = st.fixed_dictionaries(
 )
 bodies = (
     json_values.map(json.dumps)
-    | st.fixed_dictionaries({"files": st.lists(file_specs, max_size=3)}).map(json.dumps)
+    | st.fixed_dictionaries(
+        {"files": st.lists(file_specs, max_size=3)},
+        # -- stream EVENTS (no names that would need DNS: the tenant has no secret, so none is resolved)
+        optional={
+            "webhook_url": st.sampled_from(
+                [
+                    "https://10.0.0.1/x",
+                    "http://127.0.0.1:1/x",
+                    "https://[::1]/",
+                    "javascript:x",
+                    "https://a b/",
+                ]
+            )
+            | st.none()
+        },
+    ).map(json.dumps)
     | st.text(max_size=200)
     | st.none()
 )
@@ -45,6 +60,8 @@ ROUTES = [
     ("get_batch", "GET", "/v1/batches/{id}", True),
     ("list_results", "GET", "/v1/batches/{id}/results", True),
     ("list_uploads", "GET", "/v1/batches/{id}/uploads", True),
+    # -- stream EVENTS
+    ("rotate_webhook_secret", "POST", "/v1/webhooks/secret", False),
 ]
 
 

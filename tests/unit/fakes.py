@@ -17,9 +17,10 @@ from filebatch.models.domain import (
     FileFacts,
     FileStatus,
     TenantUsage,
+    WebhookSecret,
 )
 from filebatch.models.records import ApiKeyRecord
-from filebatch.services.ports import StoredObject
+from filebatch.services.ports import StoredObject, WebhookResponse, WebhookTarget
 
 
 class InMemoryRepository:
@@ -29,6 +30,8 @@ class InMemoryRepository:
         self.api_keys: dict[str, ApiKeyRecord] = {}
         self.open_batches: dict[str, int] = {}
         self.files_by_month: dict[tuple[str, str], int] = {}
+        # -- stream EVENTS
+        self.webhook_secrets: dict[str, WebhookSecret] = {}
 
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
         for file in files:
@@ -240,6 +243,17 @@ class InMemoryRepository:
     def put_api_key(self, record: ApiKeyRecord) -> None:
         self.api_keys[record.pk] = record
 
+    # -- stream EVENTS
+    def get_webhook_secret(self, tenant_id: str) -> WebhookSecret | None:
+        return self.webhook_secrets.get(tenant_id)
+
+    def put_webhook_secret(self, secret: WebhookSecret, *, replacing: datetime | None) -> bool:
+        stored = self.webhook_secrets.get(secret.tenant_id)
+        if (stored.created_at if stored else None) != replacing:
+            return False
+        self.webhook_secrets[secret.tenant_id] = secret
+        return True
+
 
 class InMemoryStorage:
     """A versioned bucket: `put` adds a version, `read` gives the current one or the one asked for."""
@@ -328,3 +342,59 @@ class InMemoryUsageKeys:
         key_id = f"key{len(self.keys) + 1}"
         self.keys[key_id] = (name, value, plan)
         return key_id
+
+
+# -- stream EVENTS ------------------------------------------------------------------------------------
+class RecordingEvents:
+    """The event bus: keeps what was put on it; `fail_next` makes the next puts fail as PutEvents can."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.fail_next = 0
+
+    def announce(self, *, event_id: str, detail_type: str, detail: str, at: datetime) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            from filebatch.errors import StorageUnavailableError
+
+            raise StorageUnavailableError("EventBridge put failed: InternalFailure")
+        self.events.append({"event_id": event_id, "detail_type": detail_type, "detail": detail, "at": at})
+
+
+class FakeResolver:
+    """DNS as a table: host → addresses (a missing host does not resolve). Change it between calls to
+    play a rebinding name."""
+
+    def __init__(self, table: dict[str, list[str]] | None = None) -> None:
+        self.table = dict(table or {})
+        self.lookups: list[tuple[str, int]] = []
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        self.lookups.append((host, port))
+        if host not in self.table:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+        return list(self.table[host])
+
+
+class RecordingTransport:
+    """Answers each POST with the next of `answers` (a status, or an OSError to raise), keeping what
+    was sent."""
+
+    def __init__(self, *answers: int | OSError | WebhookResponse) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[WebhookTarget, dict[str, str], bytes]] = []
+
+    def post(self, target: WebhookTarget, headers: dict[str, str], body: bytes) -> WebhookResponse:
+        self.sent.append((target, dict(headers), body))
+        answer = self.answers.pop(0) if self.answers else 200
+        if isinstance(answer, OSError):
+            raise answer
+        return answer if isinstance(answer, WebhookResponse) else WebhookResponse(answer)
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.postponed: list[tuple[str, int]] = []
+
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        self.postponed.append((receipt_handle, seconds))

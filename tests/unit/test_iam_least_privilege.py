@@ -48,6 +48,9 @@ SERVICE_OF_ADAPTER = {
     "stepfunctions": "states",
     "secrets": "secretsmanager",
     "bedrock": "bedrock",
+    # -- stream EVENTS
+    "events": "events",
+    "sqs": "sqs",
 }
 # boto3 calls whose IAM action is not their own name in PascalCase.
 SPECIAL_OPERATIONS = {
@@ -162,7 +165,7 @@ def port_adapters() -> dict[str, str]:
             for n in ast.walk(function)
             if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
-            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys", "Model"))
+            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys", "Model", "Events", "Queue"))
         ]
         if built:
             mapping[function.returns.id] = built[-1]
@@ -214,6 +217,9 @@ PORTS = {
     "CursorKeys",
     "ConverseModel",
     "DescriptionProvider",
+    # -- stream EVENTS
+    "BatchEvents",
+    "DeliveryQueue",
 }
 
 
@@ -405,6 +411,10 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(
         "CreateBatchFunction"
     )
+    # -- stream EVENTS: announcing, postponing a failed delivery, reading and rotating the secret
+    assert "events:PutEvents" in derived_actions("FinalizeBatchFunction")
+    assert derived_actions("DeliverWebhookFunction") == {"dynamodb:GetItem", "sqs:ChangeMessageVisibility"}
+    assert derived_actions("RotateWebhookSecretFunction") == {"dynamodb:GetItem", "dynamodb:PutItem"}
 
 
 @pytest.mark.parametrize(("function", "configuration"), FUNCTION_CONFIGURATIONS)
@@ -446,6 +456,11 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
                 assert resource == template.ref("CursorSigningSecret"), (function, text)
             elif services == {"bedrock"}:
                 assert function == "DescribeFileFunction", (function, text)
+            # -- stream EVENTS: the stack's own bus, and the webhook deliveries queue
+            elif services == {"events"}:
+                assert resource == template.get_att("BatchEventsBus", "Arn"), (function, text)
+            elif services == {"sqs"}:
+                assert resource == template.get_att("WebhookDeliveriesQueue", "Arn"), (function, text)
 
 
 def test_bedrock_is_granted_on_exactly_the_configured_model_and_only_when_configured() -> None:

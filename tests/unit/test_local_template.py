@@ -431,3 +431,41 @@ def test_lint_asl_reports_placeholder_mismatches_and_bad_states(tmp_path: Path) 
     assert "Unused is not used" in problems
     assert "'Nowhere' is not a state" in problems
     assert "E3601" in problems  # cfn-lint's own check of the definition ran
+
+
+# -- stream EVENTS ------------------------------------------------------------------------------------
+def test_an_event_bus_and_a_rule_on_it_have_the_names_and_arns_cloudformation_gives(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(
+            """\
+            Resources:
+              Bus:
+                Type: AWS::Events::EventBus
+                Properties:
+                  Name: !Sub "${AWS::StackName}-events"
+              OnBus:
+                Type: AWS::Events::Rule
+                Properties:
+                  EventBusName: !GetAtt Bus.Name
+                  EventPattern: {source: [filebatch]}
+              OnDefault:
+                Type: AWS::Events::Rule
+                Properties:
+                  EventPattern: {source: [aws.s3]}
+            """
+        )
+    )
+    template = Template(tmp_path / "template.yaml")
+    assert template.ref("Bus") == template.get_att("Bus", "Name") == "filebatch-local-events"
+    assert (
+        template.get_att("Bus", "Arn")
+        == "arn:aws:events:us-east-1:123456789012:event-bus/filebatch-local-events"
+    )
+    # A rule's ARN names its bus, unless it is on the default bus
+    assert template.get_att("OnBus", "Arn") == (
+        "arn:aws:events:us-east-1:123456789012:rule/filebatch-local-events/filebatch-local-OnBus"
+    )
+    assert (
+        template.get_att("OnDefault", "Arn")
+        == "arn:aws:events:us-east-1:123456789012:rule/filebatch-local-OnDefault"
+    )

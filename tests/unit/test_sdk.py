@@ -979,6 +979,7 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
         retries=0,
         upload_deadline=None,
         closed_at=moment,
+        webhook_url=None,
         created_at=moment,
         updated_at=moment,
         finished_at=moment,

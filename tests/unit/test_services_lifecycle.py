@@ -22,7 +22,13 @@ from filebatch.services.batches import UploadLimits, create_batch, list_uploads
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.lifecycle import cancel_batch, close_batch, retry_batch, sweep
 from filebatch.services.uploads import record_upload
-from tests.unit.fakes import InMemoryRepository, InMemoryStorage, RecordingStarter, StaticCursorKeys
+from tests.unit.fakes import (
+    InMemoryRepository,
+    InMemoryStorage,
+    RecordingEvents,
+    RecordingStarter,
+    StaticCursorKeys,
+)
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 BATCH_ID = "b-" + "c" * 32
@@ -33,6 +39,7 @@ LIMITS = UploadLimits(max_files=100, max_file_bytes=100, url_ttl_seconds=600, gr
 class World:
     def __init__(self, files: int) -> None:
         self.repo, self.storage, self.workflow = InMemoryRepository(), InMemoryStorage(), RecordingStarter()
+        self.events = RecordingEvents()
         create_batch(
             self.repo,
             self.storage,
@@ -82,10 +89,12 @@ class World:
                 "acme", BATCH_ID, file_id, expected=FileStatus.PROCESSING, to=to, at=NOW, error=error
             )
 
-    def finish(self) -> None:
+    def finish(self, retry: int = 0) -> None:
         from filebatch.services.processing import finalize_batch
 
-        finalize_batch(self.repo, "acme", BATCH_ID, now=NOW)
+        finalize_batch(
+            self.repo, "acme", BATCH_ID, now=NOW, events=self.events, provider="local", retry=retry
+        )
 
 
 # -- close and the upload window ----------------------------------------------------------------
@@ -94,7 +103,9 @@ def test_close_expires_what_did_not_arrive_and_runs_what_did() -> None:
     world = World(3)
     world.upload("f00001", "f00003")
     # When the client closes the batch
-    closed = close_batch(world.repo, world.storage, world.workflow, world.batch(), now=NOW)
+    closed = close_batch(
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
     # Then the missing file is upload_expired (not retryable), and one run starts with the other two
     assert world.status("f00002") is FileStatus.UPLOAD_EXPIRED
     assert world.repo.files[("acme", BATCH_ID, "f00002")].error.retryable is False  # type: ignore[union-attr]
@@ -112,17 +123,23 @@ def test_close_expires_what_did_not_arrive_and_runs_what_did() -> None:
 def test_a_batch_closed_with_nothing_uploaded_is_expired_and_gives_its_slot_back() -> None:
     world = World(2)
     world.repo.open_batches["acme"] = 1
-    closed = close_batch(world.repo, world.storage, world.workflow, world.batch(), now=NOW)
+    closed = close_batch(
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
     assert closed.status is BatchStatus.EXPIRED and closed.finished_at == NOW
     assert world.counts() == {FileStatus.UPLOAD_EXPIRED: 2}
     assert world.workflow.started == {} and world.repo.open_batches["acme"] == 0
+    # And its end is announced
+    assert [e["detail_type"] for e in world.events.events] == ["Batch Expired"]
 
 
 def test_only_a_batch_awaiting_upload_can_be_closed() -> None:
     world = World(1)
     world.upload("f00001")  # the last file starts the run
     with pytest.raises(ConflictError) as raised:
-        close_batch(world.repo, world.storage, world.workflow, world.batch(), now=NOW)
+        close_batch(
+            world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+        )
     assert raised.value.code == "batch_not_open"
 
 
@@ -133,12 +150,32 @@ def test_the_sweep_closes_a_batch_once_its_upload_window_has_ended() -> None:
     deadline = NOW + timedelta(seconds=600 + 60 + 1)
     assert world.batch().due_at == deadline
     # When the sweep runs before the deadline, nothing happens; after it, the batch is closed
-    assert sweep(world.repo, world.storage, world.workflow, now=deadline - timedelta(seconds=1)) == {}
-    outcomes = sweep(world.repo, world.storage, world.workflow, now=deadline)
+    assert (
+        sweep(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            provider="local",
+            now=deadline - timedelta(seconds=1),
+        )
+        == {}
+    )
+    outcomes = sweep(world.repo, world.storage, world.workflow, world.events, provider="local", now=deadline)
     assert outcomes == {BATCH_ID: "processing"}
     assert world.status("f00002") is FileStatus.UPLOAD_EXPIRED
     # And it is no longer due: a later sweep leaves it alone
-    assert sweep(world.repo, world.storage, world.workflow, now=deadline + timedelta(hours=1)) == {}
+    assert (
+        sweep(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            provider="local",
+            now=deadline + timedelta(hours=1),
+        )
+        == {}
+    )
 
 
 def test_fresh_upload_urls_move_the_end_of_the_window_later() -> None:
@@ -161,13 +198,17 @@ def test_fresh_upload_urls_move_the_end_of_the_window_later() -> None:
 def test_cancelling_a_batch_awaiting_upload_cancels_it_at_once() -> None:
     world = World(3)
     world.upload("f00001")
-    cancelled = cancel_batch(world.repo, world.workflow, world.batch(), now=NOW)
+    cancelled = cancel_batch(
+        world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
     assert cancelled.status is BatchStatus.CANCELLED
     assert world.counts() == {FileStatus.CANCELLED: 3}
     # And a late upload, or a second cancel, changes nothing
     world.upload("f00002")
-    again = cancel_batch(world.repo, world.workflow, world.batch(), now=NOW)
+    again = cancel_batch(world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local")
     assert again.status is BatchStatus.CANCELLED and world.counts() == {FileStatus.CANCELLED: 3}
+    # And the end was announced once, as cancelled
+    assert [e["event_id"] for e in world.events.events] == [f"{BATCH_ID}:0:cancelled"]
 
 
 def test_cancelling_a_running_batch_stops_its_execution_and_keeps_results_already_recorded() -> None:
@@ -179,7 +220,9 @@ def test_cancelling_a_running_batch_stops_its_execution_and_keeps_results_alread
         "acme", BATCH_ID, "f00002", expected=FileStatus.UPLOADED, to=FileStatus.PROCESSING, at=NOW
     )
     # When it is cancelled
-    cancelled = cancel_batch(world.repo, world.workflow, world.batch(), now=NOW)
+    cancelled = cancel_batch(
+        world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
     # Then the execution was stopped, unfinished files are cancelled, the completed one stays
     assert world.workflow.stopped == [BATCH_ID]
     assert cancelled.status is BatchStatus.CANCELLED
@@ -199,7 +242,7 @@ def test_an_ended_batch_cannot_be_cancelled() -> None:
     world.run(("f00001", FileStatus.COMPLETED, False))
     world.finish()
     with pytest.raises(ConflictError) as raised:
-        cancel_batch(world.repo, world.workflow, world.batch(), now=NOW)
+        cancel_batch(world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local")
     assert raised.value.code == "batch_ended"
 
 
@@ -209,7 +252,14 @@ def test_a_cancel_left_half_done_is_carried_out_by_the_sweep() -> None:
     world.upload("f00001")
     assert world.repo.begin_cancel("acme", BATCH_ID, at=NOW, due_at=NOW + timedelta(minutes=2))
     # When the sweep comes by after the watchdog time
-    outcomes = sweep(world.repo, world.storage, world.workflow, now=NOW + timedelta(minutes=2))
+    outcomes = sweep(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        provider="local",
+        now=NOW + timedelta(minutes=2),
+    )
     # Then the cancel is finished
     assert outcomes == {BATCH_ID: "cancelled"}
     assert world.counts() == {FileStatus.CANCELLED: 2}
@@ -243,7 +293,10 @@ def test_retry_reruns_the_retryable_failures_in_a_new_execution_and_counts_move_
     assert world.batch().status is BatchStatus.PROCESSING and world.repo.open_batches["acme"] == 1
     # And when the run succeeds for one and fails again for the other, counts move exactly
     world.run(("f00002", FileStatus.COMPLETED, False), ("f00004", FileStatus.FAILED, True))
-    world.finish()
+    # (a late finalize of the first run changes nothing)
+    world.finish(retry=0)
+    assert world.batch().status is BatchStatus.PROCESSING
+    world.finish(retry=1)
     assert world.batch().status is BatchStatus.COMPLETED_WITH_ERRORS and world.batch().retries == 1
     assert world.counts() == {FileStatus.COMPLETED: 2, FileStatus.FAILED: 2}
     assert world.repo.open_batches["acme"] == 0

@@ -35,7 +35,13 @@ from filebatch.services.processing import (
 )
 from filebatch.services.uploads import record_upload
 from tests.conftest import PROJECT_ROOT, load_event
-from tests.unit.fakes import InMemoryRepository, InMemoryStorage, RecordingStarter, StaticCursorKeys
+from tests.unit.fakes import (
+    InMemoryRepository,
+    InMemoryStorage,
+    RecordingEvents,
+    RecordingStarter,
+    StaticCursorKeys,
+)
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 BATCH_ID = "b-0123456789abcdef0123456789abcdef"
@@ -271,7 +277,9 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
         FailedFile(**task("f00002").model_dump(), error=StepFunctionsError(Error="States.Timeout")),
         now=NOW,
     )
-    outcome = finalize_batch(repo, "acme", BATCH_ID, now=NOW, page_size=2)
+    outcome = finalize_batch(
+        repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local", page_size=2
+    )
     # Then each file has exactly one terminal state and the counters add up
     assert (first.recorded, replay.recorded) == (True, False)
     statuses = [repo.files[("acme", BATCH_ID, f)].status for f in ("f00001", "f00002", "f00003")]
@@ -285,8 +293,8 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
 
 def test_finalize_is_idempotent() -> None:
     repo, _ = batch_with(("a.png", 1, "image/png"))
-    first = finalize_batch(repo, "acme", BATCH_ID, now=NOW)
-    second = finalize_batch(repo, "acme", BATCH_ID, now=NOW)
+    first = finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local")
+    second = finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local")
     assert (first.status, first.swept_files) == ("failed", 1)
     assert (second.status, second.swept_files) == ("failed", 0)
     assert repo.batches[("acme", BATCH_ID)].failed == 1

@@ -79,6 +79,7 @@ def test_last_file_starts_one_execution_named_after_the_batch_in_any_order() -> 
             "tenant_id": "acme",
             "batch_id": BATCH_ID,
             "manifest_key": manifest_key("acme", BATCH_ID),
+            "retry": 0,
             # No instructions were given: the providers' defaults
             "instructions": {"prompt": None, "language": None, "detail": "standard"},
         }

@@ -31,6 +31,12 @@ class Settings(BaseModel):
     # The template's UploadRetentionDays, which also expires the bucket's objects: batch and file
     # items get a DynamoDB TTL that many days after creation, so both go away together.
     upload_retention_days: int = Field(default=30, ge=1)
+    # -- stream EVENTS: the bus batch ends are announced on; webhook delivery (template parameters
+    # WebhookAllowLoopback and WebhookRetryBaseSeconds; docs/webhooks.md).
+    event_bus_name: str | None = None
+    webhook_allow_loopback: bool = False
+    webhook_retry_base_seconds: int = Field(default=60, ge=1, le=3600)
+    webhook_queue_url: str | None = None
 
 
 # Environment variable → settings field. Only these are read; the rest of the environment is ignored.
@@ -48,6 +54,11 @@ _ENVIRONMENT = {
     "MAX_FILES_PER_BATCH": "max_files_per_batch",
     "MAX_FILE_BYTES": "max_file_bytes",
     "UPLOAD_RETENTION_DAYS": "upload_retention_days",
+    # -- stream EVENTS
+    "EVENT_BUS_NAME": "event_bus_name",
+    "WEBHOOK_ALLOW_LOOPBACK": "webhook_allow_loopback",
+    "WEBHOOK_RETRY_BASE_SECONDS": "webhook_retry_base_seconds",
+    "WEBHOOK_QUEUE_URL": "webhook_queue_url",
 }
 
 

@@ -15,15 +15,20 @@ from filebatch.services.description import (
     provider_named,
 )
 from filebatch.services.ports import (
+    BatchEvents,
     BatchRepository,
     ConverseModel,
     CursorKeys,
+    DeliveryQueue,
+    HostResolver,
     ObjectStorage,
+    WebhookTransport,
     WorkflowStarter,
 )
 
 if TYPE_CHECKING:
     from filebatch.services.batches import UploadLimits
+    from filebatch.services.webhooks import WebhookPolicy
 
 # Bedrock client timeouts (seconds). One model call must fit the describe function's Timeout (120 s,
 # template.yaml) with room for the download and the image work around it; a static test holds them
@@ -156,3 +161,45 @@ def description_provider() -> DescriptionProvider:
 @lru_cache(maxsize=1)
 def fault_injection() -> FaultInjection | None:
     return FaultInjection.parse(get_settings().describe_fault_injection)
+
+
+# -- stream EVENTS ------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def batch_events() -> BatchEvents:
+    from filebatch.adapters.events import EventBridgeBatchEvents
+
+    bus = get_settings().event_bus_name
+    if not bus:
+        raise FilebatchError("EVENT_BUS_NAME is not set for this function", code="misconfigured")
+    return EventBridgeBatchEvents(bus, _boto3_client("events"))
+
+
+@lru_cache(maxsize=1)
+def delivery_queue() -> DeliveryQueue:
+    from filebatch.adapters.sqs import SqsDeliveryQueue
+
+    url = get_settings().webhook_queue_url
+    if not url:
+        raise FilebatchError("WEBHOOK_QUEUE_URL is not set for this function", code="misconfigured")
+    return SqsDeliveryQueue(url, _boto3_client("sqs"))
+
+
+@lru_cache(maxsize=1)
+def host_resolver() -> HostResolver:
+    from filebatch.adapters.webhooks import SocketHostResolver
+
+    return SocketHostResolver()
+
+
+@lru_cache(maxsize=1)
+def webhook_transport() -> WebhookTransport:
+    from filebatch.adapters.webhooks import HttpWebhookTransport
+
+    return HttpWebhookTransport()
+
+
+def webhook_policy() -> WebhookPolicy:
+    """What webhooks this deployment may call (WEBHOOK_ALLOW_LOOPBACK, from the template)."""
+    from filebatch.services.webhooks import WebhookPolicy
+
+    return WebhookPolicy(resolver=host_resolver(), allow_loopback=get_settings().webhook_allow_loopback)

@@ -19,6 +19,7 @@ from filebatch.models.domain import (
     FileFacts,
     FileStatus,
     TenantUsage,
+    WebhookSecret,
 )
 from filebatch.models.records import (
     API_KEY_SK,
@@ -26,9 +27,11 @@ from filebatch.models.records import (
     DUE_INDEX,
     DUE_PK,
     USAGE_SK,
+    WEBHOOK_SECRET_SK,
     ApiKeyRecord,
     BatchRecord,
     FileRecord,
+    WebhookSecretRecord,
     api_key_pk,
     batch_pk,
     due_stamp,
@@ -531,6 +534,27 @@ class DynamoBatchRepository:
     def put_api_key(self, record: ApiKeyRecord) -> None:
         with _storage_errors("put api key"):
             self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)")
+
+    # -- stream EVENTS: webhook signing secrets ------------------------------------------------
+    def get_webhook_secret(self, tenant_id: str) -> WebhookSecret | None:
+        with _storage_errors("get webhook secret"):
+            item = self._table.get_item(
+                Key={"pk": usage_pk(tenant_id), "sk": WEBHOOK_SECRET_SK}, ConsistentRead=True
+            ).get("Item")
+        return WebhookSecretRecord.model_validate(item).to_domain() if item else None
+
+    def put_webhook_secret(self, secret: WebhookSecret, *, replacing: datetime | None) -> bool:
+        item = WebhookSecretRecord.from_domain(secret).to_item()
+        if replacing is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            # Compared as stored: the record's own serialisation of the replaced secret's created_at.
+            seen = WebhookSecretRecord.from_domain(secret.model_copy(update={"created_at": replacing}))
+            condition = {
+                "ConditionExpression": "created_at = :seen",
+                "ExpressionAttributeValues": {":seen": seen.to_item()["created_at"]},
+            }
+        return _conditional("put webhook secret", lambda: self._table.put_item(Item=item, **condition))
 
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:

@@ -27,6 +27,11 @@ CONTENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_
 # S3's largest object; the deployment's MaxFileBytes is checked by the service.
 MAX_DECLARED_FILE_BYTES = 5 * 1024**4
 
+# -- stream EVENTS: webhook URLs. Printable ASCII only (hosts in punycode); http is only accepted by a
+# deployment that allows loopback receivers (the local stack), and only for them (services/webhooks.py).
+MAX_WEBHOOK_URL_CHARS = 2048
+WEBHOOK_URL_PATTERN = r"^https?://[\x21-\x7e]+$"
+
 
 class FileSpec(BaseModel):
     """One file the client is about to upload."""
@@ -133,6 +138,14 @@ class CreateBatchRequest(BaseModel):
 
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_BATCH)
     description: DescriptionOptions | None = None
+    # -- stream EVENTS
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=MAX_WEBHOOK_URL_CHARS,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="Where the batch's end is POSTed, signed with your webhook secret (Standard Webhooks; "
+        "create one first at POST /v1/webhooks/secret). An https URL of a public host.",
+    )
 
 
 class UploadInstruction(BaseModel):
@@ -166,6 +179,8 @@ class CreateBatchResponse(BaseModel):
     total_files: int
     files: list[CreatedFile]
     next_uploads_cursor: str | None
+    # -- stream EVENTS
+    webhook_url: str | None
 
 
 class UploadsPage(BaseModel):
@@ -228,6 +243,8 @@ class BatchStatusResponse(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # -- stream EVENTS
+    webhook_url: str | None = Field(description="Where the batch's end is POSTed, if anywhere.")
 
 
 class InvocationBody(BaseModel):
@@ -357,3 +374,20 @@ class ApiError(BaseModel):
     )
 
     error: ApiErrorBody
+
+
+# -- stream EVENTS ------------------------------------------------------------------------------------
+class WebhookSecretResponse(BaseModel):
+    """The tenant's new webhook signing secret. Shown once: keep it where your receiver can read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(
+        description="`whsec_` and the base64 of 32 random bytes; the HMAC key is the decoded bytes "
+        "(Standard Webhooks)."
+    )
+    created_at: datetime
+    previous_secret_valid_until: datetime | None = Field(
+        description="Until when the secret this one replaced keeps signing deliveries alongside it "
+        "(null when there was none)."
+    )

@@ -245,6 +245,9 @@ class Batch(BaseModel):
     def failed(self) -> int:
         return self.count(FileStatus.FAILED)
 
+    # -- stream EVENTS: where the batch's end is POSTed (signed with the tenant's webhook secret).
+    webhook_url: str | None = None
+
     @property
     def terminal_files(self) -> int:
         return sum(n for status, n in self.counts.items() if status.is_terminal)
@@ -322,3 +325,28 @@ class Tenant(BaseModel):
 
     tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
     plan: PlanName = DEFAULT_PLAN
+
+
+# -- stream EVENTS: webhook signing secrets ---------------------------------------------------------
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+
+
+class WebhookSecret(BaseModel):
+    """A tenant's webhook signing secret (`whsec_<base64 of random bytes>`, Standard Webhooks). After a
+    rotation the replaced secret keeps signing alongside the new one until `previous_valid_until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str
+    secret: str = Field(pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+    created_at: datetime
+    previous_secret: str | None = Field(default=None, pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+    previous_valid_until: datetime | None = None
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign a delivery made at `now`: the current one first, then the replaced
+        one while it is still valid."""
+        secrets = [self.secret]
+        if self.previous_secret and self.previous_valid_until and now < self.previous_valid_until:
+            secrets.append(self.previous_secret)
+        return secrets

@@ -5,6 +5,7 @@
     TENANT#<tenant>#BATCH#<batch>        FILE#f00001     one file, its facts, description or error
     APIKEY#<sha256 of key>               APIKEY          an API key's tenant (the key itself is never stored)
     TENANT#<tenant>                      USAGE           open_batches, files_<yyyy>_<mm> (plan limits)
+    TENANT#<tenant>                      WEBHOOK_SECRET  the tenant's webhook signing secret(s)
 
 The batch item counts its files per state in one attribute per FileStatus (`n_<status>`): every
 file transition is a transaction that moves the file and one count to another, so the counts always
@@ -36,6 +37,7 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
+    WebhookSecret,
 )
 from filebatch.plans import DEFAULT_PLAN, PlanName
 
@@ -131,6 +133,8 @@ class BatchRecord(_Record):
     instructions_json: str | None = None
     # Optional only because items written before retention existed lack it.
     expires_at: int | None = None
+    # -- stream EVENTS: absent when the batch has no webhook (and on older items).
+    webhook_url: str | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:
@@ -226,3 +230,28 @@ class ApiKeyRecord(_Record):
     # request under its usage plan's throttle and quota. Not a credential (clients never send it).
     usage_key: str | None = None
     usage_key_id: str | None = None
+
+
+# -- stream EVENTS: the tenant's webhook signing secret ---------------------------------------------
+WEBHOOK_SECRET_SK = "WEBHOOK_SECRET"  # noqa: S105 - a sort key, not a secret
+
+
+class WebhookSecretRecord(_Record):
+    """One item per tenant, next to its USAGE item. No TTL: it lives as long as the tenant. The table
+    is encrypted at rest; the secret is readable by the functions that sign (deliver) and rotate."""
+
+    pk: str
+    sk: Literal["WEBHOOK_SECRET"] = "WEBHOOK_SECRET"
+    entity: Literal["webhook_secret"] = "webhook_secret"
+    tenant_id: str
+    secret: str
+    created_at: datetime
+    previous_secret: str | None = None
+    previous_valid_until: datetime | None = None
+
+    @classmethod
+    def from_domain(cls, secret: WebhookSecret) -> WebhookSecretRecord:
+        return cls(pk=usage_pk(secret.tenant_id), **secret.model_dump())
+
+    def to_domain(self) -> WebhookSecret:
+        return WebhookSecret(**self.model_dump(exclude={"pk", "sk", "entity"}))

@@ -21,6 +21,8 @@ class ExecutionInput(BaseModel):
     tenant_id: str
     batch_id: str
     manifest_key: str
+    # Which run of the batch this is: 0 for the first, n for retry n (the execution `<batch>-r<n>`).
+    retry: int = Field(default=0, ge=0)
     # The batch's description instructions: read once here, handed to every Map item.
     instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
 
@@ -106,6 +108,8 @@ class FinalizeBatchInput(BaseModel):
 
     tenant_id: str
     batch_id: str
+    # The run finalizing (ExecutionInput.retry): a late finalize of an earlier run changes nothing.
+    retry: int = Field(default=0, ge=0)
 
 
 class FinalizeBatchOutput(BaseModel):

@@ -41,6 +41,7 @@ from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import abilities_of
 from filebatch.services.limits import check_batch_size, reserve_batch
 from filebatch.services.ports import BatchRepository, ObjectStorage
+from filebatch.services.webhooks import WebhookPolicy, accept_webhook_url
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def create_batch(
     cursors: CursorSigner,
     now: datetime,
     make_batch_id: Callable[[], str] = new_batch_id,
+    webhooks: WebhookPolicy | None = None,
 ) -> CreateBatchResponse:
     check_batch_size(tenant, len(request.files), deployment_max=limits.max_files)
     too_big = [f.filename for f in request.files if f.size > limits.max_file_bytes]
@@ -80,6 +82,9 @@ def create_batch(
             f"files larger than {limits.max_file_bytes} bytes are not accepted: {', '.join(too_big[:5])}",
             code="file_too_large",
         )
+    # -- stream EVENTS: a webhook needs the tenant's secret, and a URL the deployment may call.
+    if request.webhook_url is not None:
+        accept_webhook_url(repo, tenant.tenant_id, request.webhook_url, webhooks)
 
     batch_id = make_batch_id()
     # The batch's items expire with its objects (the bucket's lifecycle uses the same number of
@@ -109,6 +114,7 @@ def create_batch(
         created_at=now,
         updated_at=now,
         expires_at=expires_at,
+        webhook_url=request.webhook_url,
     )
     # Counted against the plan first (open batches, files this month); given back if the batch is
     # not created after all. The batch's end (finish_batch) gives the open slot back.
@@ -132,6 +138,7 @@ def create_batch(
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if len(files) > len(first_page)
         else None,
+        webhook_url=batch.webhook_url,
     )
 
 
@@ -194,20 +201,30 @@ def list_uploads(
     )
 
 
-def require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str) -> Batch:
+def require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str, *, consistent: bool = False) -> Batch:
     # A malformed id cannot name a batch: same answer as an unknown one, and no read needed.
-    batch = repo.get_batch(tenant.tenant_id, batch_id) if re.match(BATCH_ID_PATTERN, batch_id) else None
+    batch = (
+        repo.get_batch(tenant.tenant_id, batch_id, consistent=consistent)
+        if re.match(BATCH_ID_PATTERN, batch_id)
+        else None
+    )
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
     return batch
 
 
 def get_batch_status(
-    repo: BatchRepository, tenant: Tenant, batch_id: str, *, provider: str, now: datetime
+    repo: BatchRepository,
+    tenant: Tenant,
+    batch_id: str,
+    *,
+    provider: str,
+    now: datetime,
+    consistent: bool = False,
 ) -> BatchStatusResponse:
     """`provider` is the deployment's description provider: the status says which of the batch's
-    instructions it follows."""
-    return status_of(require_batch(repo, tenant, batch_id), provider=provider, now=now)
+    instructions it follows. `consistent`: read what was just written (an announcement of its end)."""
+    return status_of(require_batch(repo, tenant, batch_id, consistent=consistent), provider=provider, now=now)
 
 
 def status_of(batch: Batch, *, provider: str, now: datetime) -> BatchStatusResponse:
@@ -238,6 +255,7 @@ def status_of(batch: Batch, *, provider: str, now: datetime) -> BatchStatusRespo
         created_at=batch.created_at,
         updated_at=batch.updated_at,
         finished_at=batch.finished_at,
+        webhook_url=batch.webhook_url,
     )
 
 

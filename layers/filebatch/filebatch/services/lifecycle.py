@@ -25,7 +25,8 @@ from filebatch.models.domain import (
     manifest_key,
 )
 from filebatch.models.workflow import ExecutionInput
-from filebatch.services.ports import BatchRepository, ObjectStorage, WorkflowStarter
+from filebatch.services.events import announce_batch_ended
+from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage, WorkflowStarter
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,14 @@ def _files(repo: BatchRepository, batch: Batch) -> list[BatchFile]:
 
 # -- close ------------------------------------------------------------------------------------
 def close_batch(
-    repo: BatchRepository, storage: ObjectStorage, workflow: WorkflowStarter, batch: Batch, *, now: datetime
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    workflow: WorkflowStarter,
+    events: BatchEvents,
+    batch: Batch,
+    *,
+    now: datetime,
+    provider: str,
 ) -> Batch:
     """POST /close: no more uploads from now on; processing starts with what arrived."""
     if batch.status is not BatchStatus.AWAITING_UPLOAD:
@@ -68,17 +76,21 @@ def close_batch(
         )
     if batch.closed_at is None:
         repo.close_uploads(batch.tenant_id, batch.batch_id, at=now, due_at=now + WATCHDOG)
-    return carry_out_close(repo, storage, workflow, batch.tenant_id, batch.batch_id, now=now)
+    return carry_out_close(
+        repo, storage, workflow, events, batch.tenant_id, batch.batch_id, now=now, provider=provider
+    )
 
 
 def carry_out_close(
     repo: BatchRepository,
     storage: ObjectStorage,
     workflow: WorkflowStarter,
+    events: BatchEvents,
     tenant_id: str,
     batch_id: str,
     *,
     now: datetime,
+    provider: str,
 ) -> Batch:
     """Files not uploaded become upload_expired; the run starts with the others, or the batch is
     expired when none arrived. Repeatable: each step is conditional."""
@@ -104,7 +116,7 @@ def carry_out_close(
             expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
             at=now,
         )
-        return _read(repo, tenant_id, batch_id)
+        return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
     key = manifest_key(tenant_id, batch_id, "-closed")
     storage.put_json(key, [{"file_id": file_id} for file_id in arrived])
     _start(workflow, batch, key, run=0)
@@ -114,10 +126,25 @@ def carry_out_close(
 
 def _start(workflow: WorkflowStarter, batch: Batch, key: str, *, run: int) -> None:
     execution_input = ExecutionInput(
-        tenant_id=batch.tenant_id, batch_id=batch.batch_id, manifest_key=key, instructions=batch.instructions
+        tenant_id=batch.tenant_id,
+        batch_id=batch.batch_id,
+        manifest_key=key,
+        retry=run,
+        instructions=batch.instructions,
     )
     # Named after the batch (and the retry): a second start is refused, so at most one runs.
     workflow.start(execution_name(batch.batch_id, run), execution_input.model_dump(mode="json"))
+
+
+def _ended(
+    repo: BatchRepository, events: BatchEvents, tenant_id: str, batch_id: str, *, now: datetime, provider: str
+) -> Batch:
+    """The batch after its end, announced (again, if a first attempt stopped after the write: the
+    event id is the same, so announcing twice is one event to whoever dedupes)."""
+    batch = _read(repo, tenant_id, batch_id)
+    if batch.status.is_terminal:
+        announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
+    return batch
 
 
 def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
@@ -128,7 +155,15 @@ def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
 
 
 # -- cancel -----------------------------------------------------------------------------------
-def cancel_batch(repo: BatchRepository, workflow: WorkflowStarter, batch: Batch, *, now: datetime) -> Batch:
+def cancel_batch(
+    repo: BatchRepository,
+    workflow: WorkflowStarter,
+    events: BatchEvents,
+    batch: Batch,
+    *,
+    now: datetime,
+    provider: str,
+) -> Batch:
     """POST /cancel: in any state that has not ended; repeating it changes nothing."""
     if batch.status is BatchStatus.CANCELLED:
         return batch
@@ -141,12 +176,23 @@ def cancel_batch(repo: BatchRepository, workflow: WorkflowStarter, batch: Batch,
         batch.tenant_id, batch.batch_id, at=now, due_at=now + WATCHDOG
     ):
         # It moved on between the read and the write (ended, or another cancel won): look again.
-        return cancel_batch(repo, workflow, _read(repo, batch.tenant_id, batch.batch_id), now=now)
-    return carry_out_cancel(repo, workflow, batch.tenant_id, batch.batch_id, now=now)
+        return cancel_batch(
+            repo, workflow, events, _read(repo, batch.tenant_id, batch.batch_id), now=now, provider=provider
+        )
+    return carry_out_cancel(
+        repo, workflow, events, batch.tenant_id, batch.batch_id, now=now, provider=provider
+    )
 
 
 def carry_out_cancel(
-    repo: BatchRepository, workflow: WorkflowStarter, tenant_id: str, batch_id: str, *, now: datetime
+    repo: BatchRepository,
+    workflow: WorkflowStarter,
+    events: BatchEvents,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    now: datetime,
+    provider: str,
 ) -> Batch:
     """Stop the run, cancel every file that has not ended, end the batch cancelled. Repeatable."""
     batch = _read(repo, tenant_id, batch_id)
@@ -172,7 +218,7 @@ def carry_out_cancel(
         expected=frozenset({BatchStatus.CANCELLING}),
         at=now,
     )
-    return _read(repo, tenant_id, batch_id)
+    return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
 
 
 # -- retry ------------------------------------------------------------------------------------
@@ -245,8 +291,10 @@ def sweep(
     repo: BatchRepository,
     storage: ObjectStorage,
     workflow: WorkflowStarter,
+    events: BatchEvents,
     *,
     now: datetime,
+    provider: str,
     limit: int = 100,
 ) -> dict[str, str]:
     """Carry out what is due: close the batches whose upload window has ended, and finish closes
@@ -260,9 +308,13 @@ def sweep(
             if batch.status is BatchStatus.AWAITING_UPLOAD:
                 if batch.closed_at is None:
                     repo.close_uploads(tenant_id, batch_id, at=now, due_at=now + WATCHDOG)
-                batch = carry_out_close(repo, storage, workflow, tenant_id, batch_id, now=now)
+                batch = carry_out_close(
+                    repo, storage, workflow, events, tenant_id, batch_id, now=now, provider=provider
+                )
             elif batch.status is BatchStatus.CANCELLING:
-                batch = carry_out_cancel(repo, workflow, tenant_id, batch_id, now=now)
+                batch = carry_out_cancel(
+                    repo, workflow, events, tenant_id, batch_id, now=now, provider=provider
+                )
             outcomes[batch_id] = batch.status.value
         except Exception:
             # One batch's trouble does not hold up the others; it is still due next time.

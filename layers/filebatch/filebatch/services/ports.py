@@ -16,6 +16,7 @@ from filebatch.models.domain import (
     FileFacts,
     FileStatus,
     TenantUsage,
+    WebhookSecret,
 )
 from filebatch.models.records import ApiKeyRecord
 from filebatch.plans import PlanName
@@ -140,6 +141,13 @@ class BatchRepository(Protocol):
 
     def put_api_key(self, record: ApiKeyRecord) -> None: ...
 
+    # -- stream EVENTS: the tenant's webhook signing secret
+    def get_webhook_secret(self, tenant_id: str) -> WebhookSecret | None: ...
+
+    def put_webhook_secret(self, secret: WebhookSecret, *, replacing: datetime | None) -> bool:
+        """Store the tenant's secret if the stored one is still the one created at `replacing` (None:
+        if there is none yet). False when another rotation got there first: nothing is changed."""
+
 
 class StoredObject(NamedTuple):
     """One version of an object, opened for reading: its bytes arrive as `chunks`, once, in order;
@@ -196,3 +204,44 @@ class ConverseModel(Protocol):
         shapes it (`output`, `stopReason`, `usage`, `metrics`). Failures are classified:
         RetryableDescriptionError when a later attempt may succeed (throttling, timeouts, the service
         or model unavailable), PermanentDescriptionError otherwise."""
+
+
+# -- stream EVENTS ------------------------------------------------------------------------------------
+class BatchEvents(Protocol):
+    def announce(self, *, event_id: str, detail_type: str, detail: str, at: datetime) -> None:
+        """Put one event (source `filebatch`, the detail as JSON text) on the stack's event bus."""
+
+
+class HostResolver(Protocol):
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The IP addresses `host` resolves to now (IPv4 and IPv6, as text). Raises OSError when it
+        does not resolve."""
+
+
+class WebhookTarget(NamedTuple):
+    """Where one delivery goes: the URL's parts, and the checked addresses to connect to (the request
+    is made to one of these, never to a fresh resolution of `host`)."""
+
+    scheme: str
+    host: str
+    port: int
+    # Path and query, as the request line carries them.
+    target: str
+    addresses: tuple[str, ...]
+
+
+class WebhookResponse(NamedTuple):
+    status: int
+    # Retry-After in seconds, when the receiver sent one as a number.
+    retry_after_s: int | None = None
+
+
+class WebhookTransport(Protocol):
+    def post(self, target: WebhookTarget, headers: dict[str, str], body: bytes) -> WebhookResponse:
+        """POST `body` to the target, connecting to one of its checked addresses (TLS verified for its
+        host). Redirects are not followed. Raises OSError when no answer came (refused, timed out)."""
+
+
+class DeliveryQueue(Protocol):
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again only after `seconds` (its next delivery attempt)."""

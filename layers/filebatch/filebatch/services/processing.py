@@ -33,7 +33,8 @@ from filebatch.models.workflow import (
     error_cause,
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
-from filebatch.services.ports import BatchRepository, ObjectStorage
+from filebatch.services.events import announce_batch_ended
+from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 
 # Failures of the execution environment rather than of the file (Step Functions / Lambda error
 # names): the state machine retries them, and what is left is recorded retryable with this code.
@@ -261,15 +262,30 @@ NOT_PROCESSED_ERROR = FileError(
 
 
 def finalize_batch(
-    repo: BatchRepository, tenant_id: str, batch_id: str, *, now: datetime, page_size: int = 500
+    repo: BatchRepository,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    now: datetime,
+    events: BatchEvents,
+    provider: str,
+    retry: int = 0,
+    page_size: int = 500,
 ) -> FinalizeBatchOutput:
-    """Fail every file the run left unfinished, then set the batch's terminal status.
+    """Fail every file the run left unfinished, set the batch's terminal status, announce it.
 
     Runs after the Map (also when the Map itself failed), so every file ends in exactly one terminal
-    state and the counts add up to the total. A batch being cancelled is left to its cancel."""
+    state and the counts add up to the total. A batch being cancelled is left to its cancel.
+    `provider` is the deployment's description provider (the announced status body names it)."""
     batch = repo.get_batch(tenant_id, batch_id, consistent=True)
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
+    if batch.retries != retry:
+        # A late finalize of an earlier run: the batch is another run's now.
+        return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=0)
+    if batch.status.is_terminal:
+        # A retried finalize (its first attempt ended the batch, then failed to announce it).
+        announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
     if batch.status is not BatchStatus.PROCESSING:
         return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=0)
     swept = 0
@@ -295,4 +311,8 @@ def finalize_batch(
             at=now,
         )
         batch = repo.get_batch(tenant_id, batch_id, consistent=True) or batch
+    if batch.status.is_terminal:
+        # Announced whether or not this call made the transition: a retried finalize whose first
+        # attempt failed after finishing the batch still announces (at least once).
+        announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
     return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=swept)
