@@ -54,7 +54,7 @@ def post_batch(request: Annotated[CreateBatchRequest, Body()]) -> Response[Creat
             max_file_bytes=settings.max_file_bytes,
             url_ttl_seconds=settings.upload_url_ttl_seconds,
         ),
-        retention_days=settings.upload_retention_days,
+        retention_days=settings.retention_days,
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
     )

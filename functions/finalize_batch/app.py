@@ -1,4 +1,5 @@
-"""Workflow step: fail whatever the Map left unfinished and give the batch its terminal status."""
+"""Workflow step: fail whatever the Map left unfinished, write the results export and give the batch
+its terminal status."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ tracer = Tracer()
 @event_parser(model=FinalizeBatchInput)
 def lambda_handler(event: FinalizeBatchInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event.batch_id)
-    result = finalize_batch(runtime.repository(), event.tenant_id, event.batch_id, now=datetime.now(UTC))
+    result = finalize_batch(
+        runtime.repository(), event.tenant_id, event.batch_id, storage=runtime.storage(), now=datetime.now(UTC)
+    )
     logger.info("batch finalized", extra={"status": result.status, "swept_files": result.swept_files})
     return result.model_dump(mode="json")

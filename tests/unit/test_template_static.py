@@ -293,11 +293,11 @@ def test_batch_items_expire_with_the_bucket_objects_from_one_parameter() -> None
     assert ttl == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert TTL_ATTRIBUTE in BatchRecord.model_fields and TTL_ATTRIBUTE in FileRecord.model_fields
     # ... which the create function computes from the parameter the bucket's lifecycle uses.
-    retention = {"Ref": "UploadRetentionDays"}
+    retention = {"Ref": "RetentionDays"}
     rules = RESOURCES["UploadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert any(rule.get("ExpirationInDays") == retention for rule in rules)
     create = FUNCTIONS["CreateBatchFunction"]["Properties"]["Environment"]["Variables"]
-    assert create["UPLOAD_RETENTION_DAYS"] == retention
+    assert create["RETENTION_DAYS"] == retention
 
 
 ALARMS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}

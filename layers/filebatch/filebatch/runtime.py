@@ -18,6 +18,7 @@ from filebatch.services.ports import (
     BatchRepository,
     ConverseModel,
     CursorKeys,
+    JobQueue,
     ObjectStorage,
     WorkflowStarter,
 )
@@ -70,6 +71,16 @@ def workflow() -> WorkflowStarter:
     if not arn:
         raise FilebatchError("STATE_MACHINE_ARN is not set for this function", code="misconfigured")
     return StepFunctionsStarter(arn, _boto3_client("stepfunctions"))
+
+
+@lru_cache(maxsize=1)
+def job_queue() -> JobQueue:
+    from filebatch.adapters.sqs import SqsJobQueue
+
+    url = get_settings().batch_jobs_queue_url
+    if not url:
+        raise FilebatchError("BATCH_JOBS_QUEUE_URL is not set for this function", code="misconfigured")
+    return SqsJobQueue(url, _boto3_client("sqs"))
 
 
 @lru_cache(maxsize=1)

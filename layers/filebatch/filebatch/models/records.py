@@ -103,6 +103,8 @@ class BatchRecord(_Record):
     instructions_json: str | None = None
     # Optional only because items written before retention existed lack it.
     expires_at: int | None = None
+    # -- stream PURGE: when the batch was deleted (the purge job then removes it); absent otherwise.
+    deleted_at: datetime | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:

@@ -31,6 +31,7 @@ from filebatch.models.workflow import (
     error_cause,
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
+from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchRepository, ObjectStorage
 
 # Failures of the execution environment rather than of the file (Step Functions / Lambda error
@@ -193,12 +194,20 @@ def record_failure(repo: BatchRepository, failed: FailedFile, *, now: datetime) 
 
 
 def finalize_batch(
-    repo: BatchRepository, tenant_id: str, batch_id: str, *, now: datetime, page_size: int = 500
+    repo: BatchRepository,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    storage: ObjectStorage,
+    now: datetime,
+    page_size: int = 500,
 ) -> FinalizeBatchOutput:
-    """Fail every file the workflow left unfinished, then set the batch's terminal status.
+    """Fail every file the workflow left unfinished, write the batch's results export, then set the
+    batch's terminal status.
 
     Runs after the Map (also when the Map itself failed), so every file ends in exactly one terminal
-    state and the counters add up to the total."""
+    state and the counters add up to the total. The export is written before the terminal status, so a
+    batch seen ended has its export; a rerun (a retried step, a later run) writes it again."""
     swept = 0
     after: str | None = None
     while True:
@@ -226,6 +235,8 @@ def finalize_batch(
     batch = repo.get_batch(tenant_id, batch_id, consistent=True)
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
+    # -- stream PURGE: every file is terminal now, so the export is final.
+    write_export(repo, storage, tenant_id, batch_id, page_size=page_size)
     status = batch.status if batch.status.is_terminal else batch.final_status()
     repo.finish_batch(tenant_id, batch_id, status=status, at=now)
     return FinalizeBatchOutput(batch_id=batch_id, status=BatchStatus(status).value, swept_files=swept)
