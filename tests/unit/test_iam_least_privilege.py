@@ -48,6 +48,7 @@ SERVICE_OF_ADAPTER = {
     "stepfunctions": "states",
     "secrets": "secretsmanager",
     "bedrock": "bedrock",
+    "sqs": "sqs",
 }
 # boto3 calls whose IAM action is not their own name in PascalCase.
 SPECIAL_OPERATIONS = {
@@ -58,6 +59,12 @@ SPECIAL_OPERATIONS = {
     # A presigned URL is a request signed with the signer's permissions: the action of the operation
     # it names (the first argument) is what the function must be granted.
     "generate_presigned_url": None,
+    # S3 operations authorised under another action's name (S3 API reference, each operation's
+    # "Permissions"): listing versions is ListBucketVersions, a multi-object delete is DeleteObject
+    # per key, HEAD is GetObject.
+    "list_object_versions": "ListBucketVersions",
+    "delete_objects": "DeleteObject",
+    "head_object": "GetObject",
 }
 # TransactWriteItems is authorised per item action (DynamoDB developer guide, "IAM with transactions").
 TRANSACTION_ITEM_ACTIONS = {
@@ -106,6 +113,9 @@ def _adapter_method_calls(method: ast.FunctionDef, service: str) -> MethodCalls:
                 calls.actions.add(f"{service}:{pascal(str(operation.value))}")
             elif name in SPECIAL_OPERATIONS:
                 calls.actions.add(f"{service}:{SPECIAL_OPERATIONS[name]}")
+                if name == "delete_objects" and "VersionId" in ast.unparse(method):
+                    # Deleting a given version (or delete marker) needs DeleteObjectVersion too.
+                    calls.actions.add("s3:DeleteObjectVersion")
             else:
                 calls.actions.add(f"{service}:{pascal(name)}")
                 if name == "get_object" and "VersionId" in ast.unparse(method):
@@ -162,7 +172,7 @@ def port_adapters() -> dict[str, str]:
             for n in ast.walk(function)
             if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
-            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys", "Model"))
+            and n.func.id.endswith(("Repository", "Storage", "Starter", "Keys", "Model", "Queue"))
         ]
         if built:
             mapping[function.returns.id] = built[-1]
@@ -214,6 +224,7 @@ PORTS = {
     "CursorKeys",
     "ConverseModel",
     "DescriptionProvider",
+    "JobQueue",
 }
 
 
@@ -386,6 +397,10 @@ def provider_of(configuration: str) -> str:
     return CONFIGURATIONS[configuration].get("DescriptionProvider", "local")
 
 
+# The key prefixes a function may be granted on (filebatch.models.domain: uploads, manifests, the
+# workflow's results, exports).
+OBJECT_PREFIXES = "(uploads|manifests|workflow-results|exports)"
+
 FUNCTION_CONFIGURATIONS = [(f, c) for f in sorted(FUNCTIONS) for c in CONFIGURATIONS]
 
 
@@ -405,6 +420,22 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(
         "CreateBatchFunction"
     )
+    # A purge lists and deletes object versions and deletes items; a delete only marks and queues
+    assert derived_actions("RunBatchJobFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "s3:ListBucketVersions",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+    }
+    assert derived_actions("DeleteBatchFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+    }
+    assert "s3:PutObject" in derived_actions("FinalizeBatchFunction")
 
 
 @pytest.mark.parametrize(("function", "configuration"), FUNCTION_CONFIGURATIONS)
@@ -432,12 +463,20 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
             services = {a.split(":")[0] for a in _actions(statement)}
             if services == {"s3"}:
                 bucket = template.get_att("UploadBucket", "Arn")
-                assert re.fullmatch(rf"{re.escape(bucket)}/(uploads|manifests)/\*", resource), (
+                if set(_actions(statement)) == {"s3:ListBucketVersions"}:
+                    # A bucket action: the bucket itself, listed only under the batches' prefixes.
+                    assert resource == bucket, (function, text)
+                    prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                    assert all(re.fullmatch(rf"{OBJECT_PREFIXES}/\*", p) for p in prefixes), (function, text)
+                    continue
+                assert re.fullmatch(rf"{re.escape(bucket)}/{OBJECT_PREFIXES}/\*", resource), (
                     function,
                     text,
                 )
             elif services == {"dynamodb"}:
                 assert resource == template.get_att("Table", "Arn"), (function, text)
+            elif services == {"sqs"}:
+                assert resource == template.get_att("BatchJobsQueue", "Arn"), (function, text)
             elif services == {"secretsmanager"}:
                 assert resource == template.ref("CursorSigningSecret"), (function, text)
             elif services == {"bedrock"}:
