@@ -78,6 +78,7 @@ def _reset_caches() -> None:
         runtime._boto3_client,
         runtime.bedrock_model,
         runtime.bedrock_client,
+        runtime.job_queue,
     ):
         factory.cache_clear()
 
@@ -88,6 +89,8 @@ class Aws:
     s3: Any
     sfn: Any
     state_machine_arn: str
+    # The background jobs queue (stream PURGE).
+    jobs_queue_url: str = ""
 
     def api_key(self, tenant_id: str, plan: str = "pro") -> str:
         usage_keys = ApiGatewayUsageKeys(boto3.client("apigateway"), api_id=API_ID, stage=STAGE)
@@ -123,7 +126,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/sfn",
         )
+        jobs_queue_url = boto3.client("sqs").create_queue(QueueName="filebatch-test-jobs")["QueueUrl"]
         for name, value in {
+            "BATCH_JOBS_QUEUE_URL": jobs_queue_url,
             "TABLE_NAME": TABLE,
             "BUCKET_NAME": BUCKET,
             "STATE_MACHINE_ARN": machine["stateMachineArn"],
@@ -133,7 +138,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         }.items():
             monkeypatch.setenv(name, value)
         _reset_caches()
-        yield Aws(dynamodb=dynamodb, s3=s3, sfn=sfn, state_machine_arn=machine["stateMachineArn"])
+        yield Aws(
+            dynamodb=dynamodb,
+            s3=s3,
+            sfn=sfn,
+            state_machine_arn=machine["stateMachineArn"],
+            jobs_queue_url=jobs_queue_url,
+        )
     _reset_caches()
 
 
