@@ -24,7 +24,11 @@ tracer = Tracer()
 def lambda_handler(event: FinalizeBatchInput, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event.batch_id)
     result = finalize_batch(
-        runtime.repository(), event.tenant_id, event.batch_id, storage=runtime.storage(), now=datetime.now(UTC)
+        runtime.repository(),
+        event.tenant_id,
+        event.batch_id,
+        storage=runtime.storage(),
+        now=datetime.now(UTC),
     )
     logger.info("batch finalized", extra={"status": result.status, "swept_files": result.swept_files})
     return result.model_dump(mode="json")

@@ -36,8 +36,12 @@ def handle_record(record: BatchJobRecord) -> str:
     outcome = run_job(job, repo=runtime.repository(), storage=runtime.storage())
     logger.info(
         "batch job done",
-        extra={"action": outcome.action, "batch_id": outcome.batch_id, "outcome": outcome.outcome}
-        | outcome.counts,
+        extra={
+            "action": outcome.action,
+            "batch_id": outcome.batch_id,
+            "outcome": outcome.outcome,
+            **outcome.counts,
+        },
     )
     return outcome.outcome
 

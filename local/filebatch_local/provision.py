@@ -196,9 +196,11 @@ def _result_writer_reads_the_state_input() -> None:
     # Map's results (the top of its stack when the writer runs), where no such path exists: the
     # execution fails with States.Runtime. Evaluate them against the state's input instead, and leave
     # the stack as moto's S3 writer expects it (results, then the parameters).
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (
-        ResultWriter,
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer import (
+        result_writer_decl,
     )
+
+    result_writer = result_writer_decl.ResultWriter
 
     def _eval_body(self: Any, env: Any) -> None:
         env.stack.append(env.states.get_input())
@@ -208,7 +210,7 @@ def _result_writer_reads_the_state_input() -> None:
         env.stack.append(parameters)
         self.resource_eval.eval_resource(env=env)
 
-    ResultWriter._eval_body = _eval_body
+    result_writer._eval_body = _eval_body  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------ moto server

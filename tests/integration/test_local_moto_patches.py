@@ -123,7 +123,9 @@ def test_the_result_writer_prefix_is_a_path_into_the_map_states_input() -> None:
         # When an execution runs with a batch's input
         execution = sfn.start_execution(
             stateMachineArn=machine["stateMachineArn"],
-            input=json.dumps({"tenant_id": "acme", "batch_id": "b-1", "manifest_key": "manifests/acme/b-1.json"}),
+            input=json.dumps(
+                {"tenant_id": "acme", "batch_id": "b-1", "manifest_key": "manifests/acme/b-1.json"}
+            ),
         )
         for _ in range(100):
             described = sfn.describe_execution(executionArn=execution["executionArn"])

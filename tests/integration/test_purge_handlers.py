@@ -27,13 +27,17 @@ def body_of(response: dict[str, Any]) -> Any:
 
 
 def create(invoke: Invoke, files: int = 2) -> str:
-    body = {"files": [{"filename": f"{i}.txt", "size": 3, "content_type": "text/plain"} for i in range(files)]}
+    body = {
+        "files": [{"filename": f"{i}.txt", "size": 3, "content_type": "text/plain"} for i in range(files)]
+    }
     response = invoke("create_batch", api_event("POST", "/v1/batches", body=body))
     assert response["statusCode"] == 201, response["body"]
     return str(body_of(response)["batch_id"])
 
 
-def call(invoke: Invoke, function: str, method: str, path: str, batch_id: str, **kwargs: Any) -> dict[str, Any]:
+def call(
+    invoke: Invoke, function: str, method: str, path: str, batch_id: str, **kwargs: Any
+) -> dict[str, Any]:
     return invoke(function, api_event(method, path, path_parameters={"batch_id": batch_id}, **kwargs))
 
 
@@ -79,7 +83,9 @@ def test_a_deleted_batch_is_404_everywhere_at_once_and_its_purge_leaves_nothing(
     )
     for batch in (batch_id, other_id):
         assert invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch})["status"] == "failed"
-    assert call(invoke, "export_results", "GET", f"/v1/batches/{batch_id}/export", batch_id)["statusCode"] == 200
+    assert (
+        call(invoke, "export_results", "GET", f"/v1/batches/{batch_id}/export", batch_id)["statusCode"] == 200
+    )
     # When it is deleted
     response = call(invoke, "delete_batch", "DELETE", f"/v1/batches/{batch_id}", batch_id)
     # Then the answer is 202 deleting, and every route of the batch answers 404 before any purge ran
@@ -117,7 +123,9 @@ def test_a_batch_that_has_not_ended_cannot_be_deleted(aws: Aws, invoke: Invoke) 
     # And another tenant's batch is not found, not refused
     other = invoke(
         "delete_batch",
-        api_event("DELETE", f"/v1/batches/{batch_id}", tenant_id="globex", path_parameters={"batch_id": batch_id}),
+        api_event(
+            "DELETE", f"/v1/batches/{batch_id}", tenant_id="globex", path_parameters={"batch_id": batch_id}
+        ),
     )
     assert other["statusCode"] == 404
 
@@ -140,7 +148,9 @@ def test_a_job_message_that_does_not_parse_is_reported_alone(aws: Aws, invoke: I
 def test_the_export_is_a_presigned_jsonl_download_of_every_result(aws: Aws, invoke: Invoke) -> None:
     # Given a finalized batch of three files, the second of which completed
     batch_id = create(invoke, files=3)
-    runtime.repository().mark_uploaded("acme", batch_id, "f00002", size=3, version_id=None, at=datetime.now(UTC))
+    runtime.repository().mark_uploaded(
+        "acme", batch_id, "f00002", size=3, version_id=None, at=datetime.now(UTC)
+    )
     runtime.repository().record_file_result(
         "acme",
         batch_id,

@@ -251,7 +251,7 @@ class InMemoryStorage:
             deleted += 1
         return deleted
 
-    def keys(self) -> set[str]:
+    def all_keys(self) -> set[str]:
         return set(self.versions) | set(self.documents)
 
 

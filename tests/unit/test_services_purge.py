@@ -148,13 +148,15 @@ def test_the_purge_removes_every_object_version_and_item_of_the_batch_and_nothin
     # Then its uploads (every version), manifest, workflow results and export are gone ...
     assert outcome.outcome == "purged" and outcome.action == "purge"
     assert outcome.counts == {"objects": 6, "items": 3}
-    assert not any(key.startswith(tuple(batch_object_prefixes("acme", BATCH_ID))) for key in storage.keys())
-    assert manifest_key("acme", BATCH_ID) not in storage.keys()
+    assert not any(
+        key.startswith(tuple(batch_object_prefixes("acme", BATCH_ID))) for key in storage.all_keys()
+    )
+    assert manifest_key("acme", BATCH_ID) not in storage.all_keys()
     # ... and its items, batch included
     assert repo.get_batch("acme", BATCH_ID, include_deleted=True) is None
     assert not any(key[1] == BATCH_ID for key in repo.files)
     # And the other batch keeps everything
-    assert {manifest_key("acme", OTHER_ID), export_key("acme", OTHER_ID)} <= storage.keys()
+    assert {manifest_key("acme", OTHER_ID), export_key("acme", OTHER_ID)} <= storage.all_keys()
     assert repo.get_batch("acme", OTHER_ID) is not None
     assert len([key for key in repo.files if key[1] == OTHER_ID]) == 2
 
@@ -194,11 +196,11 @@ def test_a_purge_cut_short_resumes_on_redelivery() -> None:
         run_job(jobs.jobs[0], repo=repo, storage=storage)
     # Then the batch item is still there (the work is not done), the uploads already gone
     assert repo.get_batch("acme", BATCH_ID, include_deleted=True) is not None
-    assert not any(k.startswith(upload_key("acme", BATCH_ID, "")) for k in storage.keys())
+    assert not any(k.startswith(upload_key("acme", BATCH_ID, "")) for k in storage.all_keys())
     # When the message comes back, the purge finishes
     outcome = run_job(jobs.jobs[0], repo=repo, storage=storage)
     assert outcome.outcome == "purged"
-    assert storage.keys() == set() and repo.batches == {} and repo.files == {}
+    assert storage.all_keys() == set() and repo.batches == {} and repo.files == {}
 
 
 def test_a_batch_that_is_not_deleted_is_never_purged() -> None:
@@ -207,12 +209,12 @@ def test_a_batch_that_is_not_deleted_is_never_purged() -> None:
     make(repo, storage)
     ended(repo)
     with_objects(storage, BATCH_ID)
-    keys = storage.keys()
+    keys = storage.all_keys()
     # When a purge job names it
     outcome = purge_batch(repo, storage, "acme", BATCH_ID)
     # Then it is refused and nothing is removed
     assert outcome.outcome == "refused"
-    assert storage.keys() == keys and repo.get_batch("acme", BATCH_ID) is not None
+    assert storage.all_keys() == keys and repo.get_batch("acme", BATCH_ID) is not None
 
 
 def test_job_messages_are_told_apart_by_their_action() -> None:

@@ -105,10 +105,14 @@ def test_upload_events_reach_the_consumer_through_a_queue_with_a_dead_letter_que
 
 def test_background_jobs_reach_their_consumer_through_a_queue_with_a_watched_dead_letter_queue() -> None:
     queue = RESOURCES["BatchJobsQueue"]["Properties"]
-    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["BatchJobsDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["BatchJobsDeadLetterQueue", "Arn"]
+    }
     consumer = FUNCTIONS["RunBatchJobFunction"]["Properties"]
     [event] = consumer["Events"].values()
-    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["BatchJobsQueue", "Arn"]}
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {
+        "Fn::GetAtt": ["BatchJobsQueue", "Arn"]
+    }
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert queue["VisibilityTimeout"] >= 6 * consumer["Timeout"]
     # The dead-letter queue's depth pages, as the upload events' does
@@ -120,7 +124,11 @@ def test_background_jobs_reach_their_consumer_through_a_queue_with_a_watched_dea
     same = ("Namespace", "MetricName", "Statistic", "Threshold", "ComparisonOperator")
     assert {k: alarm[k] for k in same} == {k: upload_alarm[k] for k in same}
     # And the API functions that queue jobs are told where
-    sends = [f for f, r in FUNCTIONS.items() if "BATCH_JOBS_QUEUE_URL" in r["Properties"].get("Environment", {}).get("Variables", {})]
+    sends = [
+        f
+        for f, r in FUNCTIONS.items()
+        if "BATCH_JOBS_QUEUE_URL" in r["Properties"].get("Environment", {}).get("Variables", {})
+    ]
     assert sends == ["DeleteBatchFunction"]
 
 
@@ -339,8 +347,7 @@ THROTTLES_ALARMS = [
     name
     for name, alarm in ALARMS.items()
     if any(
-        m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "Throttles"
-        and m["Id"] != "throttles"
+        m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "Throttles" and m["Id"] != "throttles"
         for m in alarm["Properties"].get("Metrics", [])
         if isinstance(m, dict) and "Id" in m
     )

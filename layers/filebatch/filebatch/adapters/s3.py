@@ -81,7 +81,6 @@ class S3ObjectStorage:
         finally:
             body.close()
 
-
     # -- stream PURGE -----------------------------------------------------------------------------
     def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
         # S3 needs the length before the body: the chunks go to local disk first (memory stays at a
@@ -123,7 +122,9 @@ class S3ObjectStorage:
                     Bucket=self._bucket, Prefix=prefix, MaxKeys=DELETE_BATCH
                 )
             except ClientError as error:
-                raise StorageUnavailableError(f"S3 list versions of {prefix} failed: {_code(error)}") from error
+                raise StorageUnavailableError(
+                    f"S3 list versions of {prefix} failed: {_code(error)}"
+                ) from error
             # Versions and delete markers together are at most MaxKeys: one DeleteObjects call.
             targets = [
                 {"Key": entry["Key"], "VersionId": entry["VersionId"]}

@@ -61,9 +61,7 @@ class PurgeOutcome:
     items: int = 0
 
 
-def purge_batch(
-    repo: BatchRepository, storage: ObjectStorage, tenant_id: str, batch_id: str
-) -> PurgeOutcome:
+def purge_batch(repo: BatchRepository, storage: ObjectStorage, tenant_id: str, batch_id: str) -> PurgeOutcome:
     batch = repo.get_batch(tenant_id, batch_id, consistent=True, include_deleted=True)
     if batch is None:
         return PurgeOutcome(batch_id, "gone")
