@@ -84,7 +84,7 @@ class S3ObjectStorage:
     # -- stream PURGE -----------------------------------------------------------------------------
     def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
         # S3 needs the length before the body: the chunks go to local disk first (memory stays at a
-        # chunk), then one PUT streams the file (up to 5 GB; an export of 10,000 results is ~30 MB).
+        # chunk), then one PUT streams the file (up to 5 GB; an export is tens of MB at 10,000 results).
         with tempfile.TemporaryFile() as spool:
             for chunk in chunks:
                 spool.write(chunk)
