@@ -56,6 +56,7 @@ class InMemoryRepository:
         limit: int,
         after_file_id: str | None = None,
         status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
         ids = sorted(
             f

@@ -40,12 +40,15 @@ def make(files: int, repo: InMemoryRepository | None = None) -> tuple[InMemoryRe
 
 
 class CountingRepository(InMemoryRepository):
-    """Remembers the largest page it was asked for: an export must not read the batch at once."""
+    """Remembers the largest page it was asked for (an export must not read the batch at once) and
+    whether every read was consistent (the finalize step's sweep wrote some files a moment before)."""
 
     largest_page = 0
+    all_consistent = True
 
     def list_files(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         self.largest_page = max(self.largest_page, int(kwargs["limit"]))  # type: ignore[call-overload]
+        self.all_consistent &= kwargs.get("consistent") is True
         return super().list_files(*args, **kwargs)  # type: ignore[arg-type]
 
 
@@ -85,7 +88,7 @@ def test_the_export_has_every_result_in_file_order_read_a_page_at_a_time() -> No
     assert results[0].status is FileStatus.AWAITING_UPLOAD
     # And each line is the same JSON the results route returns for that file
     assert json.loads(lines[1]) == results[1].model_dump(mode="json")
-    assert counting.largest_page == 500
+    assert counting.largest_page == 500 and counting.all_consistent
 
 
 def test_the_export_of_an_ended_batch_is_a_presigned_download() -> None:

@@ -114,6 +114,7 @@ class DynamoBatchRepository:
         limit: int,
         after_file_id: str | None = None,
         status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
         if status is not None:
             return self._list_files_in_status(tenant_id, batch_id, status, limit=limit, after=after_file_id)
@@ -122,6 +123,7 @@ class DynamoBatchRepository:
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :files)",
             "ExpressionAttributeValues": {":pk": pk, ":files": "FILE#"},
             "Limit": limit,
+            "ConsistentRead": consistent,
         }
         if after_file_id:
             query["ExclusiveStartKey"] = {"pk": pk, "sk": file_sk(after_file_id)}

@@ -125,27 +125,30 @@ class S3ObjectStorage:
                 raise StorageUnavailableError(
                     f"S3 list versions of {prefix} failed: {_code(error)}"
                 ) from error
-            # Versions and delete markers together are at most MaxKeys: one DeleteObjects call.
-            targets = [
-                {"Key": entry["Key"], "VersionId": entry["VersionId"]}
-                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-            ]
-            if not targets:
+            # Versions and delete markers together are at most MaxKeys (deleted DELETE_BATCH at a time
+            # all the same).
+            listed = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if not listed:
                 return deleted
-            try:
-                response = self._client.delete_objects(
-                    Bucket=self._bucket, Delete={"Objects": targets, "Quiet": True}
-                )
-            except ClientError as error:
-                raise StorageUnavailableError(f"S3 delete under {prefix} failed: {_code(error)}") from error
-            errors = response.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise StorageUnavailableError(
-                    f"S3 could not delete {len(errors)} versions under {prefix}, e.g. "
-                    f"{first.get('Key')} ({first.get('Code')})"
-                )
-            deleted += len(targets)
+            for start in range(0, len(listed), DELETE_BATCH):
+                self._delete_versions(prefix, listed[start : start + DELETE_BATCH])
+            deleted += len(listed)
+
+    def _delete_versions(self, prefix: str, listed: list[dict[str, Any]]) -> None:
+        targets = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in listed]
+        try:
+            response = self._client.delete_objects(
+                Bucket=self._bucket, Delete={"Objects": targets, "Quiet": True}
+            )
+        except ClientError as error:
+            raise StorageUnavailableError(f"S3 delete under {prefix} failed: {_code(error)}") from error
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StorageUnavailableError(
+                f"S3 could not delete {len(errors)} versions under {prefix}, e.g. "
+                f"{first.get('Key')} ({first.get('Code')})"
+            )
 
 
 def _code(error: ClientError) -> str:

@@ -30,7 +30,10 @@ def write_export(
         nonlocal written
         after: str | None = None
         while True:
-            files, after = repo.list_files(tenant_id, batch_id, limit=page_size, after_file_id=after)
+            # Consistent: the finalize step's sweep wrote some of these files a moment ago.
+            files, after = repo.list_files(
+                tenant_id, batch_id, limit=page_size, after_file_id=after, consistent=True
+            )
             for file in files:
                 written += 1
                 yield to_file_result(file).model_dump_json().encode() + b"\n"

@@ -41,10 +41,12 @@ class BatchRepository(Protocol):
         limit: int,
         after_file_id: str | None = None,
         status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
         """Files in file-id order (only those in `status` when given); the second value is the file id
         to continue after when more may follow. With a status that id may be of a file that is not
-        in the page: a page reads a bounded number of files, and may hold fewer than `limit`."""
+        in the page: a page reads a bounded number of files, and may hold fewer than `limit`.
+        `consistent`: a strongly consistent read (every write acknowledged before it is seen)."""
 
     def mark_uploaded(
         self,
