@@ -42,7 +42,9 @@ def post_cancel(batch_id: str) -> Response[BatchStatusResponse]:
     now, provider = datetime.now(UTC), get_settings().description_provider
     repo = runtime.repository()
     batch = require_batch(repo, tenant_of(app), batch_id)
-    batch = cancel_batch(repo, runtime.workflow(), runtime.batch_events(), batch, now=now, provider=provider)
+    batch = cancel_batch(
+        repo, runtime.storage(), runtime.workflow(), runtime.batch_events(), batch, now=now, provider=provider
+    )
     logger.info("batch cancelled", extra={"batch_id": batch_id, "status": batch.status.value})
     body = status_of(batch, provider=provider, now=now)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)

@@ -50,7 +50,7 @@ def post_batch(request: Annotated[CreateBatchRequest, Body()]) -> Response[Creat
         tenant,
         request,
         limits=runtime.upload_limits(),
-        retention_days=settings.upload_retention_days,
+        retention_days=settings.retention_days,
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
         webhooks=runtime.webhook_policy(),

@@ -1,5 +1,5 @@
-"""Workflow step: fail whatever the Map left unfinished, give the batch its terminal status and announce
-it on the stack's event bus."""
+"""Workflow step: fail whatever the Map left unfinished, write the results export, give the batch its
+terminal status and announce it on the stack's event bus."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def lambda_handler(event: FinalizeBatchInput, context: LambdaContext) -> dict[st
         runtime.repository(),
         event.tenant_id,
         event.batch_id,
+        storage=runtime.storage(),
         now=datetime.now(UTC),
         events=runtime.batch_events(),
         provider=get_settings().description_provider,

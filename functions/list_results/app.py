@@ -1,4 +1,4 @@
-"""GET /v1/batches/{batch_id}/results?limit=&cursor=: per-file results, in submission order."""
+"""GET /v1/batches/{batch_id}/results?status=&limit=&cursor=: per-file results, in submission order."""
 
 # No `from __future__ import annotations` here: Powertools reads the route's annotations at run
 # time to bind the body and query parameters.
@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from filebatch import runtime
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import PageQuery, ResultsPage
+from filebatch.models.domain import FileStatus
 from filebatch.services.batches import list_results
 from filebatch.services.cursors import CursorSigner
 
@@ -24,7 +25,8 @@ app = make_resolver()
     "/v1/batches/<batch_id>/results",
     summary="A batch's results",
     description="One result per file in submission order: its description or its error. Page with "
-    "`cursor` (opaque; `next_cursor` is null on the last page).",
+    "`cursor` (opaque; `next_cursor` is null on the last page). With `status`, only the files in that "
+    "status: a page may then hold fewer results than `limit`, even none, and still have a `next_cursor`.",
     responses=route_responses(200, ResultsPage, "One page of results.", errors=(400, 401, 403, 404, 429)),
     tags=["results"],
 )
@@ -33,6 +35,7 @@ def get_results(
     batch_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    status: Annotated[FileStatus | None, Query(description="Only the files in this status.")] = None,
 ) -> ResultsPage:
     return list_results(
         runtime.repository(),
@@ -40,6 +43,7 @@ def get_results(
         batch_id,
         PageQuery(limit=limit, cursor=cursor),
         cursors=CursorSigner(runtime.cursor_keys()),
+        status=status,
     )
 
 

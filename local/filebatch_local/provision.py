@@ -86,6 +86,7 @@ def install_moto_patches() -> None:
         _cache_moto_module_list()
         _serialise_dynamodb()
         _cache_step_functions_clients()
+        _result_writer_reads_the_state_input()
         _patches_installed = True
 
 
@@ -187,6 +188,29 @@ def _cache_step_functions_clients() -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = cached  # type: ignore[attr-defined]
+
+
+def _result_writer_reads_the_state_input() -> None:
+    # A Distributed Map's ResultWriter Parameters ("Prefix.$": "States.Format(..., $.batch_id)") are
+    # paths into the Map state's input on AWS, as ItemReader's are. moto evaluates them against the
+    # Map's results (the top of its stack when the writer runs), where no such path exists: the
+    # execution fails with States.Runtime. Evaluate them against the state's input instead, and leave
+    # the stack as moto's S3 writer expects it (results, then the parameters).
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer import (
+        result_writer_decl,
+    )
+
+    result_writer = result_writer_decl.ResultWriter
+
+    def _eval_body(self: Any, env: Any) -> None:
+        env.stack.append(env.states.get_input())
+        self.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()
+        env.stack.append(parameters)
+        self.resource_eval.eval_resource(env=env)
+
+    result_writer._eval_body = _eval_body  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------ moto server

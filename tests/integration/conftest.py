@@ -86,6 +86,7 @@ def _reset_caches() -> None:
         runtime.delivery_queue,
         runtime.host_resolver,
         runtime.webhook_transport,
+        runtime.job_queue,
     ):
         factory.cache_clear()
 
@@ -96,6 +97,8 @@ class Aws:
     s3: Any
     sfn: Any
     state_machine_arn: str
+    # The background jobs queue (stream PURGE).
+    jobs_queue_url: str = ""
 
     def api_key(self, tenant_id: str, plan: str = "pro") -> str:
         usage_keys = ApiGatewayUsageKeys(boto3.client("apigateway"), api_id=API_ID, stage=STAGE)
@@ -136,10 +139,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/sfn",
         )
+        jobs_queue_url = boto3.client("sqs").create_queue(QueueName="filebatch-test-jobs")["QueueUrl"]
         # -- stream EVENTS
         boto3.client("events").create_event_bus(Name=EVENT_BUS)
         webhook_queue = boto3.client("sqs").create_queue(QueueName=WEBHOOK_QUEUE)["QueueUrl"]
         for name, value in {
+            "BATCH_JOBS_QUEUE_URL": jobs_queue_url,
             "EVENT_BUS_NAME": EVENT_BUS,
             "WEBHOOK_QUEUE_URL": webhook_queue,
             # Receivers in these tests listen on 127.0.0.1 (as on the local stack).
@@ -154,7 +159,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         }.items():
             monkeypatch.setenv(name, value)
         _reset_caches()
-        yield Aws(dynamodb=dynamodb, s3=s3, sfn=sfn, state_machine_arn=machine["stateMachineArn"])
+        yield Aws(
+            dynamodb=dynamodb,
+            s3=s3,
+            sfn=sfn,
+            state_machine_arn=machine["stateMachineArn"],
+            jobs_queue_url=jobs_queue_url,
+        )
     _reset_caches()
 
 

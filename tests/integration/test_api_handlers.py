@@ -70,7 +70,7 @@ def test_created_batch_items_expire_after_the_upload_retention(
 ) -> None:
     # Given the create function configured with a 7-day retention, as the template passes it,
     # and an API key issued to the tenant
-    monkeypatch.setenv("UPLOAD_RETENTION_DAYS", "7")
+    monkeypatch.setenv("RETENTION_DAYS", "7")
     get_settings.cache_clear()
     aws.api_key("acme")
     # When a batch of two files is created

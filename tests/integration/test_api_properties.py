@@ -53,7 +53,11 @@ content_types = st.sampled_from(
     ["application/json", "APPLICATION/JSON; charset=utf-8", "text/plain", "multipart/form-data", "", "*/*"]
 ) | st.text(max_size=30)
 identifiers = st.sampled_from(["b-" + "0" * 32, "nope", "", "b-" + "a" * 31 + "g"]) | st.text(max_size=40)
-queries = st.dictionaries(st.sampled_from(["limit", "cursor", "x"]), st.text(max_size=40), max_size=3)
+queries = st.dictionaries(
+    st.sampled_from(["limit", "cursor", "status", "x"]),
+    st.sampled_from(["failed", "completed"]) | st.text(max_size=40),
+    max_size=3,
+)
 
 ROUTES = [
     ("create_batch", "POST", "/v1/batches", False),
@@ -62,6 +66,8 @@ ROUTES = [
     ("list_uploads", "GET", "/v1/batches/{id}/uploads", True),
     # -- stream EVENTS
     ("rotate_webhook_secret", "POST", "/v1/webhooks/secret", False),
+    ("delete_batch", "DELETE", "/v1/batches/{id}", True),
+    ("export_results", "GET", "/v1/batches/{id}/export", True),
 ]
 
 

@@ -11,18 +11,21 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 
+from filebatch import runtime
+from filebatch.services.processing import finalize_batch
 from tests.integration.conftest import Aws, api_event, load_handler
 from tests.integration.test_api_handlers import FILES, body_of
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 SECRET_MARK = "X-Amz-Signature"
-TRACED_HANDLERS = ("create_batch", "list_uploads", "get_batch")
+TRACED_HANDLERS = ("create_batch", "list_uploads", "get_batch", "export_results")
 
 
 class RecordingEmitter:
@@ -147,3 +150,26 @@ def test_presigned_urls_reach_neither_traces_nor_logs(
     logs = log_stream.getvalue()
     assert "batch created" in logs
     assert SECRET_MARK not in logs
+
+
+def test_the_export_url_reaches_neither_traces_nor_logs(
+    aws: Aws, invoke: Invoke, xray: RecordingEmitter, log_stream: io.StringIO
+) -> None:
+    # Given an ended batch (its export written), and its export asked for with tracing on
+    created = traced(xray, invoke, "create_batch", api_event("POST", "/v1/batches", body={"files": FILES}))
+    batch_id = body_of(created)["batch_id"]
+    finalize_batch(runtime.repository(), "acme", batch_id, storage=runtime.storage(), now=datetime.now(UTC))
+    sent_before = len(xray.documents)
+    response = traced(
+        xray,
+        invoke,
+        "export_results",
+        api_event("GET", f"/v1/batches/{batch_id}/export", path_parameters={"batch_id": batch_id}),
+    )
+    # (the response carries a presigned GET: there is something to leak)
+    assert response["statusCode"] == 200 and SECRET_MARK in response["body"]
+    # Then the handler was traced, without the URL in any trace document or log line
+    documents = xray.documents[sent_before:]
+    assert any(name.endswith(".get_batch_export") for name in subsegment_names(documents))
+    assert SECRET_MARK not in "\n".join(documents)
+    assert SECRET_MARK not in log_stream.getvalue()

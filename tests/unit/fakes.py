@@ -3,11 +3,11 @@ adapter (tests/integration checks the adapter itself against moto)."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from filebatch.errors import NotFoundError
+from filebatch.errors import NotFoundError, StorageUnavailableError
 from filebatch.models.domain import (
     Batch,
     BatchFile,
@@ -20,6 +20,7 @@ from filebatch.models.domain import (
     WebhookSecret,
 )
 from filebatch.models.records import ApiKeyRecord
+from filebatch.models.workflow import BatchJob
 from filebatch.services.ports import StoredObject, WebhookResponse, WebhookTarget
 
 
@@ -38,18 +39,33 @@ class InMemoryRepository:
             self.files[(file.tenant_id, file.batch_id, file.file_id)] = file.model_copy(deep=True)
         self.batches[(batch.tenant_id, batch.batch_id)] = batch.model_copy(deep=True)
 
-    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None:
+    def get_batch(
+        self, tenant_id: str, batch_id: str, *, consistent: bool = False, include_deleted: bool = False
+    ) -> Batch | None:
         batch = self.batches.get((tenant_id, batch_id))
-        return batch.model_copy(deep=True) if batch else None
+        if batch is None or (batch.deleted_at is not None and not include_deleted):
+            return None
+        return batch.model_copy(deep=True)
 
     def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None:
         file = self.files.get((tenant_id, batch_id, file_id))
         return file.model_copy(deep=True) if file else None
 
     def list_files(
-        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        limit: int,
+        after_file_id: str | None = None,
+        status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
-        ids = sorted(f for (t, b, f) in self.files if (t, b) == (tenant_id, batch_id))
+        ids = sorted(
+            f
+            for (t, b, f), file in self.files.items()
+            if (t, b) == (tenant_id, batch_id) and (status is None or file.status is status)
+        )
         if after_file_id:
             ids = [i for i in ids if i > after_file_id]
         page = [self.files[(tenant_id, batch_id, i)].model_copy(deep=True) for i in ids[:limit]]
@@ -254,6 +270,29 @@ class InMemoryRepository:
         self.webhook_secrets[secret.tenant_id] = secret
         return True
 
+    # -- stream PURGE ----------------------------------------------------------------------------
+    def mark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.deleted_at is not None or not batch.status.is_terminal:
+            return False
+        batch.deleted_at, batch.updated_at = at, at
+        return True
+
+    def unmark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> None:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is not None and batch.deleted_at == at:
+            batch.deleted_at = None
+
+    def delete_batch_items(self, tenant_id: str, batch_id: str) -> int:
+        files = [key for key in self.files if key[:2] == (tenant_id, batch_id)]
+        for key in files:
+            del self.files[key]
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.deleted_at is None:
+            return len(files)
+        del self.batches[(tenant_id, batch_id)]
+        return len(files) + 1
+
 
 class InMemoryStorage:
     """A versioned bucket: `put` adds a version, `read` gives the current one or the one asked for."""
@@ -265,6 +304,7 @@ class InMemoryStorage:
         self.chunk_size = 64
         self.streams_opened = 0
         self.bytes_streamed = 0
+        self.content_types: dict[str, str] = {}
 
     def put(self, key: str, content: bytes) -> str:
         """Store a new version of `key`; returns its version id."""
@@ -295,6 +335,31 @@ class InMemoryStorage:
         for start in range(0, len(content), self.chunk_size):
             self.bytes_streamed += len(content[start : start + self.chunk_size])
             yield content[start : start + self.chunk_size]
+
+    # -- stream PURGE ----------------------------------------------------------------------------
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
+        content = b"".join(chunks)
+        self.put(key, content)
+        self.content_types[key] = content_type
+        return len(content)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.versions.get(key)) or key in self.documents
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        return f"https://downloads.example/{key}?expires={expires_in}"
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        for key in [k for k in self.versions if k.startswith(prefix)]:
+            deleted += len(self.versions.pop(key))
+        for key in [k for k in self.documents if k.startswith(prefix)]:
+            del self.documents[key]
+            deleted += 1
+        return deleted
+
+    def all_keys(self) -> set[str]:
+        return set(self.versions) | set(self.documents)
 
 
 class RecordingStarter:
@@ -398,3 +463,16 @@ class RecordingQueue:
 
     def postpone(self, receipt_handle: str, seconds: int) -> None:
         self.postponed.append((receipt_handle, seconds))
+
+
+class RecordingJobQueue:
+    """Keeps what was enqueued; `fail` makes the next enqueue raise as an unreachable queue would."""
+
+    def __init__(self) -> None:
+        self.jobs: list[BatchJob] = []
+        self.fail = False
+
+    def enqueue(self, job: BatchJob) -> None:
+        if self.fail:
+            raise StorageUnavailableError("SQS send of a job failed: ServiceUnavailable")
+        self.jobs.append(job)

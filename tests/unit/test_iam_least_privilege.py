@@ -61,6 +61,12 @@ SPECIAL_OPERATIONS = {
     # A presigned URL is a request signed with the signer's permissions: the action of the operation
     # it names (the first argument) is what the function must be granted.
     "generate_presigned_url": None,
+    # S3 operations authorised under another action's name (S3 API reference, each operation's
+    # "Permissions"): listing versions is ListBucketVersions, a multi-object delete is DeleteObject
+    # per key, HEAD is GetObject.
+    "list_object_versions": "ListBucketVersions",
+    "delete_objects": "DeleteObject",
+    "head_object": "GetObject",
 }
 # TransactWriteItems is authorised per item action (DynamoDB developer guide, "IAM with transactions").
 TRANSACTION_ITEM_ACTIONS = {
@@ -109,6 +115,9 @@ def _adapter_method_calls(method: ast.FunctionDef, service: str) -> MethodCalls:
                 calls.actions.add(f"{service}:{pascal(str(operation.value))}")
             elif name in SPECIAL_OPERATIONS:
                 calls.actions.add(f"{service}:{SPECIAL_OPERATIONS[name]}")
+                if name == "delete_objects" and "VersionId" in ast.unparse(method):
+                    # Deleting a given version (or delete marker) needs DeleteObjectVersion too.
+                    calls.actions.add("s3:DeleteObjectVersion")
             else:
                 calls.actions.add(f"{service}:{pascal(name)}")
                 if name == "get_object" and "VersionId" in ast.unparse(method):
@@ -220,6 +229,7 @@ PORTS = {
     # -- stream EVENTS
     "BatchEvents",
     "DeliveryQueue",
+    "JobQueue",
 }
 
 
@@ -392,6 +402,10 @@ def provider_of(configuration: str) -> str:
     return CONFIGURATIONS[configuration].get("DescriptionProvider", "local")
 
 
+# The key prefixes a function may be granted on (filebatch.models.domain: uploads, manifests, the
+# workflow's results, exports).
+OBJECT_PREFIXES = "(uploads|manifests|workflow-results|exports)"
+
 FUNCTION_CONFIGURATIONS = [(f, c) for f in sorted(FUNCTIONS) for c in CONFIGURATIONS]
 
 
@@ -415,6 +429,22 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     assert "events:PutEvents" in derived_actions("FinalizeBatchFunction")
     assert derived_actions("DeliverWebhookFunction") == {"dynamodb:GetItem", "sqs:ChangeMessageVisibility"}
     assert derived_actions("RotateWebhookSecretFunction") == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    # A purge lists and deletes object versions and deletes items; a delete only marks and queues
+    assert derived_actions("RunBatchJobFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "s3:ListBucketVersions",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+    }
+    assert derived_actions("DeleteBatchFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+    }
+    assert "s3:PutObject" in derived_actions("FinalizeBatchFunction")
 
 
 @pytest.mark.parametrize(("function", "configuration"), FUNCTION_CONFIGURATIONS)
@@ -442,7 +472,13 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
             services = {a.split(":")[0] for a in _actions(statement)}
             if services == {"s3"}:
                 bucket = template.get_att("UploadBucket", "Arn")
-                assert re.fullmatch(rf"{re.escape(bucket)}/(uploads|manifests)/\*", resource), (
+                if set(_actions(statement)) == {"s3:ListBucketVersions"}:
+                    # A bucket action: the bucket itself, listed only under the batches' prefixes.
+                    assert resource == bucket, (function, text)
+                    prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                    assert all(re.fullmatch(rf"{OBJECT_PREFIXES}/\*", p) for p in prefixes), (function, text)
+                    continue
+                assert re.fullmatch(rf"{re.escape(bucket)}/{OBJECT_PREFIXES}/\*", resource), (
                     function,
                     text,
                 )
@@ -452,15 +488,16 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
                     i["IndexName"] for i in template.properties("Table").get("GlobalSecondaryIndexes", [])
                 }
                 assert resource in {table, *(f"{table}/index/{i}" for i in indexes)}, (function, text)
+            elif services == {"sqs"}:
+                queues = {template.get_att(q, "Arn") for q in ("BatchJobsQueue", "WebhookDeliveriesQueue")}
+                assert resource in queues, (function, text)
             elif services == {"secretsmanager"}:
                 assert resource == template.ref("CursorSigningSecret"), (function, text)
             elif services == {"bedrock"}:
                 assert function == "DescribeFileFunction", (function, text)
-            # -- stream EVENTS: the stack's own bus, and the webhook deliveries queue
+            # -- stream EVENTS: the stack's own bus
             elif services == {"events"}:
                 assert resource == template.get_att("BatchEventsBus", "Arn"), (function, text)
-            elif services == {"sqs"}:
-                assert resource == template.get_att("WebhookDeliveriesQueue", "Arn"), (function, text)
 
 
 def test_bedrock_is_granted_on_exactly_the_configured_model_and_only_when_configured() -> None:

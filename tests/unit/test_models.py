@@ -227,9 +227,9 @@ def test_a_failure_caught_after_the_process_step_parses_with_everything_that_ste
 
 def test_settings_read_the_upload_retention() -> None:
     # Given the environment the template gives the create function
-    environ = {"TABLE_NAME": "t", "BUCKET_NAME": "b", "UPLOAD_RETENTION_DAYS": "7"}
+    environ = {"TABLE_NAME": "t", "BUCKET_NAME": "b", "RETENTION_DAYS": "7"}
     # When settings are read, then the retention is the template's number of days
-    assert settings_from(environ).upload_retention_days == 7
+    assert settings_from(environ).retention_days == 7
     # And a retention under a day is refused, as the template's parameter refuses it
     with pytest.raises(ValidationError):
-        settings_from({"TABLE_NAME": "t", "BUCKET_NAME": "b", "UPLOAD_RETENTION_DAYS": "0"})
+        settings_from({"TABLE_NAME": "t", "BUCKET_NAME": "b", "RETENTION_DAYS": "0"})

@@ -219,3 +219,40 @@ def test_cursor_round_trips_and_survives_a_key_rotation() -> None:
     keys.rotate(b"m" * 32)
     with pytest.raises(InvalidRequestError):
         cursors.decode("acme", BATCH_ID, issued)
+
+
+# -- stream PURGE: results filtered by status -------------------------------------------------------
+def test_results_filtered_by_status_page_through_only_those_files() -> None:
+    # Given a batch of seven files, three of them failed
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    batch_id = make(repo, storage, *([1] * 7))
+    failed = ["f00002", "f00005", "f00007"]
+    for file_id in ("f00001", "f00002", "f00005", "f00007"):
+        repo.move_file(
+            "acme",
+            batch_id,
+            file_id,
+            expected=FileStatus.AWAITING_UPLOAD,
+            to=FileStatus.FAILED if file_id in failed else FileStatus.COMPLETED,
+            at=NOW,
+            facts=None,
+            description=None,
+            error=None,
+        )
+    # When the failed results are read two at a time
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = list_results(
+            repo, ACME, batch_id, PageQuery(limit=2, cursor=cursor), cursors=CURSORS, status=FileStatus.FAILED
+        )
+        seen += [r.file_id for r in page.items]
+        assert all(r.status is FileStatus.FAILED for r in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    # Then exactly the failed files come back, in file order
+    assert seen == failed
+    # And without a status every file does
+    every = list_results(repo, ACME, batch_id, PageQuery(limit=10), cursors=CURSORS)
+    assert len(every.items) == 7

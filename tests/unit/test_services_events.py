@@ -57,7 +57,9 @@ def test_finalize_announces_the_end_with_the_status_body_as_get_answers_it() -> 
     repo, events = new_batch(), RecordingEvents()
     repo.start_run("acme", BATCH_ID, files=2, at=NOW)
     # When the workflow finalizes it
-    finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=events, provider="bedrock")
+    finalize_batch(
+        repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="bedrock"
+    )
     # Then one event says it failed, with the status body GET gives, the tenant and the event id
     [event] = events.events
     assert event["detail_type"] == "Batch Failed"
@@ -81,11 +83,17 @@ def test_a_retried_finalize_announces_again_with_the_same_id_even_when_it_did_no
     repo.start_run("acme", BATCH_ID, files=2, at=NOW)
     events.fail_next = 1
     with pytest.raises(StorageUnavailableError):
-        finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=events, provider="local")
+        finalize_batch(
+            repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="local"
+        )
     assert repo.batches[("acme", BATCH_ID)].status is BatchStatus.FAILED and events.events == []
     # When Step Functions retries it, and once more (a duplicate run)
-    finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=events, provider="local")
-    finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=events, provider="local")
+    finalize_batch(
+        repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="local"
+    )
+    finalize_batch(
+        repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="local"
+    )
     # Then the end was announced (at least once), always under the same id and status
     assert [e["event_id"] for e in events.events] == [f"{BATCH_ID}:0:failed"] * 2
     assert {e["detail_type"] for e in events.events} == {"Batch Failed"}
@@ -104,7 +112,9 @@ def test_the_detail_type_names_how_the_batch_ended(completed: int, failed: int, 
     batch.counts = {s: outcomes.count(s) for s in set(outcomes)}
     for file, outcome in zip(repo.files.values(), outcomes, strict=True):
         file.status = outcome
-    finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=events, provider="local")
+    finalize_batch(
+        repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="local"
+    )
     assert [e["detail_type"] for e in events.events] == [detail_type]
 
 

@@ -93,7 +93,14 @@ class World:
         from filebatch.services.processing import finalize_batch
 
         finalize_batch(
-            self.repo, "acme", BATCH_ID, now=NOW, events=self.events, provider="local", retry=retry
+            self.repo,
+            "acme",
+            BATCH_ID,
+            storage=self.storage,
+            now=NOW,
+            events=self.events,
+            provider="local",
+            retry=retry,
         )
 
 
@@ -199,13 +206,15 @@ def test_cancelling_a_batch_awaiting_upload_cancels_it_at_once() -> None:
     world = World(3)
     world.upload("f00001")
     cancelled = cancel_batch(
-        world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
     )
     assert cancelled.status is BatchStatus.CANCELLED
     assert world.counts() == {FileStatus.CANCELLED: 3}
     # And a late upload, or a second cancel, changes nothing
     world.upload("f00002")
-    again = cancel_batch(world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local")
+    again = cancel_batch(
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
     assert again.status is BatchStatus.CANCELLED and world.counts() == {FileStatus.CANCELLED: 3}
     # And the end was announced once, as cancelled
     assert [e["event_id"] for e in world.events.events] == [f"{BATCH_ID}:0:cancelled"]
@@ -221,7 +230,7 @@ def test_cancelling_a_running_batch_stops_its_execution_and_keeps_results_alread
     )
     # When it is cancelled
     cancelled = cancel_batch(
-        world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
     )
     # Then the execution was stopped, unfinished files are cancelled, the completed one stays
     assert world.workflow.stopped == [BATCH_ID]
@@ -242,7 +251,9 @@ def test_an_ended_batch_cannot_be_cancelled() -> None:
     world.run(("f00001", FileStatus.COMPLETED, False))
     world.finish()
     with pytest.raises(ConflictError) as raised:
-        cancel_batch(world.repo, world.workflow, world.events, world.batch(), now=NOW, provider="local")
+        cancel_batch(
+            world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+        )
     assert raised.value.code == "batch_ended"
 
 

@@ -12,8 +12,16 @@ from PIL import Image
 
 from filebatch.errors import FileRejectedError, InvalidRequestError, RetryableDescriptionError
 from filebatch.media.source import MediaSource
-from filebatch.models.api import CreateBatchRequest, DescriptionOptions, FileSpec
-from filebatch.models.domain import BatchStatus, Description, FileFacts, FileStatus, Tenant, upload_key
+from filebatch.models.api import CreateBatchRequest, DescriptionOptions, FileResult, FileSpec
+from filebatch.models.domain import (
+    BatchStatus,
+    Description,
+    FileFacts,
+    FileStatus,
+    Tenant,
+    export_key,
+    upload_key,
+)
 from filebatch.models.workflow import (
     DescribedFile,
     DescribeFileInput,
@@ -259,7 +267,7 @@ def test_exhausted_retryable_errors_are_recorded_as_retryable() -> None:
 
 def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
     # Given a batch of three uploaded files
-    repo, _ = batch_with(*[(f"{i}.png", 1, "image/png") for i in range(3)])
+    repo, storage = batch_with(*[(f"{i}.png", 1, "image/png") for i in range(3)])
     for file_id in ("f00001", "f00002", "f00003"):
         repo.mark_uploaded("acme", BATCH_ID, file_id, size=1, version_id=None, at=NOW)
     facts = FileFacts(size_bytes=1, sha256="0" * 64, detected_content_type="image/png")
@@ -278,7 +286,14 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
         now=NOW,
     )
     outcome = finalize_batch(
-        repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local", page_size=2
+        repo,
+        "acme",
+        BATCH_ID,
+        storage=storage,
+        now=NOW,
+        events=RecordingEvents(),
+        provider="local",
+        page_size=2,
     )
     # Then each file has exactly one terminal state and the counters add up
     assert (first.recorded, replay.recorded) == (True, False)
@@ -289,15 +304,30 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
     assert (batch.completed, batch.failed) == (1, 2)
     assert outcome.swept_files == 1
     assert batch.status is BatchStatus.COMPLETED_WITH_ERRORS
+    # And the export holds every file's final result, one JSON per line, in file order (paged by 2)
+    lines = storage.versions[export_key("acme", BATCH_ID)][-1].decode().splitlines()
+    exported = [FileResult.model_validate_json(line) for line in lines]
+    assert [(r.file_id, r.status) for r in exported] == list(
+        zip(("f00001", "f00002", "f00003"), statuses, strict=True)
+    )
+    assert exported[2].error is not None and exported[2].error.code == "not_processed"
+    assert storage.content_types[export_key("acme", BATCH_ID)] == "application/x-ndjson"
 
 
 def test_finalize_is_idempotent() -> None:
-    repo, _ = batch_with(("a.png", 1, "image/png"))
-    first = finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local")
-    second = finalize_batch(repo, "acme", BATCH_ID, now=NOW, events=RecordingEvents(), provider="local")
+    repo, storage = batch_with(("a.png", 1, "image/png"))
+    first = finalize_batch(
+        repo, "acme", BATCH_ID, storage=storage, now=NOW, events=RecordingEvents(), provider="local"
+    )
+    second = finalize_batch(
+        repo, "acme", BATCH_ID, storage=storage, now=NOW, events=RecordingEvents(), provider="local"
+    )
     assert (first.status, first.swept_files) == ("failed", 1)
     assert (second.status, second.swept_files) == ("failed", 0)
     assert repo.batches[("acme", BATCH_ID)].failed == 1
+    # The export was written by the run that ended the batch (a repeat finds it ended: no rewrite)
+    [export] = storage.versions[export_key("acme", BATCH_ID)]
+    assert export.count(b"\n") == 1
 
 
 def test_fault_injection_spec_takes_several_rules_and_refuses_nonsense() -> None:

@@ -103,6 +103,35 @@ def test_upload_events_reach_the_consumer_through_a_queue_with_a_dead_letter_que
     assert queue["VisibilityTimeout"] >= 6 * timeout
 
 
+def test_background_jobs_reach_their_consumer_through_a_queue_with_a_watched_dead_letter_queue() -> None:
+    queue = RESOURCES["BatchJobsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["BatchJobsDeadLetterQueue", "Arn"]
+    }
+    consumer = FUNCTIONS["RunBatchJobFunction"]["Properties"]
+    [event] = consumer["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {
+        "Fn::GetAtt": ["BatchJobsQueue", "Arn"]
+    }
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["VisibilityTimeout"] >= 6 * consumer["Timeout"]
+    # The dead-letter queue's depth pages, as the upload events' does
+    alarm = RESOURCES["BatchJobsDeadLetterAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["BatchJobsDeadLetterQueue", "QueueName"]}}
+    ]
+    upload_alarm = RESOURCES["UploadEventsDeadLetterAlarm"]["Properties"]
+    same = ("Namespace", "MetricName", "Statistic", "Threshold", "ComparisonOperator")
+    assert {k: alarm[k] for k in same} == {k: upload_alarm[k] for k in same}
+    # And the API functions that queue jobs are told where
+    sends = [
+        f
+        for f, r in FUNCTIONS.items()
+        if "BATCH_JOBS_QUEUE_URL" in r["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert sends == ["DeleteBatchFunction"]
+
+
 def test_every_api_route_is_behind_the_authorizer() -> None:
     api = RESOURCES["Api"]["Properties"]
     assert api["Auth"]["DefaultAuthorizer"] == "ApiKeyAuthorizer"
@@ -266,18 +295,29 @@ def test_no_resource_gets_a_full_access_managed_policy() -> None:
 
 
 def test_state_machine_s3_access_is_scoped_to_the_manifest_and_result_prefixes() -> None:
-    from filebatch.models.domain import MANIFEST_PREFIX
+    from filebatch.models.domain import MANIFEST_PREFIX, WORKFLOW_RESULTS_PREFIX
 
     machine = STATE_MACHINES["ProcessBatchStateMachine"]
     statements = [s for p in machine["Properties"]["Policies"] if "Statement" in p for s in p["Statement"]]
     s3_resources = {
         s["Resource"]["Fn::Sub"] for s in statements if any(str(a).startswith("s3:") for a in _actions(s))
     }
-    result_prefix = dict(ALL_STATES)["ProcessFiles"]["ResultWriter"]["Parameters"]["Prefix"]
     assert s3_resources == {
         f"${{UploadBucket.Arn}}/{MANIFEST_PREFIX}*",
-        f"${{UploadBucket.Arn}}/{result_prefix}/*",
+        f"${{UploadBucket.Arn}}/{WORKFLOW_RESULTS_PREFIX}*",
     }
+
+
+def test_the_workflow_writes_its_results_under_the_batchs_own_prefix() -> None:
+    from filebatch.models.domain import workflow_results_prefix
+
+    # The ResultWriter's Prefix is a path into the execution input (AWS adds /<map run id>/): the
+    # prefix the purge of a deleted batch deletes.
+    parameters = dict(ALL_STATES)["ProcessFiles"]["ResultWriter"]["Parameters"]
+    assert "Prefix" not in parameters
+    match = re.fullmatch(r"States\.Format\('([^']*)', \$\.tenant_id, \$\.batch_id\)", parameters["Prefix.$"])
+    assert match, parameters["Prefix.$"]
+    assert match[1].format("acme", "b-1") + "/" == workflow_results_prefix("acme", "b-1")
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -293,11 +333,13 @@ def test_batch_items_expire_with_the_bucket_objects_from_one_parameter() -> None
     assert ttl == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert TTL_ATTRIBUTE in BatchRecord.model_fields and TTL_ATTRIBUTE in FileRecord.model_fields
     # ... which the create function computes from the parameter the bucket's lifecycle uses.
-    retention = {"Ref": "UploadRetentionDays"}
+    retention = {"Ref": "RetentionDays"}
     rules = RESOURCES["UploadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert any(rule.get("ExpirationInDays") == retention for rule in rules)
+    [expiry] = [rule for rule in rules if rule.get("ExpirationInDays") == retention]
+    # Over the whole bucket: uploads, manifests, the workflow's results and results exports alike
+    assert not {"Prefix", "TagFilters", "ObjectSizeGreaterThan"} & set(expiry)
     create = FUNCTIONS["CreateBatchFunction"]["Properties"]["Environment"]["Variables"]
-    assert create["UPLOAD_RETENTION_DAYS"] == retention
+    assert create["RETENTION_DAYS"] == retention
 
 
 ALARMS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}

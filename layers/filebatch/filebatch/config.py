@@ -28,9 +28,13 @@ class Settings(BaseModel):
     upload_grace_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     max_files_per_batch: int = Field(default=10_000, ge=1, le=10_000)
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
-    # The template's UploadRetentionDays, which also expires the bucket's objects: batch and file
-    # items get a DynamoDB TTL that many days after creation, so both go away together.
-    upload_retention_days: int = Field(default=30, ge=1)
+    # The template's RetentionDays, which also expires the bucket's objects: batch and file items get
+    # a DynamoDB TTL that many days after creation, so both go away together.
+    retention_days: int = Field(default=30, ge=1)
+    # -- stream PURGE: the background jobs queue (DELETE queues a purge there), and how long the
+    # presigned GET of a batch's results export stays valid.
+    batch_jobs_queue_url: str | None = None
+    export_url_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     # -- stream EVENTS: the bus batch ends are announced on; webhook delivery (template parameters
     # WebhookAllowLoopback and WebhookRetryBaseSeconds; docs/webhooks.md).
     event_bus_name: str | None = None
@@ -53,7 +57,9 @@ _ENVIRONMENT = {
     "UPLOAD_GRACE_SECONDS": "upload_grace_seconds",
     "MAX_FILES_PER_BATCH": "max_files_per_batch",
     "MAX_FILE_BYTES": "max_file_bytes",
-    "UPLOAD_RETENTION_DAYS": "upload_retention_days",
+    "RETENTION_DAYS": "retention_days",
+    "BATCH_JOBS_QUEUE_URL": "batch_jobs_queue_url",
+    "EXPORT_URL_TTL_SECONDS": "export_url_ttl_seconds",
     # -- stream EVENTS
     "EVENT_BUS_NAME": "event_bus_name",
     "WEBHOOK_ALLOW_LOOPBACK": "webhook_allow_loopback",

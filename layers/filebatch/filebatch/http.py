@@ -51,7 +51,9 @@ _ERROR_MEANINGS = {
     401: "Missing or unknown API key (`unauthorized`).",
     403: "The API key has no usage plan on this API (`forbidden`): ask the operator for a new key.",
     404: "No such batch for this API key's tenant (`batch_not_found`), or no such route.",
-    409: "The batch's state does not allow it (`batch_ended`: an ended batch takes no more uploads); "
+    409: "The batch's state does not allow it (`batch_ended`: an ended batch takes no more uploads; "
+    "`batch_not_ended`: only an ended batch can be deleted, exported or retried; `export_not_ready`: the "
+    "export is written when the batch ends; `batch_not_open`, `nothing_to_retry`, `retry_in_progress`); "
     "`rotation_in_progress`: another rotation of the webhook secret happened meanwhile.",
     413: "The request body is over the size limit (`payload_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",

@@ -21,6 +21,7 @@ from filebatch.services.ports import (
     CursorKeys,
     DeliveryQueue,
     HostResolver,
+    JobQueue,
     ObjectStorage,
     WebhookTransport,
     WorkflowStarter,
@@ -90,6 +91,16 @@ def upload_limits() -> UploadLimits:
         url_ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_grace_seconds,
     )
+
+
+@lru_cache(maxsize=1)
+def job_queue() -> JobQueue:
+    from filebatch.adapters.sqs import SqsJobQueue
+
+    url = get_settings().batch_jobs_queue_url
+    if not url:
+        raise FilebatchError("BATCH_JOBS_QUEUE_URL is not set for this function", code="misconfigured")
+    return SqsJobQueue(url, _boto3_client("sqs"))
 
 
 @lru_cache(maxsize=1)

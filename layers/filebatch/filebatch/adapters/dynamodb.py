@@ -26,6 +26,7 @@ from filebatch.models.records import (
     BATCH_SK,
     DUE_INDEX,
     DUE_PK,
+    FILE_SK_PREFIX,
     USAGE_SK,
     WEBHOOK_SECRET_SK,
     ApiKeyRecord,
@@ -42,6 +43,11 @@ from filebatch.models.records import (
 
 # A transaction holds at most 100 actions: this many files, and their batch's counters.
 _FILES_PER_TRANSACTION = 99
+_TERMINAL_BATCH = [s.value for s in BatchStatus if s.is_terminal]
+# Results filtered by status: the most Queries one page reads, and the fewest files each reads (a
+# page of 1 failed file among 10,000 should not take 10,000 queries). At most ~10 x 1 MB per page.
+FILTERED_QUERIES_PER_PAGE = 10
+FILTERED_QUERY_MIN_READ = 200
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -87,12 +93,18 @@ class DynamoBatchRepository:
                 ConditionExpression="attribute_not_exists(pk)",
             )
 
-    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None:
+    def get_batch(
+        self, tenant_id: str, batch_id: str, *, consistent: bool = False, include_deleted: bool = False
+    ) -> Batch | None:
         with _storage_errors("get batch"):
             item = self._table.get_item(
                 Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK}, ConsistentRead=consistent
             ).get("Item")
-        return BatchRecord.model_validate(item).to_domain() if item else None
+        batch = BatchRecord.model_validate(item).to_domain() if item else None
+        # A deleted batch is gone for every caller but the purge: every route answers 404.
+        if batch is not None and batch.deleted_at is not None and not include_deleted:
+            return None
+        return batch
 
     def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None:
         with _storage_errors("get file"):
@@ -102,13 +114,23 @@ class DynamoBatchRepository:
         return FileRecord.model_validate(item).to_domain() if item else None
 
     def list_files(
-        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        limit: int,
+        after_file_id: str | None = None,
+        status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
+        if status is not None:
+            return self._list_files_in_status(tenant_id, batch_id, status, limit=limit, after=after_file_id)
         pk = batch_pk(tenant_id, batch_id)
         query: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :files)",
             "ExpressionAttributeValues": {":pk": pk, ":files": "FILE#"},
             "Limit": limit,
+            "ConsistentRead": consistent,
         }
         if after_file_id:
             query["ExclusiveStartKey"] = {"pk": pk, "sk": file_sk(after_file_id)}
@@ -475,6 +497,40 @@ class DynamoBatchRepository:
             )
         return [(item["tenant_id"], item["batch_id"]) for item in page.get("Items", [])]
 
+    def _list_files_in_status(
+        self, tenant_id: str, batch_id: str, status: FileStatus, *, limit: int, after: str | None
+    ) -> tuple[list[BatchFile], str | None]:
+        """A FilterExpression on the files' Query: DynamoDB applies Limit before the filter, so a
+        query can return few matches or none while files remain. Queries continue until the page is
+        full, the files end, or FILTERED_QUERIES_PER_PAGE queries were read; the cursor is then the
+        last file read (returned or not), so the next page starts after it."""
+        pk = batch_pk(tenant_id, batch_id)
+        found: list[BatchFile] = []
+        for _ in range(FILTERED_QUERIES_PER_PAGE):
+            query: dict[str, Any] = {
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :files)",
+                "FilterExpression": "#status = :status",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":pk": pk, ":files": FILE_SK_PREFIX, ":status": status.value},
+                "Limit": max(limit - len(found), FILTERED_QUERY_MIN_READ),
+            }
+            if after:
+                query["ExclusiveStartKey"] = {"pk": pk, "sk": file_sk(after)}
+            with _storage_errors("list files"):
+                page = self._table.query(**query)
+            found += [FileRecord.model_validate(item).to_domain() for item in page.get("Items", [])]
+            last_read = page.get("LastEvaluatedKey")
+            if len(found) >= limit:
+                # Full (maybe over: the read was at least FILTERED_QUERY_MIN_READ): continue after
+                # the last file returned, unless nothing is left after it.
+                more = len(found) > limit or last_read is not None
+                found = found[:limit]
+                return found, found[-1].file_id if more else None
+            if last_read is None:
+                return found, None
+            after = str(last_read["sk"]).removeprefix(FILE_SK_PREFIX)
+        return found, after
+
     # -- plan usage ----------------------------------------------------------------------------
     def reserve_batch(
         self,
@@ -556,12 +612,67 @@ class DynamoBatchRepository:
             }
         return _conditional("put webhook secret", lambda: self._table.put_item(Item=item, **condition))
 
+    # -- stream PURGE: deletion ------------------------------------------------------------------
+    def mark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        terminal = {f":t{i}": status for i, status in enumerate(_TERMINAL_BATCH)}
+        return self._conditional_update(
+            "mark deleted",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET deleted_at = :at, updated_at = :at",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(deleted_at) "
+            f"AND #status IN ({', '.join(terminal)})",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":at": at.isoformat(), **terminal},
+        )
+
+    def unmark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> None:
+        self._conditional_update(
+            "unmark deleted",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="REMOVE deleted_at",
+            ConditionExpression="deleted_at = :at",
+            ExpressionAttributeValues={":at": at.isoformat()},
+        )
+
+    def delete_batch_items(self, tenant_id: str, batch_id: str) -> int:
+        pk = batch_pk(tenant_id, batch_id)
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": pk},
+            "ProjectionExpression": "pk, sk",
+        }
+        deleted = 0
+        # Every item of the batch's partition (files, and whatever else is kept there) but the batch
+        # item, 25 per BatchWriteItem (the writer resends unprocessed items).
+        with _storage_errors("delete batch items"), self._table.batch_writer() as writer:
+            while True:
+                page = self._table.query(**query)
+                for item in page.get("Items", []):
+                    if item["sk"] != BATCH_SK:
+                        writer.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                        deleted += 1
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        # Last, and only while it is marked deleted: the batch item is what tells a redelivered purge
+        # that work is left.
+        if self._conditional_delete(
+            "delete batch",
+            Key={"pk": pk, "sk": BATCH_SK},
+            ConditionExpression="attribute_exists(deleted_at)",
+        ):
+            deleted += 1
+        return deleted
+
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
         return _conditional(action, lambda: self._client.transact_write_items(TransactItems=items))
 
     def _conditional_update(self, action: str, **update: Any) -> bool:
         return _conditional(action, lambda: self._table.update_item(**update))
+
+    def _conditional_delete(self, action: str, **delete: Any) -> bool:
+        return _conditional(action, lambda: self._table.delete_item(**delete))
 
 
 def _conditional(action: str, write: Callable[[], Any]) -> bool:

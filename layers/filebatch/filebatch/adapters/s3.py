@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+import tempfile
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +16,8 @@ from filebatch.services.ports import StoredObject
 STREAM_CHUNK_BYTES = 1024 * 1024
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+# DeleteObjects takes at most 1,000 keys; ListObjectVersions returns at most 1,000 per page.
+DELETE_BATCH = 1000
 
 
 class S3ObjectStorage:
@@ -77,6 +80,75 @@ class S3ObjectStorage:
             raise StorageUnavailableError(f"S3 read of {key} broke off: {error}") from error
         finally:
             body.close()
+
+    # -- stream PURGE -----------------------------------------------------------------------------
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
+        # S3 needs the length before the body: the chunks go to local disk first (memory stays at a
+        # chunk), then one PUT streams the file (up to 5 GB; an export is tens of MB at 10,000 results).
+        with tempfile.TemporaryFile() as spool:
+            for chunk in chunks:
+                spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            try:
+                self._client.put_object(Bucket=self._bucket, Key=key, Body=spool, ContentType=content_type)
+            except ClientError as error:
+                raise StorageUnavailableError(f"S3 put {key} failed: {_code(error)}") from error
+        return size
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in _MISSING:
+                return False
+            raise StorageUnavailableError(f"S3 head {key} failed: {_code(error)}") from error
+        return True
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        )
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        while True:
+            # Always the first page: what the previous round listed is gone, and a delete that failed
+            # raises instead of being listed again forever.
+            try:
+                page = self._client.list_object_versions(
+                    Bucket=self._bucket, Prefix=prefix, MaxKeys=DELETE_BATCH
+                )
+            except ClientError as error:
+                raise StorageUnavailableError(
+                    f"S3 list versions of {prefix} failed: {_code(error)}"
+                ) from error
+            # Versions and delete markers together are at most MaxKeys (deleted DELETE_BATCH at a time
+            # all the same).
+            listed = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if not listed:
+                return deleted
+            for start in range(0, len(listed), DELETE_BATCH):
+                self._delete_versions(prefix, listed[start : start + DELETE_BATCH])
+            deleted += len(listed)
+
+    def _delete_versions(self, prefix: str, listed: list[dict[str, Any]]) -> None:
+        targets = [{"Key": entry["Key"], "VersionId": entry["VersionId"]} for entry in listed]
+        try:
+            response = self._client.delete_objects(
+                Bucket=self._bucket, Delete={"Objects": targets, "Quiet": True}
+            )
+        except ClientError as error:
+            raise StorageUnavailableError(f"S3 delete under {prefix} failed: {_code(error)}") from error
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StorageUnavailableError(
+                f"S3 could not delete {len(errors)} versions under {prefix}, e.g. "
+                f"{first.get('Key')} ({first.get('Code')})"
+            )
 
 
 def _code(error: ClientError) -> str:

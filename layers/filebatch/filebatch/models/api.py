@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -391,3 +391,26 @@ class WebhookSecretResponse(BaseModel):
         description="Until when the secret this one replaced keeps signing deliveries alongside it "
         "(null when there was none)."
     )
+
+
+# ---------------------------------------------------------------- stream PURGE: delete and export
+class DeleteBatchResponse(BaseModel):
+    """The batch is gone from the API; its objects and items are being removed in the background."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    status: Literal["deleting"] = "deleting"
+
+
+class ExportResponse(BaseModel):
+    """Where to download every result of an ended batch at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    url: str = Field(
+        description="A presigned GET of the export: JSON Lines, one FileResult per line, in submission order."
+    )
+    expires_at: datetime = Field(description="When the URL stops working; ask again for a fresh one.")
+    files: int = Field(description="How many results (lines) the export holds.")

@@ -16,6 +16,10 @@ BATCH_ID_PATTERN = r"^b-[0-9a-f]{32}$"
 FILE_ID_PATTERN = r"^f[0-9]{5}$"
 UPLOAD_PREFIX = "uploads/"
 MANIFEST_PREFIX = "manifests/"
+# Where the workflow's Distributed Map writes its results (ResultWriter, per batch) and where a
+# batch's results export goes (one JSONL file, written when the batch ends).
+WORKFLOW_RESULTS_PREFIX = "workflow-results/"
+EXPORT_PREFIX = "exports/"
 
 _UPLOAD_KEY = re.compile(
     r"^uploads/(?P<tenant_id>[a-z0-9][a-z0-9-]{0,62})/(?P<batch_id>b-[0-9a-f]{32})/(?P<file_id>f[0-9]{5})$"
@@ -101,6 +105,28 @@ def manifest_key(tenant_id: str, batch_id: str, run: str = "") -> str:
     """The file list a run of the batch reads: every file for the first run (written at create),
     the files that arrived when uploads were closed (`run="-closed"`), the files retried (`"-r<n>"`)."""
     return f"{MANIFEST_PREFIX}{tenant_id}/{batch_id}{run}.json"
+
+
+def export_key(tenant_id: str, batch_id: str) -> str:
+    """The batch's results, one FileResult JSON per line, in file order."""
+    return f"{EXPORT_PREFIX}{tenant_id}/{batch_id}.jsonl"
+
+
+def workflow_results_prefix(tenant_id: str, batch_id: str) -> str:
+    """Where the state machine's ResultWriter writes for this batch (it adds /<map run id>/...)."""
+    return f"{WORKFLOW_RESULTS_PREFIX}{tenant_id}/{batch_id}/"
+
+
+def batch_object_prefixes(tenant_id: str, batch_id: str) -> list[str]:
+    """Every key prefix under which the batch has objects: its uploads, its manifest(s) (a retry
+    writes `<batch>-r<n>.json`), the workflow's results and the export. Batch ids have one length, so
+    `manifests/<tenant>/<batch>` matches no other batch's keys."""
+    return [
+        upload_key(tenant_id, batch_id, ""),
+        f"{MANIFEST_PREFIX}{tenant_id}/{batch_id}",
+        workflow_results_prefix(tenant_id, batch_id),
+        f"{EXPORT_PREFIX}{tenant_id}/{batch_id}",
+    ]
 
 
 class FileRef(BaseModel):
@@ -247,6 +273,9 @@ class Batch(BaseModel):
 
     # -- stream EVENTS: where the batch's end is POSTed (signed with the tenant's webhook secret).
     webhook_url: str | None = None
+    # -- stream PURGE: set by DELETE /v1/batches/{id}; from then on the batch is invisible (every
+    # route answers 404) until the purge job has removed its objects and items.
+    deleted_at: datetime | None = None
 
     @property
     def terminal_files(self) -> int:

@@ -17,6 +17,8 @@ The tenant is part of every batch key, so another tenant's batch is simply not f
 Batch and file items carry `expires_at` (epoch seconds, the table's TTL attribute): DynamoDB
 deletes them after the upload retention, as the bucket's lifecycle rule deletes the batch's
 objects. API key items have no `expires_at` and never expire.
+A batch item with `deleted_at` is a deleted batch whose purge job has not finished: reads treat it as
+gone (adapters/dynamodb.py), and the purge deletes it after everything else of the batch.
 Nested values (facts, description, error) are stored as JSON text: DynamoDB would otherwise turn
 floats into Decimals and the API would have to turn them back.
 """
@@ -135,6 +137,8 @@ class BatchRecord(_Record):
     expires_at: int | None = None
     # -- stream EVENTS: absent when the batch has no webhook (and on older items).
     webhook_url: str | None = None
+    # -- stream PURGE: when the batch was deleted (the purge job then removes it); absent otherwise.
+    deleted_at: datetime | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:

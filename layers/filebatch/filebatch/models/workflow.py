@@ -1,4 +1,5 @@
-"""Payloads between the state machine and its task Lambdas (statemachine/process_batch.asl.json).
+"""Payloads between the state machine and its task Lambdas (statemachine/process_batch.asl.json),
+and the messages of the background jobs queue (at the end).
 
 Everything here stays small: the state machine never carries the file list (see docs/scaling.md).
 """
@@ -10,7 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from filebatch.models.domain import Description, DescriptionInstructions, FileFacts
+from filebatch.models.domain import (
+    BATCH_ID_PATTERN,
+    TENANT_ID_PATTERN,
+    Description,
+    DescriptionInstructions,
+    FileFacts,
+)
 
 
 class ExecutionInput(BaseModel):
@@ -129,3 +136,24 @@ def error_cause(error: StepFunctionsError) -> dict[str, Any]:
     except ValueError:
         return {"errorMessage": error.Cause}
     return parsed if isinstance(parsed, dict) else {"errorMessage": str(parsed)}
+
+
+# ---------------------------------------------------------------- background jobs
+# Messages of the BatchJobsQueue (template.yaml), consumed by functions/run_batch_job. Each kind is a
+# model with its own `action`; a new kind is added to the BatchJob union and given its case in
+# filebatch.services.jobs.run_job. Jobs are idempotent and resumable: a redelivered message finishes
+# whatever an earlier delivery left undone.
+
+
+class PurgeBatchJob(BaseModel):
+    """Remove a deleted batch for good: every version of its objects, then its items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["purge"] = "purge"
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
+    batch_id: str = Field(pattern=BATCH_ID_PATTERN)
+
+
+# Discriminated on `action` (a union of one kind for now; the lead adds close and cancel).
+BatchJob = Annotated[PurgeBatchJob, Field(discriminator="action")]

@@ -277,11 +277,21 @@ def to_file_result(file: BatchFile) -> FileResult:
 
 
 def list_results(
-    repo: BatchRepository, tenant: Tenant, batch_id: str, query: PageQuery, *, cursors: CursorSigner
+    repo: BatchRepository,
+    tenant: Tenant,
+    batch_id: str,
+    query: PageQuery,
+    *,
+    cursors: CursorSigner,
+    status: FileStatus | None = None,
 ) -> ResultsPage:
+    """With `status`, only files in that status: a page may then hold fewer than `limit` results (or
+    none) and still have a `next_cursor`, since a page reads a bounded number of files."""
     require_batch(repo, tenant, batch_id)
     after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
-    files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
+    files, last = repo.list_files(
+        tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after, status=status
+    )
     return ResultsPage(
         batch_id=batch_id,
         items=[to_file_result(f) for f in files],

@@ -26,6 +26,7 @@ from filebatch.models.domain import (
 )
 from filebatch.models.workflow import ExecutionInput
 from filebatch.services.events import announce_batch_ended
+from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage, WorkflowStarter
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def carry_out_close(
     )
     arrived = [f.file_id for f in files if f.status is FileStatus.UPLOADED]
     if not arrived:
+        write_export(repo, storage, tenant_id, batch_id)
         repo.finish_batch(
             tenant_id,
             batch_id,
@@ -157,6 +159,7 @@ def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
 # -- cancel -----------------------------------------------------------------------------------
 def cancel_batch(
     repo: BatchRepository,
+    storage: ObjectStorage,
     workflow: WorkflowStarter,
     events: BatchEvents,
     batch: Batch,
@@ -177,15 +180,22 @@ def cancel_batch(
     ):
         # It moved on between the read and the write (ended, or another cancel won): look again.
         return cancel_batch(
-            repo, workflow, events, _read(repo, batch.tenant_id, batch.batch_id), now=now, provider=provider
+            repo,
+            storage,
+            workflow,
+            events,
+            _read(repo, batch.tenant_id, batch.batch_id),
+            now=now,
+            provider=provider,
         )
     return carry_out_cancel(
-        repo, workflow, events, batch.tenant_id, batch.batch_id, now=now, provider=provider
+        repo, storage, workflow, events, batch.tenant_id, batch.batch_id, now=now, provider=provider
     )
 
 
 def carry_out_cancel(
     repo: BatchRepository,
+    storage: ObjectStorage,
     workflow: WorkflowStarter,
     events: BatchEvents,
     tenant_id: str,
@@ -211,6 +221,8 @@ def carry_out_cancel(
     else:
         # Still moving: the sweep comes back (the batch stays due) rather than ending it half done.
         return _read(repo, tenant_id, batch_id)
+    # Every file is terminal: the export is final (as finalize writes it for a batch that ran).
+    write_export(repo, storage, tenant_id, batch_id)
     repo.finish_batch(
         tenant_id,
         batch_id,
@@ -313,7 +325,7 @@ def sweep(
                 )
             elif batch.status is BatchStatus.CANCELLING:
                 batch = carry_out_cancel(
-                    repo, workflow, events, tenant_id, batch_id, now=now, provider=provider
+                    repo, storage, workflow, events, tenant_id, batch_id, now=now, provider=provider
                 )
             outcomes[batch_id] = batch.status.value
         except Exception:

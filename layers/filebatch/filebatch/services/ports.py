@@ -3,7 +3,7 @@ implement them with in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -19,6 +19,7 @@ from filebatch.models.domain import (
     WebhookSecret,
 )
 from filebatch.models.records import ApiKeyRecord
+from filebatch.models.workflow import BatchJob
 from filebatch.plans import PlanName
 
 
@@ -26,14 +27,27 @@ class BatchRepository(Protocol):
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
         """Write the files, then the batch (the batch item makes the batch visible)."""
 
-    def get_batch(self, tenant_id: str, batch_id: str, *, consistent: bool = False) -> Batch | None: ...
+    def get_batch(
+        self, tenant_id: str, batch_id: str, *, consistent: bool = False, include_deleted: bool = False
+    ) -> Batch | None:
+        """None for an unknown batch, and for a deleted one unless `include_deleted` (the purge)."""
 
     def get_file(self, tenant_id: str, batch_id: str, file_id: str) -> BatchFile | None: ...
 
     def list_files(
-        self, tenant_id: str, batch_id: str, *, limit: int, after_file_id: str | None = None
+        self,
+        tenant_id: str,
+        batch_id: str,
+        *,
+        limit: int,
+        after_file_id: str | None = None,
+        status: FileStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[BatchFile], str | None]:
-        """Files in file-id order; the second value is the last file id when more may follow."""
+        """Files in file-id order (only those in `status` when given); the second value is the file id
+        to continue after when more may follow. With a status that id may be of a file that is not
+        in the page: a page reads a bounded number of files, and may hold fewer than `limit`.
+        `consistent`: a strongly consistent read (every write acknowledged before it is seen)."""
 
     def mark_uploaded(
         self,
@@ -148,6 +162,18 @@ class BatchRepository(Protocol):
         """Store the tenant's secret if the stored one is still the one created at `replacing` (None:
         if there is none yet). False when another rotation got there first: nothing is changed."""
 
+    # -- stream PURGE ----------------------------------------------------------------------------
+    def mark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> bool:
+        """An ended (terminal), not yet deleted batch → deleted at `at`, in one conditional write.
+        False, and nothing changed, if the batch is unknown, not terminal or already deleted."""
+
+    def unmark_deleted(self, tenant_id: str, batch_id: str, *, at: datetime) -> None:
+        """Undo `mark_deleted(at=at)` (its purge could not be queued); nothing if it was not that mark."""
+
+    def delete_batch_items(self, tenant_id: str, batch_id: str) -> int:
+        """Delete every item of a deleted batch, the batch item last (while it exists, a purge has
+        work left). Returns how many items were deleted; 0 when they already were."""
+
 
 class StoredObject(NamedTuple):
     """One version of an object, opened for reading: its bytes arrive as `chunks`, once, in order;
@@ -171,6 +197,21 @@ class ObjectStorage(Protocol):
     def stream(self, key: str, *, version_id: str | None = None) -> StoredObject:
         """Open one version of an object (the current one when `version_id` is None) for a single
         pass over its bytes, in chunks of bounded size."""
+
+    # -- stream PURGE ----------------------------------------------------------------------------
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
+        """Write an object from chunks produced one at a time (spooled to local disk, never held
+        whole in memory); returns its size in bytes."""
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` holds an object (a current version that is not a delete marker)."""
+
+    def presign_get(self, key: str, *, expires_in: int) -> str:
+        """A URL that downloads the object for `expires_in` seconds."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every version and delete marker of every key starting with `prefix` (the bucket is
+        versioned: a plain delete would only add a marker). Returns how many were deleted."""
 
 
 class UsageKeys(Protocol):
@@ -245,3 +286,9 @@ class WebhookTransport(Protocol):
 class DeliveryQueue(Protocol):
     def postpone(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again only after `seconds` (its next delivery attempt)."""
+
+
+class JobQueue(Protocol):
+    """The background jobs queue (BatchJobsQueue): functions/run_batch_job runs what is sent."""
+
+    def enqueue(self, job: BatchJob) -> None: ...

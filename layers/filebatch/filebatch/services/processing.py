@@ -34,6 +34,7 @@ from filebatch.models.workflow import (
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
 from filebatch.services.events import announce_batch_ended
+from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 
 # Failures of the execution environment rather than of the file (Step Functions / Lambda error
@@ -266,16 +267,20 @@ def finalize_batch(
     tenant_id: str,
     batch_id: str,
     *,
+    storage: ObjectStorage,
     now: datetime,
     events: BatchEvents,
     provider: str,
     retry: int = 0,
     page_size: int = 500,
 ) -> FinalizeBatchOutput:
-    """Fail every file the run left unfinished, set the batch's terminal status, announce it.
+    """Fail every file the run left unfinished, write the batch's results export, set the batch's
+    terminal status, announce it.
 
     Runs after the Map (also when the Map itself failed), so every file ends in exactly one terminal
-    state and the counts add up to the total. A batch being cancelled is left to its cancel.
+    state and the counts add up to the total. A batch being cancelled is left to its cancel. The
+    export is written before the terminal status, so a batch seen ended has its export; a later run
+    (a retry) writes it again.
     `provider` is the deployment's description provider (the announced status body names it)."""
     batch = repo.get_batch(tenant_id, batch_id, consistent=True)
     if batch is None:
@@ -303,6 +308,8 @@ def finalize_batch(
     if batch is None:
         raise NotFoundError(f"batch {batch_id} not found", code="batch_not_found")
     if batch.status is BatchStatus.PROCESSING:
+        # Every file is terminal now, so the export is final.
+        write_export(repo, storage, tenant_id, batch_id, page_size=page_size)
         repo.finish_batch(
             tenant_id,
             batch_id,
