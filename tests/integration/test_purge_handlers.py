@@ -82,6 +82,8 @@ def test_a_deleted_batch_is_404_everywhere_at_once_and_its_purge_leaves_nothing(
         Bucket=BUCKET, Key=f"{workflow_results_prefix('acme', batch_id)}run-1/manifest.json", Body=b"{}"
     )
     for batch in (batch_id, other_id):
+        # (its run started, and its files never ran: it ends failed)
+        runtime.repository().start_run("acme", batch, files=2, at=datetime.now(UTC))
         assert invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch})["status"] == "failed"
     assert (
         call(invoke, "export_results", "GET", f"/v1/batches/{batch_id}/export", batch_id)["statusCode"] == 200

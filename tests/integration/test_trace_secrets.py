@@ -158,7 +158,16 @@ def test_the_export_url_reaches_neither_traces_nor_logs(
     # Given an ended batch (its export written), and its export asked for with tracing on
     created = traced(xray, invoke, "create_batch", api_event("POST", "/v1/batches", body={"files": FILES}))
     batch_id = body_of(created)["batch_id"]
-    finalize_batch(runtime.repository(), "acme", batch_id, storage=runtime.storage(), now=datetime.now(UTC))
+    runtime.repository().start_run("acme", batch_id, files=len(FILES), at=datetime.now(UTC))
+    finalize_batch(
+        runtime.repository(),
+        "acme",
+        batch_id,
+        storage=runtime.storage(),
+        now=datetime.now(UTC),
+        events=runtime.batch_events(),
+        provider="local",
+    )
     sent_before = len(xray.documents)
     response = traced(
         xray,

@@ -190,8 +190,9 @@ def test_a_batch_end_reaches_its_webhook_signed_and_a_failed_attempt_comes_back_
     flaky, ok = create(invoke, f"{receiver.url}/flaky"), create(invoke, f"{receiver.url}/ok")
     silent = create(invoke, None)
 
-    # When the workflow finalizes all three (their files never ran: they end failed)
+    # When the workflow finalizes all three (their runs started, their files never ran: they end failed)
     for batch in (flaky, ok, silent):
+        runtime.repository().start_run("acme", batch["batch_id"], files=1, at=datetime.now(UTC))
         assert (
             invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch["batch_id"]})["status"]
             == "failed"

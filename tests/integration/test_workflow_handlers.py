@@ -95,6 +95,7 @@ def test_upload_events_count_once_and_the_last_starts_one_execution_named_after_
         "tenant_id": "acme",
         "batch_id": batch_id,
         "manifest_key": f"manifests/acme/{batch_id}.json",
+        "retry": 0,
         "instructions": {"prompt": None, "language": None, "detail": "standard"},
     }
 
