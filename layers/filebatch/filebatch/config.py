@@ -29,6 +29,8 @@ class Settings(BaseModel):
     # The template's UploadRetentionDays, which also expires the bucket's objects: batch and file
     # items get a DynamoDB TTL that many days after creation, so both go away together.
     upload_retention_days: int = Field(default=30, ge=1)
+    # Where Idempotency-Key requests are remembered for 24 hours (template IdempotencyTable).
+    idempotency_table_name: str | None = None
 
 
 # Environment variable → settings field. Only these are read; the rest of the environment is ignored.
@@ -45,6 +47,7 @@ _ENVIRONMENT = {
     "MAX_FILES_PER_BATCH": "max_files_per_batch",
     "MAX_FILE_BYTES": "max_file_bytes",
     "UPLOAD_RETENTION_DAYS": "upload_retention_days",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency_table_name",
 }
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from filebatch.models.domain import (
     LANGUAGE_TAG_PATTERN,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
     MAX_PROMPT_CHARS,
+    PRINTABLE_PATTERN,
     BatchStatus,
     DescriptionInstructions,
     DetailLevel,
@@ -112,6 +117,26 @@ class DescriptionSettingsBody(BaseModel):
     note: str | None = Field(description="Why, when some are ignored.")
 
 
+# -- batch names and metadata (issue 8, stream CREATE) ----------------------------------------------
+BatchName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=PRINTABLE_PATTERN)]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=PRINTABLE_PATTERN)
+]
+# A value may be empty; otherwise printable, as keys.
+MetadataValue = Annotated[
+    str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS, pattern=PRINTABLE_PATTERN.replace("+$", "*$"))
+]
+
+
+def _encodable(value: str, what: str) -> str:
+    # JSON can carry a lone UTF-16 surrogate ("\udaf4"), which no storage can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 class CreateBatchRequest(BaseModel):
     """The files of a new batch, in the order their results will be listed."""
 
@@ -132,6 +157,29 @@ class CreateBatchRequest(BaseModel):
 
     files: list[FileSpec] = Field(min_length=1, max_length=MAX_FILES_PER_BATCH)
     description: DescriptionOptions | None = None
+    name: BatchName | None = Field(
+        default=None,
+        description="Your name for the batch: unique among your batches that still exist (409 `name_taken`).",
+    )
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        default=None,
+        max_length=MAX_METADATA_PAIRS,
+        description=f"Up to {MAX_METADATA_PAIRS} string pairs of your own (keys 1-{MAX_METADATA_KEY_CHARS} "
+        f"characters, values up to {MAX_METADATA_VALUE_CHARS}), stored with the batch and echoed back.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _encodable_name(cls, value: str | None) -> str | None:
+        return _encodable(value, "name") if value is not None else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _encodable_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, text in (value or {}).items():
+            _encodable(key, "metadata keys")
+            _encodable(text, "metadata values")
+        return value
 
 
 class UploadInstruction(BaseModel):
@@ -165,6 +213,8 @@ class CreateBatchResponse(BaseModel):
     total_files: int
     files: list[CreatedFile]
     next_uploads_cursor: str | None
+    name: str | None
+    metadata: dict[str, str]
 
 
 class UploadsPage(BaseModel):
@@ -208,6 +258,8 @@ class BatchStatusResponse(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    name: str | None
+    metadata: dict[str, str]
 
 
 class InvocationBody(BaseModel):
@@ -270,6 +322,31 @@ class PageQuery(BaseModel):
 
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=2048)
+
+
+# -- listing batches (issue 8, stream CREATE) -------------------------------------------------------
+MAX_BATCHES_PER_PAGE = 100
+
+
+class BatchesQuery(BaseModel):
+    """GET /v1/batches: which of the caller's batches, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: BatchStatus | None = None
+    # Names starting with this text (a whole name matches its batch, and any longer names).
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    limit: int = Field(default=20, ge=1, le=MAX_BATCHES_PER_PAGE)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class BatchesPage(BaseModel):
+    """The caller's batches, newest first; `next_cursor` continues the list (null on the last page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchStatusResponse]
+    next_cursor: str | None
 
 
 class ProblemDetail(BaseModel):
