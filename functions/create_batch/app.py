@@ -87,7 +87,9 @@ def post_batch(
             brief=lambda answer: {_REPLAY: answer["batch_id"]},
             context=app.lambda_context,
         )
-        created = _replay(tenant, kept[_REPLAY]) if _REPLAY in kept else CreateBatchResponse.model_validate(kept)
+        created = (
+            _replay(tenant, kept[_REPLAY]) if _REPLAY in kept else CreateBatchResponse.model_validate(kept)
+        )
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=created)
 
 

@@ -36,7 +36,9 @@ def get_batches(
     status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
     name: Annotated[
         str | None,
-        Query(min_length=1, max_length=MAX_NAME_CHARS, description="Only batches whose name starts with this."),
+        Query(
+            min_length=1, max_length=MAX_NAME_CHARS, description="Only batches whose name starts with this."
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_PER_PAGE)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,

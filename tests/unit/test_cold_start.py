@@ -56,4 +56,4 @@ def test_importing_every_handler_creates_no_client_and_needs_no_settings() -> No
     # Then all of them import
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == f"imported {len(FUNCTIONS)}"
-    assert len(FUNCTIONS) == 10
+    assert len(FUNCTIONS) == 11

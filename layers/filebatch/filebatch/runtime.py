@@ -93,7 +93,9 @@ def idempotent_calls() -> IdempotentCalls:
     if not table:
         raise FilebatchError("IDEMPOTENCY_TABLE_NAME is not set for this function", code="misconfigured")
     # The table's key is Powertools' default (`id`), its TTL attribute `expiration` (template.yaml).
-    return PowertoolsIdempotency(DynamoDBPersistenceLayer(table_name=table, boto3_client=_boto3_client("dynamodb")))
+    return PowertoolsIdempotency(
+        DynamoDBPersistenceLayer(table_name=table, boto3_client=_boto3_client("dynamodb"))
+    )
 
 
 def bedrock_client_config(

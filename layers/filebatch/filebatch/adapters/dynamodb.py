@@ -392,7 +392,10 @@ class DynamoBatchRepository:
     def release_name(self, tenant_id: str, name: str, *, batch_id: str | None = None) -> None:
         request: dict[str, Any] = {"Key": {"pk": name_claim_pk(tenant_id, name), "sk": NAME_CLAIM_SK}}
         if batch_id is not None:
-            request |= {"ConditionExpression": "batch_id = :batch", "ExpressionAttributeValues": {":batch": batch_id}}
+            request |= {
+                "ConditionExpression": "batch_id = :batch",
+                "ExpressionAttributeValues": {":batch": batch_id},
+            }
         # False (held by another batch, or already gone) is as good as released.
         _conditional("release name", lambda: self._table.delete_item(**request))
 
@@ -424,7 +427,9 @@ class DynamoBatchRepository:
         if filters:
             query["FilterExpression"] = " AND ".join(filters)
             query["ExpressionAttributeNames"] = {
-                k: v for k, v in {"#status": "status", "#name": "name"}.items() if k in query["FilterExpression"]
+                k: v
+                for k, v in {"#status": "status", "#name": "name"}.items()
+                if k in query["FilterExpression"]
             }
             # Filters apply after Limit: read more per round so that a page fills in few rounds.
             query["Limit"] = max(limit, _FILTERED_ROUND_ITEMS)
@@ -439,6 +444,7 @@ class DynamoBatchRepository:
             start = page.get("LastEvaluatedKey")
             if len(keys) >= limit or start is None:
                 break
+        last: str | None
         if len(keys) > limit or (len(keys) == limit and start is not None):
             keys, last = keys[:limit], keys[limit - 1]
         else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from annotated_types import MaxLen
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 from filebatch.models.domain import (
     LANGUAGE_TAG_PATTERN,
@@ -118,13 +119,38 @@ class DescriptionSettingsBody(BaseModel):
 
 
 # -- batch names and metadata (issue 8, stream CREATE) ----------------------------------------------
-BatchName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=PRINTABLE_PATTERN)]
-MetadataKey = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=PRINTABLE_PATTERN)
+BatchName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=PRINTABLE_PATTERN)
 ]
+# The key's length is in its pattern: JSON Schema draft 4 (API Gateway's models) can only constrain
+# keys by patternProperties.
+METADATA_KEY_PATTERN = PRINTABLE_PATTERN.replace("+$", f"{{1,{MAX_METADATA_KEY_CHARS}}}$")
 # A value may be empty; otherwise printable, as keys.
-MetadataValue = Annotated[
-    str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS, pattern=PRINTABLE_PATTERN.replace("+$", "*$"))
+METADATA_VALUE_PATTERN = PRINTABLE_PATTERN.replace("+$", "*$")
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)],
+        Annotated[
+            str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS, pattern=METADATA_VALUE_PATTERN)
+        ],
+    ],
+    MaxLen(MAX_METADATA_PAIRS),
+    # What pydantic would write (patternProperties, with nothing said of other keys) lets a schema
+    # validator pass keys the model refuses: other keys are refused here too.
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_METADATA_PAIRS,
+            "patternProperties": {
+                METADATA_KEY_PATTERN: {
+                    "type": "string",
+                    "maxLength": MAX_METADATA_VALUE_CHARS,
+                    "pattern": METADATA_VALUE_PATTERN,
+                }
+            },
+            "additionalProperties": False,
+        }
+    ),
 ]
 
 
@@ -161,9 +187,8 @@ class CreateBatchRequest(BaseModel):
         default=None,
         description="Your name for the batch: unique among your batches that still exist (409 `name_taken`).",
     )
-    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+    metadata: Metadata | None = Field(
         default=None,
-        max_length=MAX_METADATA_PAIRS,
         description=f"Up to {MAX_METADATA_PAIRS} string pairs of your own (keys 1-{MAX_METADATA_KEY_CHARS} "
         f"characters, values up to {MAX_METADATA_VALUE_CHARS}), stored with the batch and echoed back.",
     )

@@ -153,7 +153,9 @@ class BatchRecord(_Record):
 
     def to_domain(self) -> Batch:
         return Batch(
-            **self.model_dump(exclude={"pk", "sk", "entity", "expires_at", "instructions_json"} | _INDEX_KEYS),
+            **self.model_dump(
+                exclude={"pk", "sk", "entity", "expires_at", "instructions_json", *_INDEX_KEYS}
+            ),
             instructions=DescriptionInstructions.model_validate_json(self.instructions_json)
             if self.instructions_json
             else DescriptionInstructions(),
