@@ -30,7 +30,15 @@ file_specs = st.fixed_dictionaries(
 )
 bodies = (
     json_values.map(json.dumps)
-    | st.fixed_dictionaries({"files": st.lists(file_specs, max_size=3)}).map(json.dumps)
+    | st.fixed_dictionaries(
+        {"files": st.lists(file_specs, max_size=3)},
+        # Batch names and metadata (issue 8): near the rules' edges, or any JSON.
+        optional={
+            "name": st.text(max_size=130) | json_values,
+            "metadata": st.dictionaries(st.text(max_size=66), st.text(max_size=258), max_size=17)
+            | json_values,
+        },
+    ).map(json.dumps)
     | st.text(max_size=200)
     | st.none()
 )
@@ -38,13 +46,16 @@ content_types = st.sampled_from(
     ["application/json", "APPLICATION/JSON; charset=utf-8", "text/plain", "multipart/form-data", "", "*/*"]
 ) | st.text(max_size=30)
 identifiers = st.sampled_from(["b-" + "0" * 32, "nope", "", "b-" + "a" * 31 + "g"]) | st.text(max_size=40)
-queries = st.dictionaries(st.sampled_from(["limit", "cursor", "x"]), st.text(max_size=40), max_size=3)
+queries = st.dictionaries(
+    st.sampled_from(["limit", "cursor", "x", "status", "name"]), st.text(max_size=40), max_size=3
+)
 
 ROUTES = [
     ("create_batch", "POST", "/v1/batches", False),
     ("get_batch", "GET", "/v1/batches/{id}", True),
     ("list_results", "GET", "/v1/batches/{id}/results", True),
     ("list_uploads", "GET", "/v1/batches/{id}/uploads", True),
+    ("list_batches", "GET", "/v1/batches", False),
 ]
 
 
@@ -62,6 +73,7 @@ def stored_state(aws: Aws) -> tuple[int, int]:
     batch_id=identifiers,
     query=queries,
     base64_body=st.booleans(),
+    idempotency_key=st.none() | st.text(max_size=300),
 )
 def test_no_input_makes_a_handler_fail_or_write_on_refusal(
     aws: Aws,
@@ -72,6 +84,7 @@ def test_no_input_makes_a_handler_fail_or_write_on_refusal(
     batch_id: str,
     query: dict[str, str],
     base64_body: bool,
+    idempotency_key: str | None,
 ) -> None:
     function, method, template_path, has_id = route
     path = template_path.replace("{id}", batch_id)
@@ -83,6 +96,9 @@ def test_no_input_makes_a_handler_fail_or_write_on_refusal(
         query=query or None,
     )
     event["headers"] = {**event["headers"], "Content-Type": content_type}
+    if idempotency_key is not None:
+        event["headers"]["Idempotency-Key"] = idempotency_key
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], "Idempotency-Key": [idempotency_key]}
     if base64_body and body is not None:
         import base64
 
