@@ -27,7 +27,7 @@ def post(
     invoke: Invoke, body: dict[str, Any], *, tenant: str = "acme", key: str | None = None
 ) -> dict[str, Any]:
     headers = {"Idempotency-Key": key} if key is not None else None
-    return invoke(  # type: ignore[no-any-return]
+    return invoke(
         "create_batch", api_event("POST", "/v1/batches", tenant_id=tenant, body=body, headers=headers)
     )
 
@@ -35,7 +35,7 @@ def post(
 def created(invoke: Invoke, tenant: str = "acme", **fields: Any) -> dict[str, Any]:
     response = post(invoke, {"files": FILES, **fields}, tenant=tenant)
     assert response["statusCode"] == 201, response["body"]
-    return body_of(response)  # type: ignore[no-any-return]
+    return body_of(response)
 
 
 def batch_items(aws: Aws) -> list[dict[str, Any]]:
