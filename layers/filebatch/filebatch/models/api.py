@@ -238,8 +238,9 @@ class CreateBatchResponse(BaseModel):
     total_files: int
     files: list[CreatedFile]
     next_uploads_cursor: str | None
-    name: str | None
-    metadata: dict[str, str]
+    # Always written (null and {} when not given); defaults so that every builder need not name them.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class UploadsPage(BaseModel):
@@ -283,8 +284,9 @@ class BatchStatusResponse(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
-    name: str | None
-    metadata: dict[str, str]
+    # Always written (null and {} when not given); defaults so that every builder need not name them.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class InvocationBody(BaseModel):
