@@ -147,3 +147,21 @@ def test_presigned_urls_reach_neither_traces_nor_logs(
     logs = log_stream.getvalue()
     assert "batch created" in logs
     assert SECRET_MARK not in logs
+
+
+def test_an_idempotent_create_and_its_replay_leak_no_presigned_url(
+    aws: Aws, invoke: Invoke, xray: RecordingEmitter, log_stream: io.StringIO
+) -> None:
+    # Given an Idempotency-Key create, then its replay (the answer read back from the idempotency
+    # store), both traced (issue 8)
+    def keyed() -> dict[str, Any]:
+        return api_event("POST", "/v1/batches", body={"files": FILES}, headers={"Idempotency-Key": "trace-1"})
+
+    first = traced(xray, invoke, "create_batch", keyed())
+    replay = traced(xray, invoke, "create_batch", keyed())
+    assert first["statusCode"] == replay["statusCode"] == 201 and first["body"] == replay["body"]
+    assert SECRET_MARK in replay["body"]
+    # Then neither the traces nor the logs carry a presigned URL
+    assert any(name.endswith(".post_batch") for name in subsegment_names(xray.documents))
+    assert SECRET_MARK not in "\n".join(xray.documents)
+    assert SECRET_MARK not in log_stream.getvalue()
