@@ -29,6 +29,7 @@ from tests.conftest import PROJECT_ROOT, load_event
 
 TEMPLATE = load_template(PROJECT_ROOT / "template.yaml")
 TABLE = "filebatch-test-table"
+IDEMPOTENCY_TABLE = "filebatch-test-idempotency"
 BUCKET = "filebatch-test-uploads"
 # -- stream EVENTS: the bus batch ends are announced on, and the webhook deliveries queue
 EVENT_BUS = "filebatch-test-batch-events"
@@ -87,6 +88,7 @@ def _reset_caches() -> None:
         runtime.host_resolver,
         runtime.webhook_transport,
         runtime.job_queue,
+        runtime.idempotent_calls,
     ):
         factory.cache_clear()
 
@@ -115,11 +117,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             KeySchema=table["KeySchema"],
             AttributeDefinitions=table["AttributeDefinitions"],
             BillingMode=table["BillingMode"],
-            **(
-                {"GlobalSecondaryIndexes": table["GlobalSecondaryIndexes"]}
-                if "GlobalSecondaryIndexes" in table
-                else {}
-            ),
+            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+        )
+        idempotency = TEMPLATE["Resources"]["IdempotencyTable"]["Properties"]
+        dynamodb.create_table(
+            TableName=IDEMPOTENCY_TABLE,
+            KeySchema=idempotency["KeySchema"],
+            AttributeDefinitions=idempotency["AttributeDefinitions"],
+            BillingMode=idempotency["BillingMode"],
         )
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
@@ -156,6 +161,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             "DESCRIPTION_PROVIDER": "local",
             "DESCRIBE_FAULT_INJECTION": "",
             "CURSOR_SECRET_ARN": secret["ARN"],
+            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
         }.items():
             monkeypatch.setenv(name, value)
         _reset_caches()
@@ -186,8 +192,10 @@ def api_event(
     body: Any = None,
     path_parameters: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The real REST proxy event shape (fixture), re-aimed at one route."""
+    """The real REST proxy event shape (fixture), re-aimed at one route; `headers` are added to the
+    fixture's (as API Gateway passes them: as sent, in both header maps)."""
     event = load_event("apigw_rest_proxy_create_batch")
     resource = path
     for name, value in (path_parameters or {}).items():
@@ -202,6 +210,9 @@ def api_event(
         body=body if body is None or isinstance(body, str) else json.dumps(body),
     )
     event["requestContext"].update(httpMethod=method, resourcePath=resource, path=f"/dev{path}")
+    for name, value in (headers or {}).items():
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
     if tenant_id is None:
         event["requestContext"]["authorizer"] = {}
     else:

@@ -32,8 +32,12 @@ bodies = (
     json_values.map(json.dumps)
     | st.fixed_dictionaries(
         {"files": st.lists(file_specs, max_size=3)},
-        # -- stream EVENTS (no names that would need DNS: the tenant has no secret, so none is resolved)
+        # Batch names and metadata (issue 8): near the rules' edges, or any JSON.
         optional={
+            "name": st.text(max_size=130) | json_values,
+            "metadata": st.dictionaries(st.text(max_size=66), st.text(max_size=258), max_size=17)
+            | json_values,
+            # -- stream EVENTS (no names that would need DNS: the tenant has no secret, so none is resolved)
             "webhook_url": st.sampled_from(
                 [
                     "https://10.0.0.1/x",
@@ -43,7 +47,7 @@ bodies = (
                     "https://a b/",
                 ]
             )
-            | st.none()
+            | st.none(),
         },
     ).map(json.dumps)
     | st.text(max_size=200)
@@ -54,7 +58,7 @@ content_types = st.sampled_from(
 ) | st.text(max_size=30)
 identifiers = st.sampled_from(["b-" + "0" * 32, "nope", "", "b-" + "a" * 31 + "g"]) | st.text(max_size=40)
 queries = st.dictionaries(
-    st.sampled_from(["limit", "cursor", "status", "x"]),
+    st.sampled_from(["limit", "cursor", "status", "name", "x"]),
     st.sampled_from(["failed", "completed"]) | st.text(max_size=40),
     max_size=3,
 )
@@ -68,6 +72,7 @@ ROUTES = [
     ("rotate_webhook_secret", "POST", "/v1/webhooks/secret", False),
     ("delete_batch", "DELETE", "/v1/batches/{id}", True),
     ("export_results", "GET", "/v1/batches/{id}/export", True),
+    ("list_batches", "GET", "/v1/batches", False),
 ]
 
 
@@ -85,6 +90,7 @@ def stored_state(aws: Aws) -> tuple[int, int]:
     batch_id=identifiers,
     query=queries,
     base64_body=st.booleans(),
+    idempotency_key=st.none() | st.text(max_size=300),
 )
 def test_no_input_makes_a_handler_fail_or_write_on_refusal(
     aws: Aws,
@@ -95,6 +101,7 @@ def test_no_input_makes_a_handler_fail_or_write_on_refusal(
     batch_id: str,
     query: dict[str, str],
     base64_body: bool,
+    idempotency_key: str | None,
 ) -> None:
     function, method, template_path, has_id = route
     path = template_path.replace("{id}", batch_id)
@@ -106,6 +113,9 @@ def test_no_input_makes_a_handler_fail_or_write_on_refusal(
         query=query or None,
     )
     event["headers"] = {**event["headers"], "Content-Type": content_type}
+    if idempotency_key is not None:
+        event["headers"]["Idempotency-Key"] = idempotency_key
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], "Idempotency-Key": [idempotency_key]}
     if base64_body and body is not None:
         import base64
 

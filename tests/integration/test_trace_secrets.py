@@ -181,4 +181,21 @@ def test_the_export_url_reaches_neither_traces_nor_logs(
     documents = xray.documents[sent_before:]
     assert any(name.endswith(".get_batch_export") for name in subsegment_names(documents))
     assert SECRET_MARK not in "\n".join(documents)
+
+
+def test_an_idempotent_create_and_its_replay_leak_no_presigned_url(
+    aws: Aws, invoke: Invoke, xray: RecordingEmitter, log_stream: io.StringIO
+) -> None:
+    # Given an Idempotency-Key create, then its replay (the answer read back from the idempotency
+    # store), both traced (issue 8)
+    def keyed() -> dict[str, Any]:
+        return api_event("POST", "/v1/batches", body={"files": FILES}, headers={"Idempotency-Key": "trace-1"})
+
+    first = traced(xray, invoke, "create_batch", keyed())
+    replay = traced(xray, invoke, "create_batch", keyed())
+    assert first["statusCode"] == replay["statusCode"] == 201 and first["body"] == replay["body"]
+    assert SECRET_MARK in replay["body"]
+    # Then neither the traces nor the logs carry a presigned URL
+    assert any(name.endswith(".post_batch") for name in subsegment_names(xray.documents))
+    assert SECRET_MARK not in "\n".join(xray.documents)
     assert SECRET_MARK not in log_stream.getvalue()

@@ -7,7 +7,7 @@ from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from filebatch.errors import NotFoundError, StorageUnavailableError
+from filebatch.errors import ConflictError, NotFoundError, StorageUnavailableError
 from filebatch.models.domain import (
     Batch,
     BatchFile,
@@ -33,8 +33,12 @@ class InMemoryRepository:
         self.files_by_month: dict[tuple[str, str], int] = {}
         # -- stream EVENTS
         self.webhook_secrets: dict[str, WebhookSecret] = {}
+        # (tenant, name) → (batch id, expires_at); see the names block below.
+        self.name_claims: dict[tuple[str, str], tuple[str, datetime | None]] = {}
 
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
+        if batch.name is not None:
+            self._claim_name(batch)
         for file in files:
             self.files[(file.tenant_id, file.batch_id, file.file_id)] = file.model_copy(deep=True)
         self.batches[(batch.tenant_id, batch.batch_id)] = batch.model_copy(deep=True)
@@ -292,6 +296,59 @@ class InMemoryRepository:
             return len(files)
         del self.batches[(tenant_id, batch_id)]
         return len(files) + 1
+
+    # -- names and the tenant's list of batches (issue 8, stream CREATE) ---------------------------
+    def _claim_name(self, batch: Batch) -> None:
+        assert batch.name is not None
+        # In the batch's own write, whatever a check before it said (as the adapter's transaction).
+        if self._live_claim(batch.tenant_id, batch.name, now=batch.created_at) is not None:
+            raise ConflictError(f"another of your batches is named {batch.name!r}", code="name_taken")
+        self.name_claims[(batch.tenant_id, batch.name)] = (batch.batch_id, batch.expires_at)
+
+    def name_holder(self, tenant_id: str, name: str, *, now: datetime) -> str | None:
+        return self._live_claim(tenant_id, name, now=now)
+
+    def _live_claim(self, tenant_id: str, name: str, *, now: datetime) -> str | None:
+        claim = self.name_claims.get((tenant_id, name))
+        if claim is None or (claim[1] is not None and claim[1] < now.replace(microsecond=0)):
+            return None
+        return claim[0]
+
+    def release_name(self, tenant_id: str, name: str, *, batch_id: str | None = None) -> None:
+        claim = self.name_claims.get((tenant_id, name))
+        if claim is not None and batch_id in (None, claim[0]):
+            del self.name_claims[(tenant_id, name)]
+
+    def list_batches(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        status: BatchStatus | None = None,
+        name_prefix: str | None = None,
+    ) -> tuple[list[Batch], str | None]:
+        from filebatch.models.records import created_sort_key
+
+        listed = sorted(
+            (
+                (created_sort_key(b.created_at, b.batch_id), b)
+                for (t, _), b in self.batches.items()
+                if t == tenant_id
+            ),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        if after is not None:
+            listed = [(k, b) for k, b in listed if k < after]
+        matching = [
+            (k, b)
+            for k, b in listed
+            if (status is None or b.status is status)
+            and (name_prefix is None or (b.name is not None and b.name.startswith(name_prefix)))
+        ]
+        page = matching[:limit]
+        return [b.model_copy(deep=True) for _, b in page], (page[-1][0] if len(matching) > limit else None)
 
 
 class InMemoryStorage:

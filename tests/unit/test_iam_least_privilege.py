@@ -216,6 +216,40 @@ def provider_factory_calls(provider: str) -> tuple[set[str], set[str]]:
     return {factories[name] for name in called if name in factories}, called - set(factories)
 
 
+# ------------------------------------------------------------------------------ library adapters
+# Ports whose adapter leaves its AWS calls to a library: the calls are read from the library's own
+# source (its class, the attribute holding its boto3 client), as they are from ours.
+LIBRARY_PORTS = {
+    "IdempotentCalls": (
+        "aws_lambda_powertools.utilities.idempotency.persistence.dynamodb",
+        "DynamoDBPersistenceLayer",
+        "client",
+        "dynamodb",
+    ),
+}
+
+
+@cache
+def library_actions(port: str) -> frozenset[str]:
+    import importlib.util
+
+    module, class_name, attribute, service = LIBRARY_PORTS[port]
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    tree = ast.parse(Path(spec.origin).read_text())
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    return frozenset(
+        f"{service}:{pascal(node.func.attr)}"
+        for node in ast.walk(cls)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == attribute
+        and isinstance(node.func.value.value, ast.Name)
+        and node.func.value.value.id == "self"
+    )
+
+
 # ------------------------------------------------------------------------------ services
 # The description provider is a port too: which implementation (and so which further ports) a
 # function uses is a deployment choice, DescriptionProvider.
@@ -344,6 +378,8 @@ def derived_actions(function_logical_id: str, provider: str = "local") -> set[st
         port_calls |= port_calls_of(provider_calls, services)
     adapters, implementations = adapter_actions(), port_adapters()
     actions: set[str] = set()
+    for port in ports_obtained & set(LIBRARY_PORTS):
+        actions |= library_actions(port)
     for port, method in port_calls:
         if port in ports_obtained and port in implementations:
             actions |= adapters[implementations[port]][method]
@@ -483,11 +519,16 @@ def test_grants_are_scoped_to_the_table_the_upload_prefixes_and_the_state_machin
                     text,
                 )
             elif services == {"dynamodb"}:
+                # The table, its indexes (queries only), or Powertools' idempotency table.
                 table = template.get_att("Table", "Arn")
                 indexes = {
-                    i["IndexName"] for i in template.properties("Table").get("GlobalSecondaryIndexes", [])
+                    f"{table}/index/{index['IndexName']}"
+                    for index in template.properties("Table").get("GlobalSecondaryIndexes", [])
                 }
-                assert resource in {table, *(f"{table}/index/{i}" for i in indexes)}, (function, text)
+                allowed = {table, template.get_att("IdempotencyTable", "Arn")} | indexes
+                assert resource in allowed, (function, text)
+                if resource in indexes:
+                    assert _actions(statement) == {"dynamodb:Query"}, (function, text)
             elif services == {"sqs"}:
                 queues = {template.get_att(q, "Arn") for q in ("BatchJobsQueue", "WebhookDeliveriesQueue")}
                 assert resource in queues, (function, text)
@@ -553,6 +594,31 @@ def test_the_describe_function_is_told_the_model_and_region_it_is_granted(
     assert variables["BEDROCK_REGION"] == region
     assert variables["BEDROCK_MODEL_ID"] == template.parameters["BedrockModelId"]
     assert variables["DESCRIPTION_PROVIDER"] == provider_of(configuration)
+
+
+def test_only_the_create_function_may_use_the_idempotency_table_and_for_what_powertools_calls() -> None:
+    # Given Powertools' persistence layer as installed: put, read, complete and delete a record
+    calls = library_actions("IdempotentCalls")
+    assert calls == {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    template = deployed("local")
+    table = template.get_att("IdempotencyTable", "Arn")
+    for function in FUNCTIONS:
+        on_table = {
+            a for s in granted_statements(function) if s.get("Resource") == table for a in _actions(s)
+        }
+        # Then the function that uses it is granted those on that table, and no other function anything
+        assert on_table == (calls if function == "CreateBatchFunction" else set()), function
+
+
+def test_the_list_function_queries_the_index_and_reads_batch_items_only() -> None:
+    assert derived_actions("ListBatchesFunction") == {
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "secretsmanager:GetSecretValue",
+    }
+    template = deployed("local")
+    [query] = [s for s in granted_statements("ListBatchesFunction") if "dynamodb:Query" in _actions(s)]
+    assert query["Resource"] == template.get_att("Table", "Arn") + "/index/ByTenant"
 
 
 def test_the_authorizer_reads_only_api_key_items() -> None:

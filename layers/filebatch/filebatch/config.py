@@ -41,6 +41,8 @@ class Settings(BaseModel):
     webhook_allow_loopback: bool = False
     webhook_retry_base_seconds: int = Field(default=60, ge=1, le=3600)
     webhook_queue_url: str | None = None
+    # Where Idempotency-Key requests are remembered for 24 hours (template IdempotencyTable).
+    idempotency_table_name: str | None = None
 
 
 # Environment variable → settings field. Only these are read; the rest of the environment is ignored.
@@ -65,6 +67,7 @@ _ENVIRONMENT = {
     "WEBHOOK_ALLOW_LOOPBACK": "webhook_allow_loopback",
     "WEBHOOK_RETRY_BASE_SECONDS": "webhook_retry_base_seconds",
     "WEBHOOK_QUEUE_URL": "webhook_queue_url",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency_table_name",
 }
 
 

@@ -21,6 +21,7 @@ from filebatch.services.ports import (
     CursorKeys,
     DeliveryQueue,
     HostResolver,
+    IdempotentCalls,
     JobQueue,
     ObjectStorage,
     WebhookTransport,
@@ -111,6 +112,21 @@ def cursor_keys() -> CursorKeys:
     if not secret:
         raise FilebatchError("CURSOR_SECRET_ARN is not set for this function", code="misconfigured")
     return SecretsManagerCursorKeys(secret, _boto3_client("secretsmanager"))
+
+
+@lru_cache(maxsize=1)
+def idempotent_calls() -> IdempotentCalls:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from filebatch.adapters.idempotency import PowertoolsIdempotency
+
+    table = get_settings().idempotency_table_name
+    if not table:
+        raise FilebatchError("IDEMPOTENCY_TABLE_NAME is not set for this function", code="misconfigured")
+    # The table's key is Powertools' default (`id`), its TTL attribute `expiration` (template.yaml).
+    return PowertoolsIdempotency(
+        DynamoDBPersistenceLayer(table_name=table, boto3_client=_boto3_client("dynamodb"))
+    )
 
 
 def bedrock_client_config(

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from filebatch.errors import StorageUnavailableError
+from filebatch.errors import ConflictError, StorageUnavailableError
 from filebatch.models.domain import (
     Batch,
     BatchFile,
@@ -24,20 +24,27 @@ from filebatch.models.domain import (
 from filebatch.models.records import (
     API_KEY_SK,
     BATCH_SK,
+    BY_TENANT_INDEX,
     DUE_INDEX,
     DUE_PK,
     FILE_SK_PREFIX,
+    NAME_CLAIM_SK,
     USAGE_SK,
     WEBHOOK_SECRET_SK,
     ApiKeyRecord,
     BatchRecord,
     FileRecord,
+    NameClaimRecord,
     WebhookSecretRecord,
     api_key_pk,
+    batch_id_of_sort_key,
     batch_pk,
     due_stamp,
     file_sk,
     month_files_attribute,
+    name_claim_pk,
+    tenant_batches_pk,
+    to_epoch_seconds,
     usage_pk,
 )
 
@@ -87,6 +94,9 @@ class DynamoBatchRepository:
                 writer.put_item(Item=FileRecord.from_domain(file).to_item())
         # Written last and only if new: until it exists the batch is invisible (GET → 404) and
         # upload events for its files change nothing (their batch counter update fails).
+        if batch.name is not None:
+            self._create_named_batch(batch)
+            return
         with _storage_errors("create batch"):
             self._table.put_item(
                 Item=BatchRecord.from_domain(batch).to_item(),
@@ -664,6 +674,137 @@ class DynamoBatchRepository:
             deleted += 1
         return deleted
 
+    # -- names and the tenant's list of batches (issue 8, stream CREATE) ---------------------------
+    def _create_named_batch(self, batch: Batch) -> None:
+        """The batch item and its name's claim in one transaction: no batch without its claim, no
+        claim without its batch. A claim whose batch has expired (TTL may take days to delete it)
+        is taken over."""
+        assert batch.name is not None
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table_name,
+                            "Item": BatchRecord.from_domain(batch).to_item(),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table_name,
+                            "Item": NameClaimRecord.for_batch(batch).to_item(),
+                            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
+                            "ExpressionAttributeValues": {":now": to_epoch_seconds(batch.created_at)},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            claim_refused = len(reasons) < 2 or reasons[1].get("Code") == "ConditionalCheckFailed"
+            if _is_condition_failure(error) and claim_refused:
+                raise ConflictError(
+                    f"another of your batches is named {batch.name!r}; names are unique among batches "
+                    "that still exist",
+                    code="name_taken",
+                ) from error
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise StorageUnavailableError(f"DynamoDB create batch failed: {code}") from error
+
+    def name_holder(self, tenant_id: str, name: str, *, now: datetime) -> str | None:
+        with _storage_errors("get name"):
+            item = self._table.get_item(
+                Key={"pk": name_claim_pk(tenant_id, name), "sk": NAME_CLAIM_SK}, ConsistentRead=True
+            ).get("Item")
+        if not item:
+            return None
+        claim = NameClaimRecord.model_validate(item)
+        expired = claim.expires_at is not None and claim.expires_at < int(now.timestamp())
+        return None if expired else claim.batch_id
+
+    def release_name(self, tenant_id: str, name: str, *, batch_id: str | None = None) -> None:
+        request: dict[str, Any] = {"Key": {"pk": name_claim_pk(tenant_id, name), "sk": NAME_CLAIM_SK}}
+        if batch_id is not None:
+            request |= {
+                "ConditionExpression": "batch_id = :batch",
+                "ExpressionAttributeValues": {":batch": batch_id},
+            }
+        # False (held by another batch, or already gone) is as good as released.
+        _conditional("release name", lambda: self._table.delete_item(**request))
+
+    def list_batches(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        status: BatchStatus | None = None,
+        name_prefix: str | None = None,
+    ) -> tuple[list[Batch], str | None]:
+        # The index holds keys, status and name: one Query (more while filters drop what it reads,
+        # up to _LIST_ROUNDS), then the page's batch items in one BatchGetItem (limit <= 100).
+        query: dict[str, Any] = {
+            "IndexName": BY_TENANT_INDEX,
+            "KeyConditionExpression": "tenant_pk = :tenant",
+            "ExpressionAttributeValues": {":tenant": tenant_batches_pk(tenant_id)},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        filters = []
+        if status is not None:
+            filters.append("#status = :status")
+            query["ExpressionAttributeValues"][":status"] = status.value
+        if name_prefix is not None:
+            filters.append("begins_with(#name, :name)")
+            query["ExpressionAttributeValues"][":name"] = name_prefix
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+            query["ExpressionAttributeNames"] = {
+                k: v
+                for k, v in {"#status": "status", "#name": "name"}.items()
+                if k in query["FilterExpression"]
+            }
+            # Filters apply after Limit: read more per round so that a page fills in few rounds.
+            query["Limit"] = max(limit, _FILTERED_ROUND_ITEMS)
+        start = _index_start(tenant_id, after) if after else None
+        keys: list[str] = []
+        for _ in range(_LIST_ROUNDS):
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            with _storage_errors("list batches"):
+                page = self._table.query(**query)
+            keys += [str(item["created_sk"]) for item in page.get("Items", [])]
+            start = page.get("LastEvaluatedKey")
+            if len(keys) >= limit or start is None:
+                break
+        last: str | None
+        if len(keys) > limit or (len(keys) == limit and start is not None):
+            keys, last = keys[:limit], keys[limit - 1]
+        else:
+            # Fewer than a page: the list's end, or the rounds ran out where the index's read stopped.
+            last = str(start["created_sk"]) if start is not None else None
+        return self._get_batches(tenant_id, [batch_id_of_sort_key(k) for k in keys]), last
+
+    def _get_batches(self, tenant_id: str, batch_ids: list[str]) -> list[Batch]:
+        """The batch items, in the order asked (BatchGetItem answers in any order); a batch deleted
+        since the index was read is left out."""
+        wanted: list[dict[str, Any]] = [{"pk": batch_pk(tenant_id, b), "sk": BATCH_SK} for b in batch_ids]
+        found: dict[str, Batch] = {}
+        for _ in range(_LIST_ROUNDS):
+            if not wanted:
+                break
+            with _storage_errors("get batches"):
+                answer = self._client.batch_get_item(RequestItems={self._table_name: {"Keys": wanted}})
+            for item in answer.get("Responses", {}).get(self._table_name, []):
+                batch = BatchRecord.model_validate(item).to_domain()
+                found[batch.batch_id] = batch
+            # Keys DynamoDB did not get to (throttling, 16 MB): asked again.
+            wanted = answer.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
+        if wanted:
+            raise StorageUnavailableError("DynamoDB get batches failed: keys left unprocessed")
+        return [found[b] for b in batch_ids if b in found]
+
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
         return _conditional(action, lambda: self._client.transact_write_items(TransactItems=items))
@@ -673,6 +814,21 @@ class DynamoBatchRepository:
 
     def _conditional_delete(self, action: str, **delete: Any) -> bool:
         return _conditional(action, lambda: self._table.delete_item(**delete))
+
+
+# Queries of the index per list page at most (and BatchGetItem retries of unprocessed keys).
+_LIST_ROUNDS = 5
+_FILTERED_ROUND_ITEMS = 100
+
+
+def _index_start(tenant_id: str, created_sk: str) -> dict[str, Any]:
+    """The ByTenant ExclusiveStartKey continuing after the batch of `created_sk`."""
+    return {
+        "tenant_pk": tenant_batches_pk(tenant_id),
+        "created_sk": created_sk,
+        "pk": batch_pk(tenant_id, batch_id_of_sort_key(created_sk)),
+        "sk": BATCH_SK,
+    }
 
 
 def _conditional(action: str, write: Callable[[], Any]) -> bool:

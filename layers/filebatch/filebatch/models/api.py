@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from annotated_types import MaxLen
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 from filebatch.models.domain import (
     FILE_ID_PATTERN,
     LANGUAGE_TAG_PATTERN,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
     MAX_PROMPT_CHARS,
+    PRINTABLE_PATTERN,
     BatchStatus,
     DescriptionInstructions,
     DetailLevel,
@@ -118,6 +124,51 @@ class DescriptionSettingsBody(BaseModel):
     note: str | None = Field(description="Why, when some are ignored.")
 
 
+# -- batch names and metadata (issue 8, stream CREATE) ----------------------------------------------
+BatchName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=PRINTABLE_PATTERN)
+]
+# The key's length is in its pattern: JSON Schema draft 4 (API Gateway's models) can only constrain
+# keys by patternProperties.
+METADATA_KEY_PATTERN = PRINTABLE_PATTERN.replace("+$", f"{{1,{MAX_METADATA_KEY_CHARS}}}$")
+# A value may be empty; otherwise printable, as keys.
+METADATA_VALUE_PATTERN = PRINTABLE_PATTERN.replace("+$", "*$")
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)],
+        Annotated[
+            str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS, pattern=METADATA_VALUE_PATTERN)
+        ],
+    ],
+    MaxLen(MAX_METADATA_PAIRS),
+    # What pydantic would write (patternProperties, with nothing said of other keys) lets a schema
+    # validator pass keys the model refuses: other keys are refused here too.
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_METADATA_PAIRS,
+            "patternProperties": {
+                METADATA_KEY_PATTERN: {
+                    "type": "string",
+                    "maxLength": MAX_METADATA_VALUE_CHARS,
+                    "pattern": METADATA_VALUE_PATTERN,
+                }
+            },
+            "additionalProperties": False,
+        }
+    ),
+]
+
+
+def _encodable(value: str, what: str) -> str:
+    # JSON can carry a lone UTF-16 surrogate ("\udaf4"), which no storage can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 class CreateBatchRequest(BaseModel):
     """The files of a new batch, in the order their results will be listed."""
 
@@ -146,6 +197,28 @@ class CreateBatchRequest(BaseModel):
         description="Where the batch's end is POSTed, signed with your webhook secret (Standard Webhooks; "
         "create one first at POST /v1/webhooks/secret). An https URL of a public host.",
     )
+    name: BatchName | None = Field(
+        default=None,
+        description="Your name for the batch: unique among your batches that still exist (409 `name_taken`).",
+    )
+    metadata: Metadata | None = Field(
+        default=None,
+        description=f"Up to {MAX_METADATA_PAIRS} string pairs of your own (keys 1-{MAX_METADATA_KEY_CHARS} "
+        f"characters, values up to {MAX_METADATA_VALUE_CHARS}), stored with the batch and echoed back.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _encodable_name(cls, value: str | None) -> str | None:
+        return _encodable(value, "name") if value is not None else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _encodable_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, text in (value or {}).items():
+            _encodable(key, "metadata keys")
+            _encodable(text, "metadata values")
+        return value
 
 
 class UploadInstruction(BaseModel):
@@ -181,6 +254,9 @@ class CreateBatchResponse(BaseModel):
     next_uploads_cursor: str | None
     # -- stream EVENTS
     webhook_url: str | None
+    # Always written (null and {} when not given); defaults so that every builder need not name them.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class UploadsPage(BaseModel):
@@ -245,6 +321,9 @@ class BatchStatusResponse(BaseModel):
     finished_at: datetime | None
     # -- stream EVENTS
     webhook_url: str | None = Field(description="Where the batch's end is POSTed, if anywhere.")
+    # Always written (null and {} when not given); defaults so that every builder need not name them.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class InvocationBody(BaseModel):
@@ -327,6 +406,31 @@ class PageQuery(BaseModel):
 
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=2048)
+
+
+# -- listing batches (issue 8, stream CREATE) -------------------------------------------------------
+MAX_BATCHES_PER_PAGE = 100
+
+
+class BatchesQuery(BaseModel):
+    """GET /v1/batches: which of the caller's batches, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: BatchStatus | None = None
+    # Names starting with this text (a whole name matches its batch, and any longer names).
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    limit: int = Field(default=20, ge=1, le=MAX_BATCHES_PER_PAGE)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+class BatchesPage(BaseModel):
+    """The caller's batches, newest first; `next_cursor` continues the list (null on the last page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchStatusResponse]
+    next_cursor: str | None
 
 
 class ProblemDetail(BaseModel):

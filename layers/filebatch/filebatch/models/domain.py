@@ -226,6 +226,16 @@ class DescriptionInstructions(BaseModel):
 # None asked for: the provider's own defaults.
 DEFAULT_INSTRUCTIONS = DescriptionInstructions()
 
+# -- batch names and metadata (issue 8, stream CREATE) ----------------------------------------------
+# A name is the client's own handle on a batch, unique per tenant among the batches that still exist;
+# metadata is a few string pairs the API stores and echoes, never reads. Printable: no C0 control
+# character and no DEL (the filename rule).
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+MAX_NAME_CHARS = 128
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 256
+
 
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -276,6 +286,9 @@ class Batch(BaseModel):
     # -- stream PURGE: set by DELETE /v1/batches/{id}; from then on the batch is invisible (every
     # route answers 404) until the purge job has removed its objects and items.
     deleted_at: datetime | None = None
+    # The client's name for the batch (unique per tenant while the batch exists) and its metadata.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
     @property
     def terminal_files(self) -> int:

@@ -12,6 +12,13 @@ file transition is a transaction that moves the file and one count to another, s
 add up to `total`. While something is due for a batch (the end of its upload window, or a close or
 cancel being carried out) it carries `due_pk` = "DUE" and `due_at`: the sparse index ByDueTime
 that the sweep queries holds exactly those batches.
+    TENANT#<tenant>#NAME#<name>          NAME            a batch name's claim: the batch holding it
+
+Index ByTenant (sparse: only batch items carry its keys) lists a tenant's batches newest first:
+partition `tenant_pk` = TENANT#<tenant>, sort `created_sk` = <created_at, UTC, microseconds>#<batch>.
+It projects the keys, `status` and `name` only (what the list filters on), so the batch item's
+counter updates (hundreds a second while a batch runs) never write to it; the list reads the
+items themselves with BatchGetItem.
 
 The tenant is part of every batch key, so another tenant's batch is simply not found.
 Batch and file items carry `expires_at` (epoch seconds, the table's TTL attribute): DynamoDB
@@ -28,7 +35,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from filebatch.models.domain import (
     Batch,
@@ -70,6 +77,29 @@ def usage_pk(tenant_id: str) -> str:
 def month_files_attribute(month: str) -> str:
     """The usage item's counter of files declared in a UTC month ("2026-11" → files_2026_11)."""
     return "files_" + month.replace("-", "_")
+
+
+# -- names and the tenant's list of batches (issue 8, stream CREATE) ----------------------------------
+NAME_CLAIM_SK = "NAME"
+BY_TENANT_INDEX = "ByTenant"
+
+
+def name_claim_pk(tenant_id: str, name: str) -> str:
+    return f"TENANT#{tenant_id}#NAME#{name}"
+
+
+def tenant_batches_pk(tenant_id: str) -> str:
+    """The ByTenant index's partition: one per tenant."""
+    return f"TENANT#{tenant_id}"
+
+
+def created_sort_key(created_at: datetime, batch_id: str) -> str:
+    """The ByTenant index's sort key: fixed-width UTC time (sorts as text), then the batch id."""
+    return f"{created_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{batch_id}"
+
+
+def batch_id_of_sort_key(created_sk: str) -> str:
+    return created_sk.rsplit("#", 1)[1]
 
 
 # The attribute template.yaml names in the table's TimeToLiveSpecification.
@@ -139,6 +169,12 @@ class BatchRecord(_Record):
     webhook_url: str | None = None
     # -- stream PURGE: when the batch was deleted (the purge job then removes it); absent otherwise.
     deleted_at: datetime | None = None
+    # The client's name and metadata (a map of strings); absent on older items.
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    # ByTenant index keys; absent on items written before the index existed (not listed).
+    tenant_pk: str | None = None
+    created_sk: str | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:
@@ -149,19 +185,60 @@ class BatchRecord(_Record):
             due_pk=DUE_PK if batch.due_at else None,
             instructions_json=batch.instructions.model_dump_json() if batch.instructions.given() else None,
             expires_at=to_epoch_seconds(batch.expires_at),
+            tenant_pk=tenant_batches_pk(batch.tenant_id),
+            created_sk=created_sort_key(batch.created_at, batch.batch_id),
         )
 
     def to_domain(self) -> Batch:
         counters = {status.counter for status in FileStatus}
         return Batch(
             **self.model_dump(
-                exclude={"pk", "sk", "entity", "expires_at", "instructions_json", "due_pk", *counters}
+                exclude={
+                    "pk",
+                    "sk",
+                    "entity",
+                    "expires_at",
+                    "instructions_json",
+                    "due_pk",
+                    *counters,
+                    *_INDEX_KEYS,
+                }
             ),
             counts={status: getattr(self, status.counter) for status in FileStatus},
             instructions=DescriptionInstructions.model_validate_json(self.instructions_json)
             if self.instructions_json
             else DescriptionInstructions(),
             expires_at=from_epoch_seconds(self.expires_at),
+        )
+
+
+_INDEX_KEYS = {"tenant_pk", "created_sk"}
+
+
+class NameClaimRecord(_Record):
+    """A batch's hold on its name. Written in the transaction that creates the batch, with the
+    batch's expiry: once that has passed the name is free again (even before TTL deletes the item);
+    deleting the batch deletes it (release_name)."""
+
+    pk: str
+    sk: Literal["NAME"] = "NAME"
+    entity: Literal["name_claim"] = "name_claim"
+    tenant_id: str
+    name: str
+    batch_id: str
+    created_at: datetime
+    expires_at: int | None = None
+
+    @classmethod
+    def for_batch(cls, batch: Batch) -> NameClaimRecord:
+        assert batch.name is not None
+        return cls(
+            pk=name_claim_pk(batch.tenant_id, batch.name),
+            tenant_id=batch.tenant_id,
+            name=batch.name,
+            batch_id=batch.batch_id,
+            created_at=batch.created_at,
+            expires_at=to_epoch_seconds(batch.expires_at),
         )
 
 

@@ -12,6 +12,8 @@ from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
 from filebatch.models.api import (
     UPLOADS_PER_PAGE,
     BatchCounts,
+    BatchesPage,
+    BatchesQuery,
     BatchStatusResponse,
     CreateBatchRequest,
     CreateBatchResponse,
@@ -86,6 +88,11 @@ def create_batch(
     if request.webhook_url is not None:
         accept_webhook_url(repo, tenant.tenant_id, request.webhook_url, webhooks)
 
+    # Before anything is counted or written; the batch's own write claims the name (a race between
+    # two creates with one name is decided there).
+    if request.name is not None and repo.name_holder(tenant.tenant_id, request.name, now=now) is not None:
+        raise name_taken(request.name)
+
     batch_id = make_batch_id()
     # The batch's items expire with its objects (the bucket's lifecycle uses the same number of
     # days). Whole seconds: the TTL attribute is epoch seconds.
@@ -115,6 +122,8 @@ def create_batch(
         updated_at=now,
         expires_at=expires_at,
         webhook_url=request.webhook_url,
+        name=request.name,
+        metadata=dict(request.metadata or {}),
     )
     # Counted against the plan first (open batches, files this month); given back if the batch is
     # not created after all. The batch's end (finish_batch) gives the open slot back.
@@ -139,6 +148,45 @@ def create_batch(
         if len(files) > len(first_page)
         else None,
         webhook_url=batch.webhook_url,
+        name=batch.name,
+        metadata=batch.metadata,
+    )
+
+
+def replay_created_batch(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    tenant: Tenant,
+    batch_id: str,
+    *,
+    url_ttl_seconds: int,
+    cursors: CursorSigner,
+    now: datetime,
+) -> CreateBatchResponse:
+    """The create answer of an existing batch, read back from the store: what a repeated
+    Idempotency-Key request gets when the first answer was too large to keep whole. Same batch,
+    files and cursor; the upload URLs are signed anew and the status is the batch's current one."""
+    batch = require_batch(repo, tenant, batch_id)
+    first_page, _ = repo.list_files(tenant.tenant_id, batch_id, limit=UPLOADS_PER_PAGE)
+    return CreateBatchResponse(
+        batch_id=batch_id,
+        status=batch.status,
+        created_at=batch.created_at,
+        total_files=batch.total,
+        files=upload_instructions(storage, first_page, ttl_seconds=url_ttl_seconds, now=now),
+        next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
+        if first_page and batch.total > len(first_page)
+        else None,
+        name=batch.name,
+        metadata=batch.metadata,
+        webhook_url=batch.webhook_url,
+    )
+
+
+def name_taken(name: str) -> ConflictError:
+    return ConflictError(
+        f"another of your batches is named {name!r}; names are unique among batches that still exist",
+        code="name_taken",
     )
 
 
@@ -233,6 +281,8 @@ def status_of(batch: Batch, *, provider: str, now: datetime) -> BatchStatusRespo
     ignored = abilities.ignored(instructions)
     return BatchStatusResponse(
         batch_id=batch.batch_id,
+        name=batch.name,
+        metadata=batch.metadata,
         status=batch.status,
         is_terminal=batch.status.is_terminal,
         counts=BatchCounts(total=batch.total, **{status.value: batch.count(status) for status in FileStatus}),
@@ -296,4 +346,30 @@ def list_results(
         batch_id=batch_id,
         items=[to_file_result(f) for f in files],
         next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
+    )
+
+
+# -- the tenant's list of batches (issue 8, stream CREATE) ------------------------------------------
+BATCHES_CURSOR_SCOPE = "batches"
+
+
+def list_batches(
+    repo: BatchRepository,
+    tenant: Tenant,
+    query: BatchesQuery,
+    *,
+    cursors: CursorSigner,
+    provider: str,
+    now: datetime,
+) -> BatchesPage:
+    """The caller's batches newest first, filtered by status and name prefix. Only the tenant's own
+    batches can be read: the list is keyed by tenant, and a cursor verifies only for its tenant."""
+    after = cursors.decode_key(tenant.tenant_id, BATCHES_CURSOR_SCOPE, query.cursor) if query.cursor else None
+    batches, last = repo.list_batches(
+        tenant.tenant_id, limit=query.limit, after=after, status=query.status, name_prefix=query.name
+    )
+    return BatchesPage(
+        # A deleted batch is gone for its tenant (its items go with its purge): not listed.
+        items=[status_of(batch, provider=provider, now=now) for batch in batches if batch.deleted_at is None],
+        next_cursor=cursors.encode_key(tenant.tenant_id, BATCHES_CURSOR_SCOPE, last) if last else None,
     )

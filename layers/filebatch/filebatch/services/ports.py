@@ -3,7 +3,7 @@ implement them with in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -25,7 +25,9 @@ from filebatch.plans import PlanName
 
 class BatchRepository(Protocol):
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
-        """Write the files, then the batch (the batch item makes the batch visible)."""
+        """Write the files, then the batch (the batch item makes the batch visible). A named batch
+        claims its name in the same write as the batch item: ConflictError (name_taken), and no
+        batch, when another batch of the tenant that still exists holds the name."""
 
     def get_batch(
         self, tenant_id: str, batch_id: str, *, consistent: bool = False, include_deleted: bool = False
@@ -174,6 +176,28 @@ class BatchRepository(Protocol):
         """Delete every item of a deleted batch, the batch item last (while it exists, a purge has
         work left). Returns how many items were deleted; 0 when they already were."""
 
+    # -- names and the tenant's list of batches (issue 8, stream CREATE) ---------------------------
+    def name_holder(self, tenant_id: str, name: str, *, now: datetime) -> str | None:
+        """The id of the tenant's batch holding `name`, or None when the name is free (never
+        claimed, released, or its batch has expired)."""
+
+    def release_name(self, tenant_id: str, name: str, *, batch_id: str | None = None) -> None:
+        """Free `name` (when its batch is deleted). With `batch_id`, only if that batch holds it: a
+        name freed by its batch's expiry may be another batch's since."""
+
+    def list_batches(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        status: BatchStatus | None = None,
+        name_prefix: str | None = None,
+    ) -> tuple[list[Batch], str | None]:
+        """The tenant's batches newest first, those with `status` and a name starting with
+        `name_prefix` when given: at most `limit`, and the position to continue after (an opaque
+        text for `after`) when more may follow."""
+
 
 class StoredObject(NamedTuple):
     """One version of an object, opened for reading: its bytes arrive as `chunks`, once, in order;
@@ -292,3 +316,25 @@ class JobQueue(Protocol):
     """The background jobs queue (BatchJobsQueue): functions/run_batch_job runs what is sent."""
 
     def enqueue(self, job: BatchJob) -> None: ...
+
+
+class IdempotentCalls(Protocol):
+    """Requests made once per client-chosen key (the Idempotency-Key header), for 24 hours."""
+
+    def once(
+        self,
+        scope: str,
+        *,
+        tenant_id: str,
+        key: str,
+        payload: dict[str, Any],
+        call: Callable[[], dict[str, Any]],
+        brief: Callable[[dict[str, Any]], dict[str, Any]],
+        context: Any = None,
+    ) -> dict[str, Any]:
+        """What `call` returns, the first time this tenant uses `key` in `scope`; on a repeat with the
+        same payload within 24 hours, what it returned then, without calling it (or `brief` of it when
+        the whole answer is too large to keep). Keys of different tenants never meet. ConflictError
+        `idempotency_key_reused` when the payload differs, `request_in_progress` while the first call
+        runs. A call that raises is forgotten: a repeat calls again. `context`: the Lambda context,
+        whose remaining time bounds how long a call counts as running if its environment dies."""

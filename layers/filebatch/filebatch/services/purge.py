@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from filebatch.errors import ConflictError, FilebatchError, NotFoundError
+from filebatch.errors import ConflictError, NotFoundError
 from filebatch.models.api import DeleteBatchResponse
 from filebatch.models.domain import BATCH_ID_PATTERN, Batch, Tenant, batch_object_prefixes
 from filebatch.models.workflow import PurgeBatchJob
@@ -75,12 +75,8 @@ def purge_batch(repo: BatchRepository, storage: ObjectStorage, tenant_id: str, b
 
 
 def release_batch_name(repo: BatchRepository, batch: Batch) -> None:
-    """HOOK for the lead (stream CREATE's batch names): free the name a deleted batch held, so that a
-    new batch may take it. Runs before the batch item is deleted (the item holds the name) and on
-    every redelivery, so it must be idempotent. Wire as
-    `if batch.name: repo.release_name(batch.tenant_id, batch.name, batch.batch_id)` once that repository
-    method exists; until then batches have no names and there is nothing to release."""
-    if getattr(batch, "name", None) is not None:
-        raise FilebatchError(
-            "batch names exist but purge does not release them yet (services/purge.py)", code="misconfigured"
-        )
+    """Free the name a deleted batch held, so that a new batch may take it. Runs before the batch
+    item is deleted (the item says which name) and again on every redelivery: releasing is
+    conditional on this batch still holding the name, so a name another batch took since stays its."""
+    if batch.name is not None:
+        repo.release_name(batch.tenant_id, batch.name, batch_id=batch.batch_id)
