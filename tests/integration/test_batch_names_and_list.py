@@ -267,7 +267,13 @@ def test_the_list_shows_the_tenants_batches_newest_first_and_no_one_elses(aws: A
 def test_the_list_pages_and_filters_by_status_and_name_prefix(aws: Aws, invoke: Invoke) -> None:
     ids = [created(invoke, name=name)["batch_id"] for name in ("nightly-1", "weekly", "nightly-2")]
     ids.append(created(invoke)["batch_id"])
-    runtime.repository().finish_batch("acme", ids[2], status=BatchStatus.COMPLETED, at=datetime.now(UTC))
+    runtime.repository().finish_batch(
+        "acme",
+        ids[2],
+        status=BatchStatus.COMPLETED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=datetime.now(UTC),
+    )
     newest_first = ids[::-1]
     # Two at a time until the cursor runs out
     seen: list[str] = []
