@@ -109,8 +109,9 @@ integration: venv
 e2e: venv
 	$(PY) -m pytest tests/e2e -q
 
+# Unit and integration tests first: quick to fail, and they run before any local stack's threads.
 test: lint typecheck check-template checkov build py313 contract ## everything CI runs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests/unit tests/integration tests/e2e
 
 bench: venv
 	$(PY) bench/e2e.py

@@ -162,8 +162,15 @@ class SqsEventSource:
                 messages = self._collect_batch(sqs)
                 if messages:
                     self._deliver(sqs, messages)
-            except Exception:
+            except Exception as error:
                 if self._stop.is_set():
+                    return
+                code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+                if "NonExistentQueue" in code or "QueueDoesNotExist" in code:
+                    # The queue is gone (its stack was reset): nothing will arrive on it again.
+                    log.warning(
+                        "%s: queue %s is gone; poller stops", self.spec.function_logical_id, self.queue_url
+                    )
                     return
                 log.exception("%s: SQS poller error (retrying)", self.spec.function_logical_id)
                 self._stop.wait(1)

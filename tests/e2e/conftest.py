@@ -24,6 +24,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [i for i in items if i not in own_stack] + own_stack
 
 
+# The session's stack, while it runs (see `stack`).
+_SESSION_STACKS: list[Any] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The session's stack stops before the first test with a stack of its own: its SQS pollers and
+    schedules would otherwise go on against moto's shared state, taking messages from the other
+    stack's queues of the same name (and handling them with the session stack's settings)."""
+    if item.get_closest_marker("own_stack"):
+        while _SESSION_STACKS:
+            _SESSION_STACKS.pop().stop()
+
+
 # "flaky" files throttle twice then succeed; "hopeless" files throttle on every attempt.
 FAULTS = "throttle:flaky:2,throttle:hopeless:99"
 
@@ -118,4 +131,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with started_stack(
         tmp_path_factory.mktemp("local-stack"), {"DescribeFaultInjection": FAULTS}, "e2e"
     ) as started:
+        _SESSION_STACKS.append(started.local)
         yield started

@@ -43,11 +43,9 @@ def test_a_batch_of_real_files_completes_with_one_true_result_per_file(stack: St
     status = stack.wait_terminal(batch_id)
     # Then the batch completed, every counter adds up, and there is one result per file
     assert status["status"] == "completed", status
-    assert status["counts"] == {
+    assert {state: n for state, n in status["counts"].items() if n} == {
         "total": len(files),
-        "uploaded": len(files),
         "completed": len(files),
-        "failed": 0,
     }
     assert status["progress_percentage"] == 100.0
     results = stack.results(batch_id)
@@ -157,7 +155,7 @@ def test_duplicate_and_late_s3_events_do_not_double_count(stack: Stack) -> None:
     # Then every count is still exact and the execution ran once
     status = stack.status(batch_id).json()
     assert status["status"] == "completed"
-    assert status["counts"] == {"total": 2, "uploaded": 2, "completed": 2, "failed": 0}
+    assert {state: n for state, n in status["counts"].items() if n} == {"total": 2, "completed": 2}
     sfn = boto3.client("stepfunctions", endpoint_url=stack.local.moto_endpoint)
     executions = sfn.list_executions(stateMachineArn=stack.local.outputs["StateMachineArn"])["executions"]
     assert [e["name"] for e in executions].count(batch_id) == 1
