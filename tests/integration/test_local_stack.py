@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
-from filebatch_local.events import failed_message_ids
+from filebatch_local.events import SqsEventSource, failed_message_ids
 from filebatch_local.lambdas import THROTTLED_BODY, InvokeResult
 from filebatch_local.stack import LocalStack
-from filebatch_local.template import Template
+from filebatch_local.template import SqsSourceSpec, Template
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -586,6 +586,27 @@ def test_a_throttled_sqs_batch_is_left_on_the_queue_whole() -> None:
     # When the event source decides what to delete
     # Then nothing is: every message comes back after the VisibilityTimeout, as on AWS
     assert failed_message_ids(throttled, records, partial=True) == {"m1", "m2"}
+
+
+def test_a_poller_whose_queue_is_gone_stops_quietly() -> None:
+    # Given an event source whose queue no longer exists (another stack reset moto's shared state)
+    from botocore.exceptions import ClientError
+
+    class GoneQueue:
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            error = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "gone"}}
+            raise ClientError(error, "ReceiveMessage")
+
+    invoked: list[Any] = []
+    spec = SqsSourceSpec("F", "E", "Q", "arn:aws:sqs:us-east-1:123456789012:q", 10, 0.0, True, 1, True)
+    source = SqsEventSource(
+        spec, "http://localhost/q", lambda f, e: invoked.append(e), GoneQueue, "us-east-1", max_concurrency=1
+    )
+    # When it starts polling
+    source.start()
+    # Then its poller ends by itself (no retry loop logging every second), having invoked nothing
+    source._threads[0].join(timeout=5)
+    assert not source._threads[0].is_alive() and invoked == []
 
 
 def get(stack: LocalStack, path: str, token: str | None = None) -> requests.Response:
