@@ -314,6 +314,29 @@ def test_results_are_recorded_once_and_finalize_sweeps_the_rest() -> None:
     assert storage.content_types[export_key("acme", BATCH_ID)] == "application/x-ndjson"
 
 
+def test_a_result_for_a_file_in_processing_is_recorded_without_reading_the_file_first() -> None:
+    # Given a file the process step moved to processing, in a store whose reads would fail
+    repo, _ = batch_with(("a.png", 1, "image/png"))
+    assert repo.move_file(
+        "acme", BATCH_ID, "f00001", expected=FileStatus.UPLOADED, to=FileStatus.PROCESSING, at=NOW
+    )
+
+    def no_reads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the result's hot path read the file")
+
+    repo.get_file = no_reads  # type: ignore[method-assign, assignment]
+    facts = FileFacts(size_bytes=1, sha256="0" * 64, detected_content_type="image/png")
+    described = DescribedFile(
+        **task().model_dump(),
+        filename="a.png",
+        facts=facts,
+        description=Description(provider="local", text="t"),
+    )
+    # When its result is recorded, Then it is, with one conditional write
+    assert record_success(repo, described, now=NOW).recorded
+    assert repo.files[("acme", BATCH_ID, "f00001")].status is FileStatus.COMPLETED
+
+
 def test_finalize_is_idempotent() -> None:
     repo, storage = batch_with(("a.png", 1, "image/png"))
     first = finalize_batch(

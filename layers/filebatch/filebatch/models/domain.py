@@ -352,6 +352,11 @@ class BatchFile(BaseModel):
     def object_key(self) -> str:
         return upload_key(self.tenant_id, self.batch_id, self.file_id)
 
+    @property
+    def failed_retryably(self) -> bool:
+        """Failed with an error a later run may not meet: what a retry runs again."""
+        return self.status is FileStatus.FAILED and self.error is not None and self.error.retryable
+
 
 class TenantUsage(BaseModel):
     """What counts against a tenant's plan: batches not yet ended, files declared this month."""

@@ -251,10 +251,12 @@ def retry_batch(
         )
     files = {f.file_id: f for f in _files(repo, batch)}
     if request.file_ids is None:
-        chosen = [f.file_id for f in files.values() if _retryable(f)]
+        chosen = [f.file_id for f in files.values() if f.failed_retryably]
     else:
         chosen = list(dict.fromkeys(request.file_ids))
-        refused = [file_id for file_id in chosen if file_id not in files or not _retryable(files[file_id])]
+        refused = [
+            file_id for file_id in chosen if file_id not in files or not files[file_id].failed_retryably
+        ]
         if refused:
             raise InvalidRequestError(
                 f"not failed with a retryable error: {', '.join(refused[:10])}"
@@ -292,10 +294,6 @@ def retry_batch(
         file_ids=chosen,
         status=BatchStatus.PROCESSING,
     )
-
-
-def _retryable(file: BatchFile) -> bool:
-    return file.status is FileStatus.FAILED and file.error is not None and file.error.retryable
 
 
 # -- the sweep --------------------------------------------------------------------------------

@@ -103,8 +103,7 @@ def _start_file(repo: BatchRepository, task: FileTask, *, now: datetime) -> Batc
         raise NotFoundError(f"file {task.file_id} of batch {task.batch_id} not found", code="file_not_found")
     if file.status is FileStatus.PROCESSING:
         return file
-    retrying = file.status is FileStatus.FAILED and file.error is not None and file.error.retryable
-    if (file.status is FileStatus.UPLOADED or retrying) and repo.move_file(
+    if (file.status is FileStatus.UPLOADED or file.failed_retryably) and repo.move_file(
         task.tenant_id,
         task.batch_id,
         task.file_id,
@@ -237,16 +236,16 @@ def _record(
     description: Description | None,
     error: FileError | None,
 ) -> bool:
-    """The file's first terminal state, from whichever state it is in: False if it had one already."""
+    """The file's first terminal state, from whichever state it is in: False if it had one already.
+    A result comes for a file the process step moved to processing: that is tried first, with no
+    read; the file is read only when it was elsewhere (a failure caught before the move, a cancel)."""
+    seen = FileStatus.PROCESSING
     for _ in range(_RECORD_ATTEMPTS):
-        file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
-        if file is None or file.status.is_terminal:
-            return False
         if repo.move_file(
             task.tenant_id,
             task.batch_id,
             task.file_id,
-            expected=file.status,
+            expected=seen,
             to=to,
             at=now,
             facts=facts,
@@ -254,6 +253,10 @@ def _record(
             error=error,
         ):
             return True
+        file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
+        if file is None or file.status.is_terminal:
+            return False
+        seen = file.status
     return False
 
 
