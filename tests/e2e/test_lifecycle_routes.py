@@ -4,7 +4,6 @@ and a file that is never uploaded (the sweep, run by the template's schedule, en
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,7 +51,6 @@ def test_an_upload_after_close_changes_nothing(stack: Stack) -> None:
     assert closed.json()["counts"]["upload_expired"] == 1
     final = stack.wait_terminal(batch_id)
     assert final["status"] == "completed"
-    assert final["counts"] | {"total": 2} == final["counts"]
     assert (final["counts"]["completed"], final["counts"]["upload_expired"]) == (1, 1)
     results = {r["filename"]: r for r in stack.results(batch_id)}
     assert results["closing-2.png"]["status"] == "upload_expired"
@@ -83,7 +81,7 @@ def test_cancel_during_processing_stops_the_execution_and_cancels_what_is_unfini
     sfn = stack.local.client("stepfunctions")
     arn = stack.local.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{batch_id}"
     wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] == "ABORTED", 60, "the stop")
-    time.sleep(2)
+    # (an ABORTED execution runs no further state: every result it could bring has landed)
     assert stack.status(batch_id).json()["counts"] == final["counts"]
 
 
@@ -131,7 +129,6 @@ def test_a_batch_with_a_file_never_uploaded_ends_on_its_own(short_window: Stack)
     partial = create(short_window, [("arrives.png", content), ("never.png", png(5, 5))])
     put(partial, 0, content)
     empty = create(short_window, [("nothing.png", content)])
-    assert partial["files"][0]["upload"]["expires_at"]
     # When nobody does anything more, past the window (60 s) and the sweep's next minute
     # Then the first processes what arrived and the second expires, each with a terminal state per file
     done = short_window.wait_terminal(partial["batch_id"], timeout=200)
