@@ -542,7 +542,7 @@ def _count_event_deliveries() -> None:
                     meter.add("sqs", "requests (64 KB chunks)", _chunks(len(json.dumps(original_event))))
         send_to_targets(self, original_event, transform_input)
 
-    Rule.send_to_targets = send  # type: ignore[method-assign,assignment]
+    Rule.send_to_targets = send  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------ Step Functions (in moto)
