@@ -19,9 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from e2e import make_files, run
-
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script (bench/ first on the path) or imported as bench.cost (the tests).
+sys.path.insert(0, str(ROOT))
+
+from bench.e2e import make_files, run  # noqa: E402
+
 TARGET_USD_PER_1000 = 0.02
 
 
