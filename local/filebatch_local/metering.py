@@ -481,6 +481,8 @@ def _meter_dynamodb(
         meter.add("dynamodb", "WRU", units)
         # Where they go, for the report (not billed twice: the pricing reads "WRU" only).
         meter.add("dynamodb detail", f"WRU {operation} {table}", units)
+        meter.add("dynamodb detail", f"items written by {operation}", 1)
+        meter.add("dynamodb detail", f"item bytes written by {operation}", max(size_old, size_new))
         if kind != "ConditionCheck":
             for index in indexes:
                 index_units = index_write_units(index, keys, old, new)
