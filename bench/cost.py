@@ -78,13 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     # The client's status polls are requests too (API Gateway, a Lambda, a read each): a client
     # waiting on the webhook makes none, so the bench keeps them few.
     parser.add_argument("--poll-seconds", type=float, default=5.0)
+    # A variant of the template (in the project root, so its relative paths resolve) to compare.
+    parser.add_argument("--template", default="template.yaml")
     args = parser.parse_args(argv)
 
     from filebatch_local.metering import Meter, metering
     from filebatch_local.stack import LocalStack
 
     files = make_files(args.files)
-    with LocalStack(ROOT, api_port=0, state_dir=ROOT / ".local" / "bench-cost") as stack:
+    stack = LocalStack(
+        ROOT, api_port=0, state_dir=ROOT / ".local" / "bench-cost", template_name=args.template
+    )
+    with stack:
         api_key = stack.create_api_key("bench")
         assert stack.template is not None
         with metering(Meter()) as meter:

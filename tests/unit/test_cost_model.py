@@ -3,16 +3,21 @@ checked against the worked examples in AWS's documentation and pricing pages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from filebatch_local.metering import (
+    ChildExecution,
+    Meter,
     SecondaryIndex,
     index_write_units,
     item_size,
     read_units,
     write_units,
 )
-from filebatch_local.pricing import _map_states, express_gb_seconds, lambda_gb_seconds
+from filebatch_local.pricing import PRICES, _map_states, express_gb_seconds, lambda_gb_seconds, usage
+from filebatch_local.template import Template
 
 KB = 1024
 
@@ -160,3 +165,64 @@ def test_child_execution_type_is_read_from_the_asl_at_any_depth() -> None:
     # When the Distributed Maps are listed
     # Then each has its children's type and the inline Map is not one
     assert _map_states(states) == {"Outer": "EXPRESS", "Nested": "STANDARD"}
+
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Architectures: [arm64]
+Resources:
+  Work:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.13
+      Handler: app.handler
+      CodeUri: work/
+      MemorySize: 1024
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Type: STANDARD
+      Definition:
+        StartAt: Files
+        States:
+          Files:
+            Type: Map
+            ItemProcessor:
+              ProcessorConfig: {Mode: DISTRIBUTED, ExecutionType: EXPRESS}
+              StartAt: Do
+              States: {Do: {Type: Pass, End: true}}
+            Next: Done
+          Done: {Type: Succeed}
+"""
+
+
+def test_express_children_are_billed_per_request_and_gb_s_not_per_transition(tmp_path: Path) -> None:
+    # Given a STANDARD workflow whose Distributed Map runs EXPRESS children, and a meter that saw
+    # one execution (2 states), two children of 150 ms and two 150 ms invocations of a 1,024 MB arm64 function
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    template = Template(tmp_path / "template.yaml")
+    (machine,) = (spec.name for spec in template.state_machines().values())
+    meter = Meter()
+    meter.requests[("states", "StartExecution")] = 1
+    meter.parent_transitions[machine] = 2
+    meter.children = [ChildExecution(machine, "Files", transitions=5, duration_ms=150) for _ in range(2)]
+    meter.lambda_invocations["Work"] = 2
+    meter.lambda_billed_ms["Work"] = 300
+    meter.lambda_memory_mb["Work"] = 1024
+    # When it is priced
+    lines = {(line.service, line.item): line for line in usage(meter, template)}
+    # Then the parent pays its start and states as transitions, the children none
+    assert lines[("Step Functions", "parent executions: starts")].quantity == 1
+    assert lines[("Step Functions", "parent executions: states entered")].quantity == 2
+    assert not any("STANDARD children" in item for _, item in lines)
+    # And each child one Express request and 64 MB for 200 ms
+    assert lines[("Step Functions", "EXPRESS children: requests")].quantity == 2
+    assert lines[("Step Functions", "EXPRESS children: GB-s (64 MB)")].quantity == pytest.approx(
+        2 * 64 / 1024 * 0.2
+    )
+    # And the function its GB-s at the arm64 price
+    compute = lines[("Lambda", "Work GB-s (1024 MB, arm64)")]
+    assert compute.quantity == pytest.approx(0.3)
+    assert compute.usd == pytest.approx(0.3 * PRICES["lambda.gb_s.arm64"].usd)
