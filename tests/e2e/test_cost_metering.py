@@ -76,6 +76,8 @@ def test_step_functions_transitions_follow_the_asl(metered: tuple[Stack, Meter, 
     # Then the parent entered each of its top-level states once (nothing failed, nothing retried)
     assert meter.parent_transitions == {machine: len(definition["States"])}
     (child_type,) = set(child_types.values())
+    # And each child is attributed to its Distributed Map state (which decides how it is billed)
+    assert {(c.state_machine, c.map_state) for c in meter.children} == set(child_types)
     if child_type == "STANDARD":
         # And each file ran in a child of its own through ProcessFile, DescribeFile, RecordSuccess
         assert len(meter.children) == FILES
