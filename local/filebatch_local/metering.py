@@ -291,7 +291,14 @@ def _metered_call(
     service, region = scope
     method = environ.get("REQUEST_METHOD", "GET")
     if service == "s3":
-        meter.count("s3", _s3_operation(method, environ))
+        operation = _s3_operation(method, environ)
+        meter.count("s3", operation)
+        # By the key's first segment (uploads/, manifests/, workflow-results/...): per file or per batch.
+        segments = environ.get("PATH_INFO", "/").strip("/").split("/")
+        where = (
+            f"{segments[1]}/" if len(segments) > 2 else (segments[1] if len(segments) == 2 else "(bucket)")
+        )
+        meter.add("s3 detail", f"{operation} {where}", 1)
         return app(environ, start_response)
     body = b""
     length = int(environ.get("CONTENT_LENGTH") or 0)

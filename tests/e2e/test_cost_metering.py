@@ -61,7 +61,7 @@ def test_requests_through_api_gateway_and_s3_are_the_clients(metered: tuple[Stac
     # Then API Gateway saw the create and each status poll
     assert meter.api_requests == 1 + polls
     # And S3 saw each presigned upload; only those matched the upload rule, each one SQS delivery
-    assert meter.requests[("s3", "PutObject")] >= FILES
+    assert meter.units[("s3 detail", "PutObject uploads/")] == FILES
     assert meter.requests[("sqs", "SendMessage (EventBridge target)")] == FILES
     # And the batch's workflow was started once
     assert meter.requests[("states", "StartExecution")] == 1
