@@ -79,7 +79,14 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurrency: int) -> dict[str, Any]:
+def run(
+    api_url: str,
+    api_key: str,
+    files: list[tuple[str, bytes, str]],
+    concurrency: int,
+    *,
+    poll_seconds: float = 0.5,
+) -> dict[str, Any]:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {api_key}"
     uploaded_at: dict[tuple[str, str], float] = {}
@@ -111,7 +118,7 @@ def run(api_url: str, api_key: str, files: list[tuple[str, bytes, str]], concurr
 
     for batch_id in batches:
         while not session.get(f"{api_url}/v1/batches/{batch_id}", timeout=30).json()["is_terminal"]:
-            time.sleep(0.5)
+            time.sleep(poll_seconds)
     finished = time.time()
 
     latencies, statuses = [], {}

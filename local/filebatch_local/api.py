@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from filebatch_local import metering
 from filebatch_local.lambdas import InvokeResult
 from filebatch_local.template import ApiSpec, AuthorizerSpec, RouteSpec
 
@@ -429,6 +430,7 @@ class ApiGateway:
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
+        metering.record_api_request()
         request_id = str(uuid.uuid4())
         split = urlsplit(raw_path)
         path = unquote(split.path) or "/"

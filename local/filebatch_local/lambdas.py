@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from filebatch_local import metering
 from filebatch_local.template import FunctionSpec
 
 WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
@@ -103,6 +104,7 @@ class LogSink:
 
     def write(self, line: str) -> None:
         line = line.rstrip("\n")
+        metering.record_log_line(self._label, line)
         with self._lock:
             if self._file.closed:
                 return
@@ -537,6 +539,7 @@ class FunctionPool:
                 memory += f"\tMax Memory Used: {max_memory} MB"
                 with self._condition:
                     self.peak_memory_used_mb = max(self.peak_memory_used_mb, max_memory)
+            metering.record_invocation(self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000)
             self.sink.write(
                 f"REPORT RequestId: {request_id}\tDuration: {(now - called) * 1000:.2f} ms"
                 f"\tWaited for environment: {(called - started) * 1000:.2f} ms{memory}"

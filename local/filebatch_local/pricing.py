@@ -1,0 +1,259 @@
+"""What a metered local run (filebatch_local.metering) would cost on AWS: the price table, in one
+place, and the billing arithmetic of each service.
+
+Prices are us-east-1, on-demand, without free tiers (they are per account, not per file) and without
+storage (it depends on retention, not on the run). Each price says where it comes from; all were read
+from the AWS pricing pages named, as published in November 2026.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from filebatch_local.metering import Meter
+from filebatch_local.template import Template
+
+
+@dataclass(frozen=True)
+class Price:
+    usd: float  # per one unit
+    unit: str
+
+
+PRICES: dict[str, Price] = {
+    # aws.amazon.com/lambda/pricing: $0.20 per 1M requests; Arm $0.0000133334 per GB-s (first 7.5
+    # billion GB-s a month), x86 $0.0000166667.
+    "lambda.request": Price(0.20 / 1e6, "request"),
+    "lambda.gb_s.arm64": Price(0.0000133334, "GB-s"),
+    "lambda.gb_s.x86_64": Price(0.0000166667, "GB-s"),
+    # aws.amazon.com/step-functions/pricing: Standard $0.025 per 1,000 state transitions (retries
+    # included); Express $1.00 per 1M requests and $0.00001667 per GB-s (first 1,000 h of GB), the
+    # duration rounded up to 100 ms and the memory billed in 64 MB chunks.
+    "states.transition": Price(0.025 / 1000, "transition"),
+    "states.express_request": Price(1.00 / 1e6, "request"),
+    "states.express_gb_s": Price(0.00001667, "GB-s"),
+    # aws.amazon.com/dynamodb/pricing/on-demand (since 1 Nov 2024): $0.625 per 1M write request
+    # units, $0.125 per 1M read request units, Standard table class.
+    "dynamodb.wru": Price(0.625 / 1e6, "WRU"),
+    "dynamodb.rru": Price(0.125 / 1e6, "RRU"),
+    # aws.amazon.com/s3/pricing, S3 Standard: PUT, COPY, POST, LIST $0.005 per 1,000; GET, SELECT
+    # and all other requests $0.0004 per 1,000; DELETE and CANCEL free.
+    "s3.tier1": Price(0.005 / 1000, "request"),
+    "s3.tier2": Price(0.0004 / 1000, "request"),
+    # aws.amazon.com/sqs/pricing: standard queues $0.40 per 1M requests (each 64 KB chunk one).
+    "sqs.request": Price(0.40 / 1e6, "request"),
+    # aws.amazon.com/eventbridge/pricing: custom events $1.00 per 1M (64 KB chunks); events from AWS
+    # services (S3's Object Created included) are free.
+    "events.custom": Price(1.00 / 1e6, "event"),
+    "events.aws_service": Price(0.0, "event"),
+    # aws.amazon.com/api-gateway/pricing: REST APIs $3.50 per 1M requests (first 333M a month).
+    "apigateway.rest_request": Price(3.50 / 1e6, "request"),
+    # aws.amazon.com/cloudwatch/pricing: logs ingested (Standard class) $0.50 per GB.
+    "logs.ingest_gb": Price(0.50, "GB"),
+}
+
+# S3 operations billed at the PUT/COPY/POST/LIST rate; DELETE-type ones are free; the rest are GET-type.
+S3_TIER1 = {
+    "PutObject",
+    "CopyObject",
+    "PostObject",
+    "UploadPart",
+    "CreateMultipartUpload",
+    "CompleteMultipartUpload",
+    "ListObjects",
+    "ListParts",
+    "PutBucket*",
+}
+S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
+EXPRESS_MEMORY_CHUNK_MB = 64
+EXPRESS_DURATION_STEP_MS = 100
+
+
+# ------------------------------------------------------------------------ billing arithmetic
+def lambda_gb_seconds(memory_mb: int, billed_ms: int) -> float:
+    """Lambda compute: the configured memory (GB, 1,024 MB each) times the billed duration (s)."""
+    return memory_mb / 1024 * billed_ms / 1000
+
+
+def express_gb_seconds(duration_ms: float, memory_mb: float = EXPRESS_MEMORY_CHUNK_MB) -> float:
+    """One Express execution's billed GB-s: duration up to the next 100 ms, memory up to the next
+    64 MB chunk (at least one)."""
+    billed_ms = max(1, math.ceil(duration_ms / EXPRESS_DURATION_STEP_MS)) * EXPRESS_DURATION_STEP_MS
+    billed_mb = max(1, math.ceil(memory_mb / EXPRESS_MEMORY_CHUNK_MB)) * EXPRESS_MEMORY_CHUNK_MB
+    return billed_mb / 1024 * billed_ms / 1000
+
+
+def _map_states(states: dict[str, Any]) -> dict[str, str]:
+    """Every Distributed Map state (at any depth) → its children's ExecutionType."""
+    found: dict[str, str] = {}
+    for name, state in states.items():
+        processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+        config = processor.get("ProcessorConfig") or {}
+        if state.get("Type") == "Map" and config.get("Mode") == "DISTRIBUTED":
+            found[name] = str(config.get("ExecutionType", "STANDARD"))
+        found |= _map_states(processor.get("States") or {})
+        for branch in state.get("Branches") or []:
+            found |= _map_states(branch.get("States") or {})
+    return found
+
+
+def workflow_types(template: Template) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """From the template: each state machine's type by name, and the ExecutionType of each
+    Distributed Map's children by (state machine name, Map state name), read from the ASL."""
+    machines: dict[str, str] = {}
+    children: dict[tuple[str, str], str] = {}
+    for spec in template.state_machines().values():
+        machines[spec.name] = spec.type.upper()
+        for state, kind in _map_states(json.loads(spec.definition).get("States") or {}).items():
+            children[(spec.name, state)] = kind.upper()
+    return machines, children
+
+
+# ------------------------------------------------------------------------ the bill
+@dataclass(frozen=True)
+class Line:
+    service: str
+    item: str
+    quantity: float
+    price: str  # key of PRICES
+
+    @property
+    def usd(self) -> float:
+        return self.quantity * PRICES[self.price].usd
+
+
+def usage(meter: Meter, template: Template) -> list[Line]:
+    """Everything the meter counted, as billable quantities with their price."""
+    lines: list[Line] = []
+    requests = dict(meter.requests)
+    units = dict(meter.units)
+
+    # Lambda
+    for logical_id, invocations in sorted(meter.lambda_invocations.items()):
+        memory = meter.lambda_memory_mb[logical_id]
+        architecture = str((template.properties(logical_id).get("Architectures") or ["x86_64"])[0])
+        gb_s = lambda_gb_seconds(memory, meter.lambda_billed_ms[logical_id])
+        lines.append(Line("Lambda", f"{logical_id} invocations", invocations, "lambda.request"))
+        lines.append(
+            Line(
+                "Lambda",
+                f"{logical_id} GB-s ({memory} MB, {architecture})",
+                gb_s,
+                f"lambda.gb_s.{architecture}",
+            )
+        )
+
+    # Step Functions
+    machines, child_types = workflow_types(template)
+    # Step Functions signs its requests as service "states".
+    starts = requests.get(("states", "StartExecution"), 0) + requests.get(("states", "StartSyncExecution"), 0)
+    parent_states = sum(meter.parent_transitions.values())
+    if any(kind == "EXPRESS" for kind in machines.values()):
+        raise NotImplementedError("an EXPRESS state machine at the top: meter its executions' durations")
+    lines.append(Line("Step Functions", "parent executions: starts", starts, "states.transition"))
+    lines.append(
+        Line("Step Functions", "parent executions: states entered", parent_states, "states.transition")
+    )
+    standard_children = [c for c in meter.children if _child_type(c, child_types) == "STANDARD"]
+    express_children = [c for c in meter.children if _child_type(c, child_types) == "EXPRESS"]
+    if standard_children:
+        lines.append(
+            Line("Step Functions", "STANDARD children: starts", len(standard_children), "states.transition")
+        )
+        lines.append(
+            Line(
+                "Step Functions",
+                "STANDARD children: states entered",
+                sum(c.transitions for c in standard_children),
+                "states.transition",
+            )
+        )
+    if express_children:
+        lines.append(
+            Line(
+                "Step Functions",
+                "EXPRESS children: requests",
+                len(express_children),
+                "states.express_request",
+            )
+        )
+        lines.append(
+            Line(
+                "Step Functions",
+                "EXPRESS children: GB-s (64 MB)",
+                sum(express_gb_seconds(c.duration_ms) for c in express_children),
+                "states.express_gb_s",
+            )
+        )
+
+    # DynamoDB
+    for unit, price in (("WRU", "dynamodb.wru"), ("WRU (indexes)", "dynamodb.wru"), ("RRU", "dynamodb.rru")):
+        if units.get(("dynamodb", unit)):
+            lines.append(Line("DynamoDB", unit, units[("dynamodb", unit)], price))
+
+    # S3
+    tier1 = sum(n for (s, op), n in requests.items() if s == "s3" and op in S3_TIER1)
+    tier2 = sum(n for (s, op), n in requests.items() if s == "s3" and op not in S3_TIER1 | S3_FREE)
+    lines.append(Line("S3", "PUT/COPY/POST/LIST requests", tier1, "s3.tier1"))
+    lines.append(Line("S3", "GET and other requests", tier2, "s3.tier2"))
+
+    # SQS (empty receives are the pollers' idle cost: per stack, not per file)
+    lines.append(
+        Line(
+            "SQS", "requests (64 KB chunks)", units.get(("sqs", "requests (64 KB chunks)"), 0), "sqs.request"
+        )
+    )
+
+    # EventBridge
+    lines.append(
+        Line(
+            "EventBridge",
+            "custom events (64 KB chunks)",
+            units.get(("events", "custom events (64 KB chunks)"), 0),
+            "events.custom",
+        )
+    )
+    lines.append(
+        Line(
+            "EventBridge",
+            "S3 events to the bus",
+            units.get(("events", "S3 events to EventBridge"), 0),
+            "events.aws_service",
+        )
+    )
+
+    # API Gateway
+    lines.append(Line("API Gateway", "REST requests", meter.api_requests, "apigateway.rest_request"))
+
+    # CloudWatch Logs
+    lines.append(
+        Line(
+            "CloudWatch Logs",
+            "Lambda log ingestion (GB)",
+            sum(meter.log_bytes.values()) / 1e9,
+            "logs.ingest_gb",
+        )
+    )
+    return lines
+
+
+def _child_type(child: Any, child_types: dict[tuple[str, str], str]) -> str:
+    kind = child_types.get((child.state_machine, child.map_state or ""))
+    if kind is None:
+        # The Map's name was not known at run time: one Distributed Map in that machine decides.
+        candidates = {k for (machine, _), k in child_types.items() if machine == child.state_machine}
+        if len(candidates) != 1:
+            raise ValueError(f"cannot tell the ExecutionType of a child of {child.state_machine}")
+        kind = candidates.pop()
+    return kind
+
+
+def per_service(lines: list[Line]) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for line in lines:
+        totals[line.service] += line.usd
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
