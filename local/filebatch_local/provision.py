@@ -437,9 +437,9 @@ def _item_batcher_and_express_children() -> None:
         taken = _take_map_fields_moto_refuses(document) if isinstance(document, dict) else {}
         if not taken:
             return original_parse(definition)
-        program, tree = original_parse(json.dumps(document))
-        attach(program.states, taken, ())
-        return program, tree
+        parsed: tuple[Any, Any] = original_parse(json.dumps(document))
+        attach(parsed[0].states, taken, ())
+        return parsed
 
     AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
 
