@@ -87,6 +87,7 @@ def install_moto_patches() -> None:
         _serialise_dynamodb()
         _cache_step_functions_clients()
         _result_writer_reads_the_state_input()
+        _item_batcher_and_express_children()
         _patches_installed = True
 
 
@@ -211,6 +212,264 @@ def _result_writer_reads_the_state_input() -> None:
         self.resource_eval.eval_resource(env=env)
 
     result_writer._eval_body = _eval_body  # type: ignore[method-assign]
+
+
+# The most a batch may hold when the ItemBatcher sets no MaxInputBytesPerBatch: a child's input, which
+# is what Step Functions caps (256 KiB).
+_DEFAULT_MAX_BATCH_BYTES = 256 * 1024
+_BATCHER_KEYS = frozenset(
+    {
+        "MaxItemsPerBatch",
+        "MaxItemsPerBatchPath",
+        "MaxInputBytesPerBatch",
+        "MaxInputBytesPerBatchPath",
+        "BatchInput",
+    }
+)
+
+
+# An Express child's most (Step Functions quotas: an Express execution lasts at most 5 minutes).
+EXPRESS_CHILD_LIMIT_S: float = 300
+
+
+def _take_map_fields_moto_refuses(
+    definition: dict[str, Any], scope: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Remove what moto's grammar refuses from every Map state of a definition (in place): its
+    ItemBatcher, and an EXPRESS ExecutionType (the grammar knows STANDARD only; it becomes STANDARD).
+    Keyed by the Map's path of state names (a Map inside another Map's ItemProcessor is (outer, inner))."""
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    states = definition.get("States")
+    if not isinstance(states, dict):
+        return found
+    for name, state in states.items():
+        if not isinstance(state, dict) or state.get("Type") != "Map":
+            continue
+        taken: dict[str, Any] = {}
+        if "ItemBatcher" in state:
+            taken["ItemBatcher"] = state.pop("ItemBatcher")
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if isinstance(processor, dict):
+            config = processor.get("ProcessorConfig")
+            if isinstance(config, dict) and config.get("ExecutionType") == "EXPRESS":
+                config["ExecutionType"] = "STANDARD"
+                taken["Express"] = True
+            found |= _take_map_fields_moto_refuses(processor, (*scope, name))
+        if taken:
+            found[(*scope, name)] = taken
+    return found
+
+
+class _ItemBatcher:
+    """An ItemBatcher as AWS documents it (Step Functions developer guide, "ItemBatcher (Map)"): each
+    child gets {"Items": [...], "BatchInput": {...}}, at most MaxItemsPerBatch(Path) items and at
+    most MaxInputBytesPerBatch(Path) bytes (256 KiB without one), the lower limit winning; the Map's
+    ItemSelector is applied to each item before batching; BatchInput is a payload template over the
+    Map state's input."""
+
+    def __init__(self, spec: Any, parse: Callable[[str], Any]) -> None:
+        from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException
+
+        def invalid(message: str) -> ASLParserException:
+            return ASLParserException(errors=[f"ItemBatcher: {message}"])
+
+        if not isinstance(spec, dict) or not spec:
+            raise invalid("must be an object with at least one field")
+        if unknown := set(spec) - _BATCHER_KEYS:
+            raise invalid(f"unknown fields {sorted(unknown)}")
+        for static, path in (
+            ("MaxItemsPerBatch", "MaxItemsPerBatchPath"),
+            ("MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath"),
+        ):
+            if static in spec and path in spec:
+                raise invalid(f"{static} and {path} are mutually exclusive")
+            if static in spec and not _positive_int(spec[static]):
+                raise invalid(f"{static} must be a positive integer")
+            if path in spec and not (isinstance(spec[path], str) and spec[path].startswith("$")):
+                raise invalid(f"{path} must be a JSONPath")
+        self.spec = spec
+        self.batch_input = None
+        if "BatchInput" in spec:
+            if not isinstance(spec["BatchInput"], dict):
+                raise invalid("BatchInput must be an object")
+            # moto's own payload template (paths, intrinsic functions, the context object), parsed
+            # as the Parameters of a one-state program.
+            program, _ = parse(
+                json.dumps(
+                    {
+                        "StartAt": "BatchInput",
+                        "States": {
+                            "BatchInput": {"Type": "Pass", "Parameters": spec["BatchInput"], "End": True}
+                        },
+                    }
+                )
+            )
+            self.batch_input = program.states.states["BatchInput"].parameters
+
+    def _limit(self, name: str, map_input: Any) -> int | None:
+        from moto.stepfunctions.parser.asl.utils.json_path import extract_json
+
+        if name in self.spec:
+            return int(self.spec[name])
+        path = self.spec.get(f"{name}Path")
+        if path is None:
+            return None
+        value = extract_json(path, map_input)
+        if not _positive_int(value):
+            raise ValueError(f"ItemBatcher {name}Path {path} is {value!r}, not a positive integer")
+        return int(value)
+
+    def _payload(self, env: Any, component: Any, map_input: Any, item: tuple[int, Any] | None) -> Any:
+        from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
+
+        frame = env.open_inner_frame()
+        try:
+            if item is not None:
+                frame.states.context_object.context_object_data["Map"] = MapData(
+                    Item=ItemData(Index=item[0], Value=item[1])
+                )
+            frame.states.reset(input_value=map_input)
+            frame.stack.append(map_input)
+            component.eval(frame)
+            return frame.stack.pop()
+        finally:
+            env.delete_frame(frame)
+
+    def batches(self, env: Any, items: list[Any], item_selector: Any) -> list[dict[str, Any]]:
+        map_input = env.states.get_input()
+        if item_selector is not None:
+            items = [self._payload(env, item_selector, map_input, (i, v)) for i, v in enumerate(items)]
+        max_items = self._limit("MaxItemsPerBatch", map_input) or len(items) or 1
+        max_bytes = self._limit("MaxInputBytesPerBatch", map_input) or _DEFAULT_MAX_BATCH_BYTES
+        extra: dict[str, Any] = {}
+        if self.batch_input is not None:
+            extra["BatchInput"] = self._payload(env, self.batch_input, map_input, None)
+
+        def size(batch: list[Any]) -> int:
+            return len(json.dumps({"Items": batch, **extra}, separators=(",", ":")).encode())
+
+        batches: list[dict[str, Any]] = []
+        current: list[Any] = []
+        current_bytes = size([])
+        for item in items:
+            # Each item adds its own JSON and a comma.
+            item_bytes = len(json.dumps(item, separators=(",", ":")).encode()) + (1 if current else 0)
+            if current and (len(current) >= max_items or current_bytes + item_bytes > max_bytes):
+                batches.append({"Items": current, **extra})
+                current, current_bytes = [], size([])
+                item_bytes -= 1
+            if current_bytes + item_bytes > max_bytes:
+                raise ValueError(f"ItemBatcher: an item alone exceeds {max_bytes} bytes per batch")
+            current.append(item)
+            current_bytes += item_bytes
+        if current:
+            batches.append({"Items": current, **extra})
+        return batches
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _item_batcher_and_express_children() -> None:
+    # moto's ASL grammar (5.2.5) has no ItemBatcher and no EXPRESS children: create_state_machine
+    # refuses either. The parser is given the definition without them; what was taken is kept on the
+    # Distributed Map's iteration component it belongs to: the batcher groups the items that
+    # component hands to its children, and an Express child is cut at EXPRESS_CHILD_LIMIT_S as AWS
+    # cuts it (at the next state boundary: a running task finishes, nothing after it runs). moto runs
+    # a Distributed Map's children inside the parent (no child executions, no child histories, for
+    # either type), so history is not something the type changes here. Everything else (ItemReader,
+    # the children's own states, ResultWriter) runs as moto runs it.
+    #
+    # Upstream: LocalStack's interpreter, which moto's is a port of, has ItemBatcher (grammar rules
+    # and an item batcher component under its state_map package, covered by its MAP_ITEM_BATCHER_*
+    # snapshot templates). The way to offer it to moto is to port that component and its grammar
+    # rules into moto/stepfunctions/parser/asl (regenerating the ANTLR runtime, as moto's port
+    # script does), with the behaviour tested here as its tests; this patch goes when moto has it.
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramTimedOut
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    DistributedIterationComponent = distributed_iteration_component.DistributedIterationComponent
+    DistributedItemProcessorWorker = distributed_item_processor_worker.DistributedItemProcessorWorker
+    original_parse = AmazonStateLanguageParser.parse
+
+    def express(component: Any) -> None:
+        make_program = component._get_iteration_program
+
+        def program_with_the_express_limit() -> Any:
+            program = make_program()
+            # Read at each run, so that a test can shorten it.
+            program.timeout_seconds = TimeoutSeconds(timeout_seconds=EXPRESS_CHILD_LIMIT_S)  # type: ignore[arg-type]
+            return program
+
+        component._get_iteration_program = program_with_the_express_limit
+
+    def attach(states: Any, taken: dict[tuple[str, ...], dict[str, Any]], scope: tuple[str, ...]) -> None:
+        for name, state in states.states.items():
+            if not isinstance(state, StateMap):
+                continue
+            key = (*scope, name)
+            component = state.iteration_component
+            fields = taken.get(key, {})
+            if fields and not isinstance(component, DistributedIterationComponent):
+                raise ASLParserException(errors=[f"{name}: ItemBatcher and EXPRESS need a DISTRIBUTED Map"])
+            if "ItemBatcher" in fields:
+                component.item_batcher = _ItemBatcher(fields["ItemBatcher"], original_parse)  # type: ignore[attr-defined]
+            if fields.get("Express"):
+                express(component)
+            inner = getattr(component, "_states", None)
+            if inner is not None:
+                attach(inner, taken, key)
+
+    def parse(definition: str) -> Any:
+        try:
+            document = json.loads(definition)
+        except ValueError:
+            return original_parse(definition)
+        taken = _take_map_fields_moto_refuses(document) if isinstance(document, dict) else {}
+        if not taken:
+            return original_parse(definition)
+        parsed: tuple[Any, Any] = original_parse(json.dumps(document))
+        attach(parsed[0].states, taken, ())
+        return parsed
+
+    AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+    original_map_run = DistributedIterationComponent._map_run
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        batcher: _ItemBatcher | None = getattr(self, "item_batcher", None)
+        if batcher is not None:
+            env.stack.append(batcher.batches(env, env.stack.pop(), eval_input.item_selector))
+            # Already applied to each item: the children's input is the batch itself.
+            eval_input.item_selector = None
+        original_map_run(self, env, eval_input)
+
+    DistributedIterationComponent._map_run = _map_run  # type: ignore[method-assign]
+
+    original_eval_job = DistributedItemProcessorWorker._eval_job
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        original_eval_job(self, env, job)
+        # moto counts a child that ran out of time as succeeded, its input as its output: on AWS it
+        # timed out and has no output.
+        if isinstance(env.program_state(), ProgramTimedOut):
+            record = self._map_run_record
+            for counter in (record.item_counter, record.execution_counter):
+                counter.succeeded.offset(-1)
+                counter.results_written.offset(-1)
+                counter.timed_out.count()
+            job.job_output = None
+
+    DistributedItemProcessorWorker._eval_job = _eval_job  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------ moto server

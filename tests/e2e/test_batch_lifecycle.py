@@ -108,7 +108,8 @@ def test_retryable_describe_errors_are_retried_then_recorded(stack: Stack) -> No
     # And the state machine really retried: the describe function logged every attempt it got
     attempts = describe_attempts(stack, batch_id)
     assert attempts[results["flaky-1.png"]["file_id"]] == [0, 1, 2]
-    assert attempts[results["hopeless.png"]["file_id"]] == [0, 1, 2, 3]
+    # (the first call and the Retry's two: three calls of the slowest provider fit an Express child)
+    assert attempts[results["hopeless.png"]["file_id"]] == [0, 1, 2]
 
 
 def describe_attempts(stack: Stack, batch_id: str) -> dict[str, list[int]]:

@@ -138,3 +138,161 @@ def test_the_result_writer_prefix_is_a_path_into_the_map_states_input() -> None:
         assert len(keys) == 1
         assert keys[0].startswith(workflow_results_prefix("acme", "b-1"))
         assert keys[0].endswith("/manifest.json")
+
+
+# ------------------------------------------------------------------ ItemBatcher and EXPRESS children
+REAL_ASL = json.loads((PROJECT_ROOT / "statemachine" / "process_batch.asl.json").read_text())
+BUCKET = "batcher-bucket"
+
+
+def real_state(name: str, **substitutions: str) -> dict[str, Any]:
+    """A top-level state of the real ASL, its ${...} placeholders substituted as CloudFormation does."""
+    text = json.dumps(REAL_ASL["States"][name])
+    for key, value in {"UploadBucketName": BUCKET, **substitutions}.items():
+        text = text.replace("${" + key + "}", value)
+    state: dict[str, Any] = json.loads(text)
+    return state
+
+
+def run(definition: dict[str, Any], execution_input: dict[str, Any], items: list[Any]) -> dict[str, Any]:
+    """Create the machine, put the manifest, run one execution to its end; its description."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="manifests/acme/b-1.json", Body=json.dumps(items).encode())
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )
+    execution = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"], name="b-1", input=json.dumps(execution_input)
+    )
+    for _ in range(300):
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        if described["status"] != "RUNNING":
+            return described  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("the execution did not end")
+
+
+def child_outputs_of(
+    item_batcher: dict[str, Any], items: list[Any], item_selector: dict[str, Any] | None = None
+) -> list[Any]:
+    """The inputs the Distributed Map's children got (each child passes its input through)."""
+    process_files = real_state("ProcessFiles")
+    process_files["ItemBatcher"] = item_batcher
+    if item_selector is not None:
+        process_files["ItemSelector"] = item_selector
+    process_files["ItemProcessor"] = {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+        "StartAt": "Child",
+        "States": {"Child": {"Type": "Pass", "End": True}},
+    }
+    process_files.update({"ResultPath": "$.children", "End": True})
+    for key in ("ResultWriter", "Catch", "Next"):
+        process_files.pop(key)
+    definition = {"StartAt": "ProcessFiles", "States": {"ProcessFiles": process_files}}
+    execution_input = {
+        "tenant_id": "acme",
+        "batch_id": "b-1",
+        "manifest_key": "manifests/acme/b-1.json",
+        "instructions": {"language": "en"},
+        "batching": {"max_items_per_batch": 3},
+    }
+    install_moto_patches()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        described = run(definition, execution_input, items)
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    children: list[Any] = json.loads(described["output"])["children"]
+    return children
+
+
+def test_the_real_item_batcher_hands_each_child_up_to_max_items_per_batch_files_and_the_batch_input() -> None:
+    # Given the state machine's own ItemBatcher (MaxItemsPerBatchPath, a BatchInput from the
+    # execution input) over a manifest of 7 files, and an execution input asking for 3 per batch
+    files = [{"file_id": f"f{n:05d}"} for n in range(1, 8)]
+    # When the Distributed Map runs
+    children = child_outputs_of(real_state("ProcessFiles")["ItemBatcher"], files)
+    # Then the children got the files in order, 3, 3 and 1, each with the batch's own fields
+    batch_input = {"tenant_id": "acme", "batch_id": "b-1", "instructions": {"language": "en"}}
+    assert children == [
+        {"Items": files[0:3], "BatchInput": batch_input},
+        {"Items": files[3:6], "BatchInput": batch_input},
+        {"Items": files[6:7], "BatchInput": batch_input},
+    ]
+
+
+def test_a_batch_stops_at_max_input_bytes_and_the_item_selector_shapes_each_item_first() -> None:
+    # Given items of 2 sizes, an ItemSelector adding the item's index, at most 10 items and 60 bytes
+    items = [{"v": "x" * 20}, {"v": "y"}, {"v": "z"}, {"v": "w" * 20}]
+    selector = {"v.$": "$$.Map.Item.Value.v", "i.$": "$$.Map.Item.Index"}
+    # When the Map runs
+    children = child_outputs_of({"MaxItemsPerBatch": 10, "MaxInputBytesPerBatch": 60}, items, selector)
+    # Then each child's input stays within 60 bytes, items whole and in order, selected first
+    selected = [{"v": item["v"], "i": index} for index, item in enumerate(items)]
+    assert [child["Items"] for child in children] == [selected[0:1], selected[1:3], selected[3:4]]
+    assert all(len(json.dumps(child, separators=(",", ":"))) <= 60 for child in children)
+    assert all("BatchInput" not in child for child in children)
+
+
+@pytest.mark.parametrize(
+    "item_batcher",
+    [
+        {"MaxItemsPerBatch": 2, "MaxItemsPerBatchPath": "$.n"},
+        {"MaxItemsPerBatch": 0},
+        {"MaxItemsPerBatch": 2, "Unknown": 1},
+    ],
+)
+def test_an_item_batcher_aws_would_refuse_is_refused_at_create(item_batcher: dict[str, Any]) -> None:
+    process_files = real_state("ProcessFiles", MaxItemsPerBatch="20")
+    process_files["ItemBatcher"] = item_batcher
+    process_files.update({"End": True})
+    process_files.pop("Next")
+    process_files.pop("Catch")
+    install_moto_patches()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        # (moto answers an invalid definition with an empty error code and the parser's message)
+        with pytest.raises(ClientError, match=r"ASLParserException ItemBatcher: "):
+            sfn.create_state_machine(
+                name="m",
+                definition=json.dumps({"StartAt": "ProcessFiles", "States": {"ProcessFiles": process_files}}),
+                roleArn="arn:aws:iam::123456789012:role/sfn",
+            )
+
+
+@pytest.mark.parametrize(("execution_type", "timed_out"), [("EXPRESS", True), ("STANDARD", False)])
+def test_an_express_child_is_cut_at_its_time_limit_and_a_standard_one_is_not(
+    execution_type: str, timed_out: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given children that wait 1 s, then mark their output, and an Express limit shortened to 0.2 s
+    from filebatch_local import provision
+
+    monkeypatch.setattr(provision, "EXPRESS_CHILD_LIMIT_S", 0.2)
+    process_files = real_state("ProcessFiles")
+    process_files["ItemProcessor"] = {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type},
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+            "Done": {"Type": "Pass", "Result": "done", "End": True},
+        },
+    }
+    process_files.update({"ResultPath": "$.children", "End": True})
+    for key in ("ResultWriter", "Catch", "Next", "ItemBatcher"):
+        process_files.pop(key)
+    install_moto_patches()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        # When a batch of one file runs
+        described = run(
+            {"StartAt": "ProcessFiles", "States": {"ProcessFiles": process_files}},
+            {"tenant_id": "acme", "batch_id": "b-1", "manifest_key": "manifests/acme/b-1.json"},
+            [{"file_id": "f00001"}],
+        )
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        map_run = sfn.list_map_runs(executionArn=described["executionArn"])["mapRuns"][0]
+        counts = sfn.describe_map_run(mapRunArn=map_run["mapRunArn"])["executionCounts"]
+    # Then the Express child timed out without an output (its state after the wait never ran), as
+    # Step Functions cuts an Express execution at its limit; the Standard child finished
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert json.loads(described["output"])["children"] == ([None] if timed_out else ["done"])
+    assert (counts["timedOut"], counts["succeeded"]) == ((1, 0) if timed_out else (0, 1))

@@ -259,3 +259,84 @@ def test_describe_throttled_by_fault_injection_raises_the_retryable_error_name(
     # Then the first raises the class name the ASL retries on; the later attempt succeeds
     assert type(throttled.value).__name__ == "RetryableDescriptionError"
     assert described["description"]["provider"] == "local"
+
+
+def run_child(invoke: Invoke, child_input: dict[str, Any]) -> None:
+    """One Express child of the Distributed Map, as the ASL chains its tasks: each of its files goes
+    process → describe → record the success; an error that escapes a step (after its Retry) is
+    caught with the step's input and recorded as the failure."""
+    shared = child_input["BatchInput"]
+    for item in child_input["Items"]:
+        task = {**shared, "file_id": item["file_id"]}
+        step_input: dict[str, Any] = task
+        try:
+            processed = invoke("process_file", task)
+            step_input = processed
+            described = invoke("describe_file", {"file": processed, "attempt": 0})
+        except Exception as error:
+            cause = {"errorType": type(error).__name__, "errorMessage": str(error)}
+            caught = {**step_input, "error": {"Error": type(error).__name__, "Cause": json.dumps(cause)}}
+            invoke("record_result", {"outcome": "failed", "file": caught})
+            continue
+        invoke("record_result", {"outcome": "succeeded", "file": described})
+
+
+def test_an_express_child_run_twice_changes_nothing_the_second_time(
+    aws: Aws, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch of a good file, a file whose bytes are longer than declared, and a file whose
+    # description keeps failing retryably (the provider throttles it on every attempt)
+    monkeypatch.setenv("DESCRIBE_FAULT_INJECTION", "throttle:hopeless:99")
+    from filebatch import runtime
+    from filebatch.config import get_settings
+
+    get_settings.cache_clear()
+    runtime.fault_injection.cache_clear()
+    good, liar, hopeless = png(6, 4), png(5, 5), png(7, 7)
+    created = create(
+        invoke,
+        [
+            ("good.png", good, "image/png"),
+            ("liar.png", liar, "image/png"),
+            ("hopeless.png", hopeless, "image/png"),
+        ],
+    )
+    batch_id = created["batch_id"]
+    upload_all(created, [good, liar + b"extra", hopeless])
+    for file_id, content in (("f00001", good), ("f00002", liar), ("f00003", hopeless)):
+        invoke("record_upload", s3_event(batch_id, file_id, len(content)))
+    # ... and the input Step Functions gives the child that holds all three (ItemBatcher)
+    child_input = {
+        "Items": [{"file_id": "f00001"}, {"file_id": "f00002"}, {"file_id": "f00003"}],
+        "BatchInput": {"tenant_id": "acme", "batch_id": batch_id, "instructions": {}},
+    }
+
+    def snapshot() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        status = batch_status(invoke, batch_id)
+        # Computed from the clock at each read, not stored: None, then 0 after its warm-up.
+        status.pop("eta_seconds")
+        results = json.loads(
+            invoke(
+                "list_results",
+                api_event("GET", f"/v1/batches/{batch_id}/results", path_parameters={"batch_id": batch_id}),
+            )["body"]
+        )["items"]
+        return status, results
+
+    # When the child runs, and Express (at-least-once) runs it again with the same items
+    run_child(invoke, child_input)
+    after_first = snapshot()
+    run_child(invoke, child_input)
+    after_second = snapshot()
+
+    # Then the first run recorded one terminal state per file
+    status, results = after_first
+    assert {k: n for k, n in status["counts"].items() if n} == {"total": 3, "completed": 1, "failed": 2}
+    assert [(r["status"], (r.get("error") or {}).get("code")) for r in results] == [
+        ("completed", None),
+        ("failed", "size_mismatch"),
+        ("failed", "provider_throttled"),
+    ]
+    # And the second changed nothing: counts, states, results (times included), even for the file
+    # that failed retryably in this very run
+    assert after_second == after_first

@@ -6,11 +6,17 @@ import hashlib
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from filebatch.errors import FileRejectedError, InvalidRequestError, RetryableDescriptionError
+from filebatch.errors import (
+    FileNotRunnableError,
+    FileRejectedError,
+    InvalidRequestError,
+    RetryableDescriptionError,
+)
 from filebatch.media.source import MediaSource
 from filebatch.models.api import CreateBatchRequest, DescriptionOptions, FileResult, FileSpec
 from filebatch.models.domain import (
@@ -181,18 +187,27 @@ def test_the_batch_instructions_reach_the_provider_through_the_execution_input()
             seen.append(instructions)
             return super().describe(media, facts, filename)
 
-    # When the Map's ItemSelector (as the ASL writes it) builds the file's task from the execution
-    # input, and the task is processed, then described from the process step's output
+    # When the Distributed Map's BatchInput and its child's ItemSelector (as the ASL writes them)
+    # build the file's task from the execution input, and the task is processed, then described
+    # from the process step's output
     machine = json.loads((PROJECT_ROOT / "statemachine" / "process_batch.asl.json").read_text())
-    selector = next(s for s in machine["States"].values() if s["Type"] == "Map")["ItemSelector"]
+    distributed = machine["States"]["ProcessFiles"]
+    inline = next(iter(distributed["ItemProcessor"]["States"].values()))
     item = {"file_id": "f00001"}
+
+    def resolve(path: str, state_input: dict[str, Any]) -> Any:
+        value: Any = item if path.startswith("$$.Map.Item.Value") else state_input
+        for key in path.removeprefix("$$.Map.Item.Value").removeprefix("$").split(".")[1:]:
+            value = value[key]
+        return value
+
+    batch_input = {
+        name.removesuffix(".$"): resolve(path, execution_input)
+        for name, path in distributed["ItemBatcher"]["BatchInput"].items()
+    }
+    child_input = {"Items": [item], "BatchInput": batch_input}
     task = FileTask.model_validate(
-        {
-            name.removesuffix(".$"): item[path.rsplit(".", 1)[1]]
-            if path.startswith("$$.Map.Item.Value.")
-            else execution_input[path.removeprefix("$.")]
-            for name, path in selector.items()
-        }
+        {name.removesuffix(".$"): resolve(path, child_input) for name, path in inline["ItemSelector"].items()}
     )
     processed = process_file(repo, storage, task, now=NOW)
     payload = DescribeFileInput.model_validate_json(DescribeFileInput(file=processed).model_dump_json())
@@ -482,3 +497,31 @@ def test_the_local_provider_reads_only_what_it_needs() -> None:
     assert 0 < read_for_text < len(text) // 100
     assert described_binary.description.attributes["size_bytes"] == len(binary)
     assert storage.bytes_streamed == read_for_text
+
+
+@pytest.mark.parametrize("new_run", [False, True])
+def test_a_retryable_failure_is_run_again_by_a_later_run_only(new_run: bool) -> None:
+    # Given a file whose description failed retryably in the batch's run
+    content = png_bytes()
+    repo, storage = batch_with(("red.png", len(content), "image/png"))
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
+    error = StepFunctionsError(
+        Error="RetryableDescriptionError", Cause='{"errorMessage": "provider_throttled"}'
+    )
+    record_failure(repo, FailedFile(**task().model_dump(), error=error), now=NOW)
+    later = NOW.replace(minute=NOW.minute + 5)
+    if new_run:
+        # (a retry's claim starts a new run)
+        repo.batches[("acme", BATCH_ID)].run_started_at = later
+    # When its process step runs again: in a new run, or in the same one (its Express child again)
+    if new_run:
+        processed = process_file(repo, storage, task(), now=later)
+        # Then a new run works on it
+        assert processed.facts.size_bytes == len(content)
+        assert repo.get_file("acme", BATCH_ID, "f00001").status is FileStatus.PROCESSING  # type: ignore[union-attr]
+    else:
+        # Then the same run leaves its result as it is
+        with pytest.raises(FileNotRunnableError):
+            process_file(repo, storage, task(), now=later)
+        file = repo.get_file("acme", BATCH_ID, "f00001")
+        assert file is not None and file.status is FileStatus.FAILED and file.finished_at == NOW

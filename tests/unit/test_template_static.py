@@ -154,8 +154,114 @@ def test_every_map_bounds_its_concurrency_and_reads_items_from_s3() -> None:
     assert maps
     for state in maps:
         assert isinstance(state.get("MaxConcurrency"), int) and 0 < state["MaxConcurrency"] <= 100
-        assert state["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-        assert "ResultWriter" in state, "a 10,000-item Map must not return its results inline"
+        if state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED":
+            assert state["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+            assert "ResultWriter" in state, "a 10,000-item Map must not return its results inline"
+        else:
+            # An inline Map only inside a child: over that child's batch, never over a whole batch
+            assert state["ItemsPath"] == "$.Items"
+
+
+DISTRIBUTED = dict(ALL_STATES)["ProcessFiles"]
+INLINE = DISTRIBUTED["ItemProcessor"]["States"]["ProcessBatchOfFiles"]
+MAX_ITEMS_PER_BATCH = TEMPLATE["Parameters"]["MaxItemsPerBatch"]
+# Files of one batch in flight at once: children at once, each running its files all at once.
+FILES_IN_FLIGHT_PER_BATCH = DISTRIBUTED["MaxConcurrency"] * min(
+    int(MAX_ITEMS_PER_BATCH["Default"]), INLINE["MaxConcurrency"]
+)
+EXPRESS_LIMIT_S = 300
+
+
+def test_the_distributed_map_hands_batches_of_files_to_express_children() -> None:
+    assert DISTRIBUTED["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "EXPRESS",
+    }
+    batcher = DISTRIBUTED["ItemBatcher"]
+    # MaxItemsPerBatch comes from the template parameter, made a number by the state before the Map
+    # (a DefinitionSubstitution is text), and the children get the batch's fields in BatchInput
+    path = batcher["MaxItemsPerBatchPath"]
+    setting = next(state for _, state in ALL_STATES if state.get("Next") == "ProcessFiles")
+    assert path == f"{setting['ResultPath']}.max_items_per_batch"
+    assert setting["Parameters"] == {"max_items_per_batch.$": "States.StringToJson('${MaxItemsPerBatch}')"}
+    machine = STATE_MACHINES["ProcessBatchStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["MaxItemsPerBatch"] == {"Ref": "MaxItemsPerBatch"}
+    assert set(batcher["BatchInput"]) == {"tenant_id.$", "batch_id.$", "instructions.$"}
+    # Each child runs its files in one inline Map whose selector rebuilds a file task from both
+    assert INLINE["Type"] == "Map" and INLINE["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert {k: v for k, v in INLINE["ItemSelector"].items() if "BatchInput" in v} == {
+        name: f"$.BatchInput.{name.removesuffix('.$')}" for name in batcher["BatchInput"]
+    }
+    assert INLINE["ItemSelector"]["file_id.$"] == "$$.Map.Item.Value.file_id"
+
+
+def test_a_child_runs_all_its_files_at_once_so_it_lasts_as_long_as_its_slowest_file() -> None:
+    assert INLINE["MaxConcurrency"] >= MAX_ITEMS_PER_BATCH["MaxValue"]
+    assert (
+        1
+        <= MAX_ITEMS_PER_BATCH["MinValue"]
+        <= int(MAX_ITEMS_PER_BATCH["Default"])
+        <= MAX_ITEMS_PER_BATCH["MaxValue"]
+    )
+
+
+def max_retry_wait_s(retry: dict[str, Any]) -> float:
+    """The longest total wait a retrier allows (full jitter waits at most each capped interval)."""
+    return sum(
+        min(
+            retry.get("MaxDelaySeconds", math.inf), retry["IntervalSeconds"] * retry["BackoffRate"] ** attempt
+        )
+        for attempt in range(retry["MaxAttempts"])
+    )
+
+
+# A file's steps besides describing it (docs/scaling.md): the process step reads a file of the
+# default MaxFileBytes at the measured ~25 MB/s, with margin; the record step is one write.
+PROCESS_S = 10.0
+RECORD_S = 2.0
+
+
+def test_a_file_at_the_slowest_provider_latency_fits_an_express_childs_5_minutes() -> None:
+    from filebatch.runtime import BEDROCK_CONNECT_TIMEOUT_S, BEDROCK_READ_TIMEOUT_S
+
+    assert int(TEMPLATE["Parameters"]["MaxFileBytes"]["Default"]) / 25e6 < PROCESS_S
+    describe = dict(ALL_STATES)["DescribeFile"]
+    provider = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["RetryableDescriptionError"])
+    # Every call of the slowest provider the client allows, and the retries of a retryable failure
+    calls = 1 + provider["MaxAttempts"]
+    slowest_file_s = (
+        PROCESS_S
+        + calls * (BEDROCK_CONNECT_TIMEOUT_S + BEDROCK_READ_TIMEOUT_S)
+        + max_retry_wait_s(provider)
+        + RECORD_S
+    )
+    rounds = math.ceil(MAX_ITEMS_PER_BATCH["MaxValue"] / INLINE["MaxConcurrency"])
+    assert rounds * slowest_file_s <= EXPRESS_LIMIT_S
+    # And with a typical provider, the longest waits for a turn the throttle retries allow fit too
+    throttled_file_s = (
+        PROCESS_S
+        + max_retry_wait_s(throttle_retrier(dict(ALL_STATES)["ProcessFile"]))
+        + max_retry_wait_s(throttle_retrier(describe))
+        + calls * DESCRIBE_SECONDS
+        + max_retry_wait_s(provider)
+        + RECORD_S
+    )
+    assert rounds * throttled_file_s <= EXPRESS_LIMIT_S
+
+
+def test_the_workflow_logs_its_errors_to_a_retained_log_group_without_execution_data() -> None:
+    # Express children keep no history: their failures are only in these logs (docs/operations.md)
+    machine = STATE_MACHINES["ProcessBatchStateMachine"]["Properties"]
+    logging = machine["Logging"]
+    assert logging["Level"] == "ERROR"
+    assert logging["IncludeExecutionData"] == {"Ref": "WorkflowLogIncludesExecutionData"}
+    assert TEMPLATE["Parameters"]["WorkflowLogIncludesExecutionData"]["Default"] == "false"
+    [destination] = logging["Destinations"]
+    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    statements = [st for p in machine["Policies"] if "Statement" in p for st in p["Statement"]]
+    granted = {action for st in statements for action in _actions(st)}
+    assert {"logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies"} <= granted
 
 
 def test_retry_and_catch_error_names_exist() -> None:
@@ -208,9 +314,9 @@ def test_bad_output_has_a_retrier_of_its_own_with_the_services_budget() -> None:
 def test_describe_concurrency_lets_one_batch_run_unthrottled_and_zero_reserves_nothing() -> None:
     from filebatch_local.template import Template
 
-    # The bound is across batches: a single batch (its Map's MaxConcurrency) never meets it.
+    # The bound is across batches: a single batch (its files in flight) never meets it.
     default = int(TEMPLATE["Parameters"]["DescribeConcurrency"]["Default"])
-    assert default >= dict(ALL_STATES)["ProcessFiles"]["MaxConcurrency"]
+    assert default >= FILES_IN_FLIGHT_PER_BATCH
     real = PROJECT_ROOT / "template.yaml"
     assert Template(real).function("DescribeFileFunction").reserved_concurrency == default
     assert (
@@ -225,9 +331,10 @@ def test_describe_concurrency_lets_one_batch_run_unthrottled_and_zero_reserves_n
 
 
 # The burst the describe step's throttle Retry must outlast (docs/scaling.md, "Backpressure"):
-# 50 batches at once, each at its Map's MaxConcurrency, of 10,000 files each, against the default
-# DescribeConcurrency, with describes as slow as Bedrock's (several seconds a call).
-BURST_BATCHES = 50
+# batches at once, each with its files in flight, of 10,000 files each, against the default
+# DescribeConcurrency, with describes as slow as Bedrock's (several seconds a call). An Express child
+# cannot wait for hours, so the burst it outlasts is small: beyond it, files are recorded retryable.
+BURST_BATCHES = 2
 BURST_FILES = BURST_BATCHES * 10_000
 DESCRIBE_SECONDS = 5.0
 
@@ -249,14 +356,14 @@ def mean_retry_wait_s(retry: dict[str, Any]) -> float:
     )
 
 
-def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
+def test_the_describe_throttle_retry_outlasts_a_burst_of_2_batches() -> None:
     describe = dict(ALL_STATES)["DescribeFile"]
     retry = throttle_retrier(describe)
     budget_s = mean_retry_wait_s(retry)
     # The mean wait for a turn (Little's law): the files in flight beyond the reservation, served
     # `reserved` at a time, each describe taking DESCRIBE_SECONDS
     reserved = int(TEMPLATE["Parameters"]["DescribeConcurrency"]["Default"])
-    in_flight = BURST_BATCHES * dict(ALL_STATES)["ProcessFiles"]["MaxConcurrency"]
+    in_flight = BURST_BATCHES * FILES_IN_FLIGHT_PER_BATCH
     mean_wait_s = (in_flight - reserved) * DESCRIBE_SECONDS / reserved
     # A file's wait is about exponential (admission is a lottery among retries, not a queue), so
     # P(wait > budget) = e^(-budget/mean wait): fewer than one of the burst's files may run out
@@ -265,13 +372,13 @@ def test_the_describe_throttle_retry_outlasts_a_burst_of_50_batches() -> None:
     assert "Lambda.TooManyRequestsException" in RETRYABLE_ERROR_NAMES
 
 
-def test_a_process_step_throttled_by_the_accounts_concurrency_waits_minutes_not_seconds() -> None:
+def test_a_process_step_throttled_by_the_accounts_concurrency_waits_tens_of_seconds_not_a_few() -> None:
     # The process function has no reservation: in a burst of batches the account's unreserved pool
     # can run out, and Lambda refuses the invocation before it runs. A few seconds of retries would
-    # fail files of a burst that passes in minutes.
+    # fail files of a burst that passes in a minute; more does not fit an Express child.
     process = dict(ALL_STATES)["ProcessFile"]
     retry = throttle_retrier(process)
-    assert mean_retry_wait_s(retry) >= 10 * 60
+    assert mean_retry_wait_s(retry) >= 30
 
 
 def test_functions_receive_only_settings_the_config_knows() -> None:

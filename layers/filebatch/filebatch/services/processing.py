@@ -103,7 +103,10 @@ def _start_file(repo: BatchRepository, task: FileTask, *, now: datetime) -> Batc
         raise NotFoundError(f"file {task.file_id} of batch {task.batch_id} not found", code="file_not_found")
     if file.status is FileStatus.PROCESSING:
         return file
-    if (file.status is FileStatus.UPLOADED or file.failed_retryably) and repo.move_file(
+    runnable = file.status is FileStatus.UPLOADED or (
+        file.failed_retryably and _failed_before_this_run(repo, task, file)
+    )
+    if runnable and repo.move_file(
         task.tenant_id,
         task.batch_id,
         task.file_id,
@@ -116,6 +119,18 @@ def _start_file(repo: BatchRepository, task: FileTask, *, now: datetime) -> Batc
         return file
     raise FileNotRunnableError(
         f"file {task.file_id} is {file.status.value}, not ready for processing", code="file_not_runnable"
+    )
+
+
+def _failed_before_this_run(repo: BatchRepository, task: FileTask, file: BatchFile) -> bool:
+    """A retry runs again the files that failed retryably in an earlier run. One that failed in this
+    run keeps its result: its Express child running again (at-least-once) must change nothing."""
+    batch = repo.get_batch(task.tenant_id, task.batch_id, consistent=True)
+    return (
+        batch is not None
+        and batch.run_started_at is not None
+        and file.finished_at is not None
+        and file.finished_at < batch.run_started_at
     )
 
 
