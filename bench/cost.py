@@ -69,6 +69,11 @@ def report(meter: Any, template: Any, files: int) -> dict[str, Any]:
     }
 
 
+# Bill what a production stack does: log bytes depend on the log level (DEBUG outside prod), and a
+# production stack refuses loopback webhook receivers (the local default allows them).
+PRODUCTION_PARAMETERS = {"EnvironmentName": "prod", "WebhookAllowLoopback": "false"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
     files = make_files(args.files)
     stack = LocalStack(
-        ROOT, api_port=0, state_dir=ROOT / ".local" / "bench-cost", template_name=args.template
+        ROOT,
+        api_port=0,
+        state_dir=ROOT / ".local" / "bench-cost",
+        template_name=args.template,
+        parameter_overrides=PRODUCTION_PARAMETERS,
     )
     with stack:
         api_key = stack.create_api_key("bench")
