@@ -86,6 +86,7 @@ def install_moto_patches() -> None:
         _cache_moto_module_list()
         _serialise_dynamodb()
         _cache_step_functions_clients()
+        _cache_jsonpath_parsing()
         _result_writer_reads_the_state_input()
         _patches_installed = True
 
@@ -188,6 +189,45 @@ def _cache_step_functions_clients() -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = cached  # type: ignore[attr-defined]
+
+
+# Distinct JSONPaths in the definitions are few; the bound only guards against paths built at run time.
+JSONPATH_CACHE_SIZE = 4096
+
+
+def _cache_jsonpath_parsing() -> None:
+    # The interpreter parses every JSONPath again on each evaluation (InputPath, Parameters' ".$"
+    # keys, ResultPath, intrinsic arguments...): jsonpath_ng builds a new PLY parser each time,
+    # ~11 ms of CPU per file in bench/e2e.py. A parsed path is an immutable tree (find and
+    # update_or_create never change it), so one parse per distinct path serves every thread.
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        module.parse = _parsed_once(module.parse)  # type: ignore[attr-defined]
+
+
+def _parsed_once(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` memoised per path; a miss parses under a lock, so concurrent Map iterations
+    evaluating a new path parse it once, not once each (functools.lru_cache would race)."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(parse)
+    def cached(path: str) -> Any:
+        found = parsed.get(path)
+        if found is not None:
+            return found
+        with lock:
+            found = parsed.get(path)
+            if found is None:
+                found = parse(path)
+                if len(parsed) < JSONPATH_CACHE_SIZE:
+                    parsed[path] = found
+            return found
+
+    cached.cache_clear = parsed.clear  # type: ignore[attr-defined]
+    return cached
 
 
 def _result_writer_reads_the_state_input() -> None:

@@ -138,3 +138,97 @@ def test_the_result_writer_prefix_is_a_path_into_the_map_states_input() -> None:
         assert len(keys) == 1
         assert keys[0].startswith(workflow_results_prefix("acme", "b-1"))
         assert keys[0].endswith("/manifest.json")
+
+
+# Paths of every kind the interpreter evaluates: InputPath, Parameters ".$" (context object
+# included), intrinsic arguments, ResultPath into the state's input, OutputPath, ItemsPath.
+JSONPATH_DEFINITION = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 2,
+            "ItemSelector": {"item.$": "$$.Map.Item.Value", "tag.$": "$.tag"},
+            "ItemProcessor": {
+                "StartAt": "Shape",
+                "States": {
+                    "Shape": {
+                        "Type": "Pass",
+                        "InputPath": "$.item",
+                        "Parameters": {
+                            "id.$": "$.id",
+                            "first.$": "$.values[0]",
+                            "label.$": "States.Format('{}-{}', $.id, $.name)",
+                        },
+                        "ResultPath": "$.shaped",
+                        "OutputPath": "$.shaped",
+                        "End": True,
+                    }
+                },
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def run_jsonpath_machine(executions: int) -> list[Any]:
+    """Run the definition `executions` times over three items; the outputs, parsed."""
+    items = [{"id": f"i{n}", "name": f"n{n}", "values": [n, n + 1]} for n in range(3)]
+    outputs = []
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="paths",
+            definition=json.dumps(JSONPATH_DEFINITION),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )
+        for index in range(executions):
+            execution = sfn.start_execution(
+                stateMachineArn=machine["stateMachineArn"],
+                name=f"run-{index}",
+                input=json.dumps({"items": items, "tag": "t"}),
+            )
+            for _ in range(100):
+                described = sfn.describe_execution(executionArn=execution["executionArn"])
+                if described["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            assert described["status"] == "SUCCEEDED", described.get("cause")
+            outputs.append(json.loads(described["output"]))
+    return outputs
+
+
+def test_jsonpaths_are_parsed_once_each_and_evaluate_as_without_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jsonpath_ng.parser import JsonPathParser
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    install_moto_patches()
+    # Given what moto's interpreter computes with its own, uncached parsing
+    with monkeypatch.context() as uncached:
+        for module in (json_path, result_path):
+            uncached.setattr(module, "parse", module.parse.__wrapped__)
+        expected = run_jsonpath_machine(executions=1)
+    # and every real parse counted (by parser: ResultPath uses the plain one), from an empty cache
+    parsed: list[tuple[str, str]] = []
+    original_parse = JsonPathParser.parse
+
+    def counting_parse(self: Any, string: str, lexer: Any = None) -> Any:
+        parsed.append((type(self).__name__, string))
+        return original_parse(self, string, lexer)
+
+    monkeypatch.setattr(JsonPathParser, "parse", counting_parse)
+    for module in (json_path, result_path):
+        module.parse.cache_clear()
+    # When the same definition runs three times, with the cache
+    outputs = run_jsonpath_machine(executions=3)
+    # Then each execution's output is what moto computes without it
+    assert outputs == expected * 3
+    # and each distinct path was parsed once, however often it was evaluated
+    assert parsed, "the interpreter evaluated no JSONPath: the test proves nothing"
+    assert sorted(parsed) == sorted(set(parsed))
+    assert {"$.item", "$.shaped", "$.id", "$.values[0]"} <= {path for _, path in parsed}
