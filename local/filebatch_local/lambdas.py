@@ -147,12 +147,24 @@ class LatencyRule:
     delayed: int = 0
 
 
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process not yet reaped, from /proc (Linux); None without it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # Fields after the command name (which may hold spaces): utime and stime are 14th, 15th.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Worker:
     """One execution environment (a subprocess) of one function."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink) -> None:
         self.spec = spec
         self._ready = False
+        self._cpu_s_at_exit: float | None = None
         self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
@@ -266,8 +278,16 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
 
+    def cpu_seconds(self) -> float:
+        """CPU time this environment used (init included), for benchmarks; 0.0 where unknown."""
+        if self._cpu_s_at_exit is not None:
+            return self._cpu_s_at_exit
+        return _process_cpu_seconds(self.process.pid) or 0.0
+
     def kill(self) -> None:
         self.terminate()
+        # Read before the wait reaps the process (its /proc entry goes with it).
+        self._cpu_s_at_exit = self.cpu_seconds()
         self.process.wait()
         self._close_fd("_request_write")
         self._close_fd("_response_read")
@@ -317,6 +337,7 @@ class FunctionPool:
         self._spawning = 0  # environment starts requested and not finished
         self._initialising = 0  # of those, starts past their slot (really initialising)
         self._spawn_errors: list[SpawnError] = []
+        self._started: list[Worker] = []  # every environment started, for cpu_seconds
         self._crash_rules: list[CrashRule] = []
         self._latency_rules: list[LatencyRule] = []
         # The highest "Max Memory Used" any of this function's environments reported.
@@ -372,6 +393,17 @@ class FunctionPool:
         with self._condition:
             return len(self._workers)
 
+    @property
+    def environments_started(self) -> int:
+        with self._condition:
+            return len(self._started)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every environment this function started (inits included), live or gone."""
+        with self._condition:
+            started = list(self._started)
+        return sum(worker.cpu_seconds() for worker in started)
+
     def _acquire(self) -> Worker:
         with self._condition:
             self._waiting += 1
@@ -422,6 +454,7 @@ class FunctionPool:
                     worker = Worker(self.spec, self.env, self.sink)
                     with self._condition:
                         self._workers.add(worker)
+                        self._started.append(worker)
                     worker.wait_ready(INIT_TIMEOUT_S)
                 except (OSError, TimeoutError, WorkerDied) as error:
                     failure = (

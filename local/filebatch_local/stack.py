@@ -262,6 +262,15 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].peak_concurrent_executions
 
+    def cpu_seconds_by_function(self) -> dict[str, tuple[int, float]]:
+        """Per function: environments started so far and the CPU seconds they used (benchmarks)."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return {
+            logical_id: (pool.environments_started, pool.cpu_seconds())
+            for logical_id, pool in self._runtime.pools.items()
+        }
+
     def throttles(self, logical_id: str) -> int:
         """How many invocations of the function were refused for its reserved concurrency
         (CloudWatch's Throttles, Sum)."""
