@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -432,15 +432,31 @@ class FunctionPool:
             finally:
                 self._waiting -= 1
 
-    def prewarm(self) -> None:
-        """Start one environment ahead of the first call (like provisioned concurrency)."""
+    def prewarm(self, count: int = 1) -> None:
+        """Start environments ahead of the first calls, up to `count` in all (like provisioned
+        concurrency); they start two at a time, process-wide, as any other."""
         with self._condition:
-            if self._closed or self._workers or self._spawning:
+            if self._closed:
                 return
-            self._spawning += 1
-        threading.Thread(
-            target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True
-        ).start()
+            missing = min(count, self.max_workers) - len(self._workers) - self._spawning
+            self._spawning += max(0, missing)
+        for _ in range(missing):
+            threading.Thread(
+                target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True
+            ).start()
+
+    def wait_idle(self, count: int, timeout_s: float) -> bool:
+        """Wait until `count` environments (at most max_workers) are started and free, or no start
+        is in progress any more (one failed); True if they are."""
+        count = min(count, self.max_workers)
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while len(self._idle) < count and self._spawning and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            return len(self._idle) >= count
 
     def _spawn(self, ahead: bool = False) -> None:
         try:
@@ -633,9 +649,18 @@ class LambdaRuntime:
     def invoke(self, logical_id: str, event: Any) -> InvokeResult:
         return self.pools[logical_id].invoke(event)
 
-    def prewarm(self) -> None:
-        for pool in self.pools.values():
-            pool.prewarm()
+    def prewarm(self, environments: Mapping[str, int] | None = None) -> None:
+        """Start environments ahead: `environments[logical_id]` for each function (default 1)."""
+        for logical_id, pool in self.pools.items():
+            pool.prewarm((environments or {}).get(logical_id, 1))
+
+    def wait_warm(self, environments: Mapping[str, int] | None = None, timeout_s: float = 300.0) -> bool:
+        """Wait until the environments `prewarm` asked for are up and free; True if all are."""
+        deadline = time.monotonic() + timeout_s
+        return all(
+            pool.wait_idle((environments or {}).get(logical_id, 1), max(0.0, deadline - time.monotonic()))
+            for logical_id, pool in self.pools.items()
+        )
 
     def close(self) -> None:
         exiting = [worker for pool in self.pools.values() for worker in pool.close()]

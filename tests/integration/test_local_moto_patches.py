@@ -232,3 +232,61 @@ def test_jsonpaths_are_parsed_once_each_and_evaluate_as_without_the_cache(
     assert parsed, "the interpreter evaluated no JSONPath: the test proves nothing"
     assert sorted(parsed) == sorted(set(parsed))
     assert {"$.item", "$.shaped", "$.id", "$.values[0]"} <= {path for _, path in parsed}
+
+
+def test_the_interpreters_clients_get_the_connection_pool_they_are_sized_for() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    from filebatch_local.provision import size_interpreter_connection_pool
+
+    install_moto_patches()
+    try:
+        # Given the pool sized for 37 tasks in flight
+        size_interpreter_connection_pool(37)
+        # When the interpreter asks for its Lambda client
+        lambda_client = boto_client.boto_client_for(region="us-east-1", service="lambda")
+        # Then it has that many connections, and is reused
+        assert lambda_client.meta.config.max_pool_connections == 37
+        assert boto_client.boto_client_for(region="us-east-1", service="lambda") is lambda_client
+        # and a smaller need never goes below botocore's default
+        size_interpreter_connection_pool(3)
+        assert (
+            boto_client.boto_client_for(region="us-east-1", service="lambda").meta.config.max_pool_connections
+            == 10
+        )
+    finally:
+        size_interpreter_connection_pool(10)
+
+
+def test_sqs_receive_still_drops_expired_and_holds_delayed_messages_without_a_scan_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import Queue, sqs_backends
+
+    install_moto_patches()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        # Given 30 messages, one sent longer ago than the queue's retention, one delayed 15 min
+        for index in range(30):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{index}", DelaySeconds=900 if index == 1 else 0)
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]
+        expired = next(m for m in queue._messages if m.body == "m0")
+        expired.sent_timestamp -= 61_000
+        # and every computation of the queue's attributes (all of them, counts over every message)
+        computed: list[str] = []
+        attributes = Queue.attributes
+        monkeypatch.setattr(
+            Queue, "attributes", property(lambda self: computed.append(self.name) or attributes.fget(self))
+        )
+        # When every message is received (moto answers a receive that meets an expired message with
+        # nothing, so a few receives more than three)
+        bodies: list[str] = []
+        for _ in range(8):
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages") or []
+            bodies += [message["Body"] for message in batch]
+        # Then all but the expired and the delayed one arrive, each once
+        assert sorted(bodies) == sorted(f"m{index}" for index in range(2, 30))
+        # and no receive computed the queue's attributes to check a message's retention
+        assert computed == []
