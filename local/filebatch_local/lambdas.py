@@ -650,7 +650,11 @@ class LambdaRuntime:
         return self.pools[logical_id].invoke(event)
 
     def prewarm(self, environments: Mapping[str, int] | None = None) -> None:
-        """Start environments ahead: `environments[logical_id]` for each function (default 1)."""
+        """Start environments ahead: `environments[logical_id]` for each function (default 1).
+        Every function's first environment is queued for a start slot before any function's
+        second, so that no function waits for another's extra environments to serve its first call."""
+        for pool in self.pools.values():
+            pool.prewarm(1)
         for logical_id, pool in self.pools.items():
             pool.prewarm((environments or {}).get(logical_id, 1))
 
