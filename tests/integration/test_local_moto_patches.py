@@ -66,6 +66,16 @@ def transact(table: Any, file_status_required: str) -> None:
     )
 
 
+def finished(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The execution's description once it is no longer RUNNING (10 s at most)."""
+    for _ in range(100):
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.1)
+    return described
+
+
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None:
     # Given items before a transaction whose last condition fails
     # When it runs
@@ -127,11 +137,7 @@ def test_the_result_writer_prefix_is_a_path_into_the_map_states_input() -> None:
                 {"tenant_id": "acme", "batch_id": "b-1", "manifest_key": "manifests/acme/b-1.json"}
             ),
         )
-        for _ in range(100):
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            if described["status"] != "RUNNING":
-                break
-            time.sleep(0.1)
+        described = finished(sfn, execution["executionArn"])
         # Then it succeeds, and the results are under the batch's own prefix (a map run id folder)
         assert described["status"] == "SUCCEEDED", described.get("cause")
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="workflow-results/")["Contents"]]
@@ -190,11 +196,7 @@ def run_jsonpath_machine(executions: int) -> list[Any]:
                 name=f"run-{index}",
                 input=json.dumps({"items": items, "tag": "t"}),
             )
-            for _ in range(100):
-                described = sfn.describe_execution(executionArn=execution["executionArn"])
-                if described["status"] != "RUNNING":
-                    break
-                time.sleep(0.05)
+            described = finished(sfn, execution["executionArn"])
             assert described["status"] == "SUCCEEDED", described.get("cause")
             outputs.append(json.loads(described["output"]))
     return outputs
