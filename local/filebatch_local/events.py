@@ -20,13 +20,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from filebatch_local.concurrency import DEFAULT_SQS_CONCURRENCY
 from filebatch_local.lambdas import InvokeResult
 from filebatch_local.template import ScheduleSpec, SqsSourceSpec
 
 log = logging.getLogger("filebatch_local")
 
-# Lambda starts 5 concurrent batches per mapping when no MaximumConcurrency is set.
-DEFAULT_CONCURRENCY = 5
 # Short receive waits keep `stop()` quick; Lambda long-polls for 20 s, which only changes cost.
 RECEIVE_WAIT_S = 1
 
@@ -108,7 +107,7 @@ class SqsEventSource:
         self._client_factory = sqs_client_factory
         self._region = region
         self._stop = threading.Event()
-        self.concurrency = min(spec.maximum_concurrency or DEFAULT_CONCURRENCY, max_concurrency)
+        self.concurrency = min(spec.maximum_concurrency or DEFAULT_SQS_CONCURRENCY, max_concurrency)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

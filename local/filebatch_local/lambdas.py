@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -149,12 +149,24 @@ class LatencyRule:
     delayed: int = 0
 
 
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process not yet reaped, from /proc (Linux); None without it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # Fields after the command name (which may hold spaces): utime and stime are 14th, 15th.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Worker:
     """One execution environment (a subprocess) of one function."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink) -> None:
         self.spec = spec
         self._ready = False
+        self._cpu_s_at_exit: float | None = None
         self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
@@ -268,8 +280,16 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
 
+    def cpu_seconds(self) -> float:
+        """CPU time this environment used (init included), for benchmarks; 0.0 where unknown."""
+        if self._cpu_s_at_exit is not None:
+            return self._cpu_s_at_exit
+        return _process_cpu_seconds(self.process.pid) or 0.0
+
     def kill(self) -> None:
         self.terminate()
+        # Read before the wait reaps the process (its /proc entry goes with it).
+        self._cpu_s_at_exit = self.cpu_seconds()
         self.process.wait()
         self._close_fd("_request_write")
         self._close_fd("_response_read")
@@ -319,6 +339,7 @@ class FunctionPool:
         self._spawning = 0  # environment starts requested and not finished
         self._initialising = 0  # of those, starts past their slot (really initialising)
         self._spawn_errors: list[SpawnError] = []
+        self._started: list[Worker] = []  # every environment started, for cpu_seconds
         self._crash_rules: list[CrashRule] = []
         self._latency_rules: list[LatencyRule] = []
         # The highest "Max Memory Used" any of this function's environments reported.
@@ -374,6 +395,17 @@ class FunctionPool:
         with self._condition:
             return len(self._workers)
 
+    @property
+    def environments_started(self) -> int:
+        with self._condition:
+            return len(self._started)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of every environment this function started (inits included), live or gone."""
+        with self._condition:
+            started = list(self._started)
+        return sum(worker.cpu_seconds() for worker in started)
+
     def _acquire(self) -> Worker:
         with self._condition:
             self._waiting += 1
@@ -402,15 +434,31 @@ class FunctionPool:
             finally:
                 self._waiting -= 1
 
-    def prewarm(self) -> None:
-        """Start one environment ahead of the first call (like provisioned concurrency)."""
+    def prewarm(self, count: int = 1) -> None:
+        """Start environments ahead of the first calls, up to `count` in all (like provisioned
+        concurrency); they start two at a time, process-wide, as any other."""
         with self._condition:
-            if self._closed or self._workers or self._spawning:
+            if self._closed:
                 return
-            self._spawning += 1
-        threading.Thread(
-            target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True
-        ).start()
+            missing = min(count, self.max_workers) - len(self._workers) - self._spawning
+            self._spawning += max(0, missing)
+        for _ in range(missing):
+            threading.Thread(
+                target=self._spawn, args=(True,), name=f"warm-{self.spec.logical_id}", daemon=True
+            ).start()
+
+    def wait_idle(self, count: int, timeout_s: float) -> bool:
+        """Wait until `count` environments (at most max_workers) are started and free, or no start
+        is in progress any more (one failed); True if they are."""
+        count = min(count, self.max_workers)
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while len(self._idle) < count and self._spawning and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            return len(self._idle) >= count
 
     def _spawn(self, ahead: bool = False) -> None:
         try:
@@ -424,6 +472,7 @@ class FunctionPool:
                     worker = Worker(self.spec, self.env, self.sink)
                     with self._condition:
                         self._workers.add(worker)
+                        self._started.append(worker)
                     worker.wait_ready(INIT_TIMEOUT_S)
                 except (OSError, TimeoutError, WorkerDied) as error:
                     failure = (
@@ -603,9 +652,22 @@ class LambdaRuntime:
     def invoke(self, logical_id: str, event: Any) -> InvokeResult:
         return self.pools[logical_id].invoke(event)
 
-    def prewarm(self) -> None:
+    def prewarm(self, environments: Mapping[str, int] | None = None) -> None:
+        """Start environments ahead: `environments[logical_id]` for each function (default 1).
+        Every function's first environment is queued for a start slot before any function's
+        second, so that no function waits for another's extra environments to serve its first call."""
         for pool in self.pools.values():
-            pool.prewarm()
+            pool.prewarm(1)
+        for logical_id, pool in self.pools.items():
+            pool.prewarm((environments or {}).get(logical_id, 1))
+
+    def wait_warm(self, environments: Mapping[str, int] | None = None, timeout_s: float = 300.0) -> bool:
+        """Wait until the environments `prewarm` asked for are up and free; True if all are."""
+        deadline = time.monotonic() + timeout_s
+        return all(
+            pool.wait_idle((environments or {}).get(logical_id, 1), max(0.0, deadline - time.monotonic()))
+            for logical_id, pool in self.pools.items()
+        )
 
     def close(self) -> None:
         exiting = [worker for pool in self.pools.values() for worker in pool.close()]

@@ -18,6 +18,7 @@ import secrets
 import string
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,8 @@ def install_moto_patches() -> None:
         _cache_moto_module_list()
         _serialise_dynamodb()
         _cache_step_functions_clients()
+        _cache_jsonpath_parsing()
+        _sqs_scans_in_linear_time()
         _result_writer_reads_the_state_input()
         _item_batcher_and_express_children()
         _patches_installed = True
@@ -164,6 +167,18 @@ def _serialise_dynamodb() -> None:
             setattr(DynamoDBBackend, name, locked(member))
 
 
+# Connections per client of the interpreter: botocore's default until a stack sizes them.
+_interpreter_connections = 10
+
+
+def size_interpreter_connection_pool(connections: int) -> None:
+    """Give the interpreter's clients created from now on `connections` pooled connections (at
+    least botocore's 10): one per task that can be in flight, so no Map iteration waits for a
+    connection or opens (and then throws away) one of its own."""
+    global _interpreter_connections
+    _interpreter_connections = max(10, connections)
+
+
 def _cache_step_functions_clients() -> None:
     # The interpreter builds a new boto3 client for every task (~3x slower Maps). Clients are
     # thread-safe once built; building them on the shared default session is not, hence the lock.
@@ -172,12 +187,18 @@ def _cache_step_functions_clients() -> None:
     from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 
     original = boto_client_module.boto_client_for
-    cache: dict[tuple[str, str, str, bool], Any] = {}
+    cache: dict[tuple[str, str, str, bool, int], Any] = {}
     lock = threading.Lock()
+
+    # moto's function builds its Config itself; the name is looked up in its module when it runs.
+    def config_with_pool(**settings: Any) -> Config:
+        return Config(max_pool_connections=_interpreter_connections, **settings)
+
+    boto_client_module.Config = config_with_pool  # type: ignore[attr-defined,assignment]
 
     @functools.wraps(original)
     def cached(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service, moto_server_port(), bool(botocore_stubber.enabled))
+        key = (region, service, moto_server_port(), bool(botocore_stubber.enabled), _interpreter_connections)
         with lock:
             if key not in cache:
                 cache[key] = original(region=region, service=service, state_credentials=state_credentials)
@@ -189,6 +210,73 @@ def _cache_step_functions_clients() -> None:
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             module.boto_client_for = cached  # type: ignore[attr-defined]
+
+
+# Distinct JSONPaths in the definitions are few; the bound only guards against paths built at run time.
+JSONPATH_CACHE_SIZE = 4096
+
+
+def _cache_jsonpath_parsing() -> None:
+    # The interpreter parses every JSONPath again on each evaluation (InputPath, Parameters' ".$"
+    # keys, ResultPath, intrinsic arguments...): jsonpath_ng builds a new PLY parser each time,
+    # ~11 ms of CPU per file in bench/e2e.py. A parsed path is an immutable tree (find and
+    # update_or_create never change it), so one parse per distinct path serves every thread.
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        module.parse = _parsed_once(module.parse)  # type: ignore[attr-defined]
+
+
+def _parsed_once(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` memoised per path; a miss parses under a lock, so concurrent Map iterations
+    evaluating a new path parse it once, not once each (functools.lru_cache would race)."""
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(parse)
+    def cached(path: str) -> Any:
+        found = parsed.get(path)
+        if found is not None:
+            return found
+        with lock:
+            found = parsed.get(path)
+            if found is None:
+                found = parse(path)
+                if len(parsed) < JSONPATH_CACHE_SIZE:
+                    parsed[path] = found
+            return found
+
+    cached.cache_clear = parsed.clear  # type: ignore[attr-defined]
+    return cached
+
+
+def _sqs_scans_in_linear_time() -> None:
+    # ReceiveMessage checks each message's retention by asking for the queue's attributes, and moto
+    # computes all of them for that, three counts over every message included: O(messages²) per
+    # receive, the upload queue's consumer falling behind as a batch's events pile up (~16 % of
+    # the stack process's samples at 200 files). Read the one attribute instead. And moto's clock
+    # (utcnow minus utcfromtimestamp(0), per message and per count) becomes time.time(), the
+    # clock it stands for.
+    from moto.sqs import models as sqs_models
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention_s = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_s + message.sent_timestamp / 1000 > time.time())
+
+    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    original_unix_time = sqs_models.unix_time  # type: ignore[attr-defined]
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(original_unix_time(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    sqs_models.unix_time = unix_time  # type: ignore[attr-defined]
+    sqs_models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
 
 
 def _result_writer_reads_the_state_input() -> None:

@@ -17,6 +17,7 @@ from typing import Any, Self
 import boto3
 
 from filebatch_local.api import ApiGateway, UsagePlanMeter, stage_usage_keys
+from filebatch_local.concurrency import environments_ahead, interpreter_connections
 from filebatch_local.events import ScheduledEvents, SqsEventSource
 from filebatch_local.lambdas import (
     DEFAULT_MAX_WORKERS,
@@ -26,7 +27,13 @@ from filebatch_local.lambdas import (
     LatencyRule,
     install_lambda_dispatch,
 )
-from filebatch_local.provision import MotoServer, Provisioner, client, install_moto_patches
+from filebatch_local.provision import (
+    MotoServer,
+    Provisioner,
+    client,
+    install_moto_patches,
+    size_interpreter_connection_pool,
+)
 from filebatch_local.template import ApiSpec, Template, TemplateError, load_template
 
 log = logging.getLogger("filebatch_local")
@@ -81,6 +88,8 @@ class LocalStack:
         self._sources: list[SqsEventSource] = []
         self._schedules: list[ScheduledEvents] = []
         self._wrote_stack_file = False
+        # Environments started ahead per function, from the template's concurrency settings.
+        self.environments_ahead: dict[str, int] = {}
 
     def _local_defaults(self) -> dict[str, str]:
         # Only the parameters the template declares (a test template may not have them).
@@ -101,6 +110,8 @@ class LocalStack:
             self.moto_endpoint = self._moto.start()
             template = Template(self.template_path, self.parameter_overrides, sqs_endpoint=self.moto_endpoint)
             self.template = template
+            definitions = [machine.definition for machine in template.state_machines().values()]
+            size_interpreter_connection_pool(interpreter_connections(definitions))
 
             provisioner = Provisioner(template, self.moto_endpoint)
             provisioner.provision()
@@ -115,6 +126,14 @@ class LocalStack:
                 echo_logs=self.verbose,
             )
             install_lambda_dispatch(self._runtime)
+            runtime = self._runtime
+            self.environments_ahead = environments_ahead(
+                definitions,
+                lambda name: pool.spec.logical_id if (pool := runtime.pool_for(name)) else None,
+                {spec.function_logical_id: spec.maximum_concurrency for spec in template.sqs_sources()},
+                {logical_id: spec.reserved_concurrency for logical_id, spec in template.functions().items()},
+                cap=self.max_workers,
+            )
 
             routes = template.routes()
             if routes:
@@ -175,10 +194,12 @@ class LocalStack:
                 self.api_key = self.create_api_key(LOCAL_TENANT, plan=self.api_key_plan)
             self._write_stack_file()
             if self.prewarm:
-                # One environment per function starts in the background (two at a time), so the
-                # first request of each function does not pay a cold start of several seconds.
-                # Last, so that it does not compete with the start itself for the CPU.
-                self._runtime.prewarm()
+                # Environments start in the background (two at a time): as many per function as
+                # the template lets run at once (its share of a Map's MaxConcurrency, its event
+                # source's MaximumConcurrency, within its reserved concurrency), one for the others,
+                # so that requests do not pay cold starts of a second or more each. Last, so that
+                # they do not compete with the start itself for the CPU.
+                self._runtime.prewarm(self.environments_ahead)
         except BaseException:
             self.stop()
             raise
@@ -223,6 +244,13 @@ class LocalStack:
     def stack_file(self) -> Path:
         return self.state_dir / "stack.json"
 
+    def wait_warm(self, timeout_s: float = 300.0) -> bool:
+        """Wait until the environments started ahead are up (benchmarks: no cold start in the
+        measurement); True if all are."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return self._runtime.wait_warm(self.environments_ahead, timeout_s)
+
     def function_env(self, logical_id: str) -> dict[str, str]:
         """The exact environment the function's workers run with."""
         if self._runtime is None:
@@ -261,6 +289,15 @@ class LocalStack:
         if self._runtime is None:
             raise RuntimeError("the local stack is not started")
         return self._runtime.pools[logical_id].peak_concurrent_executions
+
+    def cpu_seconds_by_function(self) -> dict[str, tuple[int, float]]:
+        """Per function: environments started so far and the CPU seconds they used (benchmarks)."""
+        if self._runtime is None:
+            raise RuntimeError("the local stack is not started")
+        return {
+            logical_id: (pool.environments_started, pool.cpu_seconds())
+            for logical_id, pool in self._runtime.pools.items()
+        }
 
     def throttles(self, logical_id: str) -> int:
         """How many invocations of the function were refused for its reserved concurrency

@@ -66,6 +66,16 @@ def transact(table: Any, file_status_required: str) -> None:
     )
 
 
+def finished(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The execution's description once it is no longer RUNNING (10 s at most)."""
+    for _ in range(100):
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.1)
+    return described
+
+
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None:
     # Given items before a transaction whose last condition fails
     # When it runs
@@ -127,11 +137,7 @@ def test_the_result_writer_prefix_is_a_path_into_the_map_states_input() -> None:
                 {"tenant_id": "acme", "batch_id": "b-1", "manifest_key": "manifests/acme/b-1.json"}
             ),
         )
-        for _ in range(100):
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            if described["status"] != "RUNNING":
-                break
-            time.sleep(0.1)
+        described = finished(sfn, execution["executionArn"])
         # Then it succeeds, and the results are under the batch's own prefix (a map run id folder)
         assert described["status"] == "SUCCEEDED", described.get("cause")
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="workflow-results/")["Contents"]]
@@ -296,3 +302,151 @@ def test_an_express_child_is_cut_at_its_time_limit_and_a_standard_one_is_not(
     assert described["status"] == "SUCCEEDED", described.get("cause")
     assert json.loads(described["output"])["children"] == ([None] if timed_out else ["done"])
     assert (counts["timedOut"], counts["succeeded"]) == ((1, 0) if timed_out else (0, 1))
+
+
+# Paths of every kind the interpreter evaluates: InputPath, Parameters ".$" (context object
+# included), intrinsic arguments, ResultPath into the state's input, OutputPath, ItemsPath.
+JSONPATH_DEFINITION = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 2,
+            "ItemSelector": {"item.$": "$$.Map.Item.Value", "tag.$": "$.tag"},
+            "ItemProcessor": {
+                "StartAt": "Shape",
+                "States": {
+                    "Shape": {
+                        "Type": "Pass",
+                        "InputPath": "$.item",
+                        "Parameters": {
+                            "id.$": "$.id",
+                            "first.$": "$.values[0]",
+                            "label.$": "States.Format('{}-{}', $.id, $.name)",
+                        },
+                        "ResultPath": "$.shaped",
+                        "OutputPath": "$.shaped",
+                        "End": True,
+                    }
+                },
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def run_jsonpath_machine(executions: int) -> list[Any]:
+    """Run the definition `executions` times over three items; the outputs, parsed."""
+    items = [{"id": f"i{n}", "name": f"n{n}", "values": [n, n + 1]} for n in range(3)]
+    outputs = []
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="paths",
+            definition=json.dumps(JSONPATH_DEFINITION),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )
+        for index in range(executions):
+            execution = sfn.start_execution(
+                stateMachineArn=machine["stateMachineArn"],
+                name=f"run-{index}",
+                input=json.dumps({"items": items, "tag": "t"}),
+            )
+            described = finished(sfn, execution["executionArn"])
+            assert described["status"] == "SUCCEEDED", described.get("cause")
+            outputs.append(json.loads(described["output"]))
+    return outputs
+
+
+def test_jsonpaths_are_parsed_once_each_and_evaluate_as_without_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jsonpath_ng.parser import JsonPathParser
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    install_moto_patches()
+    # Given what moto's interpreter computes with its own, uncached parsing
+    with monkeypatch.context() as uncached:
+        for module in (json_path, result_path):
+            uncached.setattr(module, "parse", module.parse.__wrapped__)
+        expected = run_jsonpath_machine(executions=1)
+    # and every real parse counted (by parser: ResultPath uses the plain one), from an empty cache
+    parsed: list[tuple[str, str]] = []
+    original_parse = JsonPathParser.parse
+
+    def counting_parse(self: Any, string: str, lexer: Any = None) -> Any:
+        parsed.append((type(self).__name__, string))
+        return original_parse(self, string, lexer)
+
+    monkeypatch.setattr(JsonPathParser, "parse", counting_parse)
+    for module in (json_path, result_path):
+        module.parse.cache_clear()
+    # When the same definition runs three times, with the cache
+    outputs = run_jsonpath_machine(executions=3)
+    # Then each execution's output is what moto computes without it
+    assert outputs == expected * 3
+    # and each distinct path was parsed once, however often it was evaluated
+    assert parsed, "the interpreter evaluated no JSONPath: the test proves nothing"
+    assert sorted(parsed) == sorted(set(parsed))
+    assert {"$.item", "$.shaped", "$.id", "$.values[0]"} <= {path for _, path in parsed}
+
+
+def test_the_interpreters_clients_get_the_connection_pool_they_are_sized_for() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    from filebatch_local.provision import size_interpreter_connection_pool
+
+    install_moto_patches()
+    try:
+        # Given the pool sized for 37 tasks in flight
+        size_interpreter_connection_pool(37)
+        # When the interpreter asks for its Lambda client
+        lambda_client = boto_client.boto_client_for(region="us-east-1", service="lambda")
+        # Then it has that many connections, and is reused
+        assert lambda_client.meta.config.max_pool_connections == 37
+        assert boto_client.boto_client_for(region="us-east-1", service="lambda") is lambda_client
+        # and a smaller need never goes below botocore's default
+        size_interpreter_connection_pool(3)
+        assert (
+            boto_client.boto_client_for(region="us-east-1", service="lambda").meta.config.max_pool_connections
+            == 10
+        )
+    finally:
+        size_interpreter_connection_pool(10)
+
+
+def test_sqs_receive_still_drops_expired_and_holds_delayed_messages_without_a_scan_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import Queue, sqs_backends
+
+    install_moto_patches()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        # Given 30 messages, one sent longer ago than the queue's retention, one delayed 15 min
+        for index in range(30):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{index}", DelaySeconds=900 if index == 1 else 0)
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]
+        expired = next(m for m in queue._messages if m.body == "m0")
+        expired.sent_timestamp -= 61_000
+        # and every computation of the queue's attributes (all of them, counts over every message)
+        computed: list[str] = []
+        attributes = Queue.attributes
+        monkeypatch.setattr(
+            Queue, "attributes", property(lambda self: computed.append(self.name) or attributes.fget(self))
+        )
+        # When every message is received (moto answers a receive that meets an expired message with
+        # nothing, so a few receives more than three)
+        bodies: list[str] = []
+        for _ in range(8):
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages") or []
+            bodies += [message["Body"] for message in batch]
+        # Then all but the expired and the delayed one arrive, each once
+        assert sorted(bodies) == sorted(f"m{index}" for index in range(2, 30))
+        # and no receive computed the queue's attributes to check a message's retention
+        assert computed == []

@@ -434,6 +434,17 @@ def test_stack_file_lists_urls_key_and_resolved_outputs(stack: LocalStack, proje
     assert document["outputs"]["MachineArn"].endswith(":stateMachine:filebatch-local-machine")
 
 
+def test_environments_are_started_ahead_as_the_template_lets_them_run_at_once(stack: LocalStack) -> None:
+    # Given a started stack whose SQS consumer has MaximumConcurrency 2 (before any message)
+    # When its environments started ahead are up
+    assert stack.wait_warm(timeout_s=120)
+    started = {logical_id: count for logical_id, (count, _) in stack.cpu_seconds_by_function().items()}
+    # Then the consumer has one per concurrent batch, every other function one
+    assert stack.environments_ahead["ConsumerFunction"] == 2
+    assert started["ConsumerFunction"] == 2
+    assert {started[logical_id] for logical_id in started if logical_id != "ConsumerFunction"} == {1}
+
+
 def test_handler_environment_comes_from_the_template(stack: LocalStack) -> None:
     # Given the EchoFunction's Globals + function variables, with Greeting overridden to "bonjour"
     # When the function is invoked directly through its worker pool
