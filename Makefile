@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build for the python3.13 runtime needs a python3.13 on PATH; pyenv has one on this machine kind.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes bench clean py313 smoke-aws
+.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes coldstart bench clean py313 smoke-aws
 
 venv: $(STAMP)
 
@@ -115,6 +115,10 @@ test: lint typecheck check-template checkov build py313 contract ## everything C
 
 bench: venv
 	$(PY) bench/e2e.py
+
+# Not part of `test`: figures only. COLDSTART_ARGS=--repeat 9 for steadier medians on a busy machine.
+coldstart: build ## every function's handler import + clients against import boto3 + 2 clients (python3.13)
+	$(PY) bench/coldstart.py $(COLDSTART_ARGS)
 
 # Not part of `test`: needs AWS credentials and Bedrock model access, and costs a fraction of a cent.
 # Without credentials it says so and does nothing.
