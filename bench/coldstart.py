@@ -5,7 +5,8 @@
 
 `make coldstart` runs `sam build` first (as `make build` does). Every function of the built template
 is measured on the build output exactly as Lambda lays it out: a fresh `python3.13 -I -S` whose path
-is the function's directory, then its layers' python/ directories, then the standard library; its
+is the function's directory, then its layers' python/ directories, then the standard library (and
+-B: /var/task and /opt are read-only on Lambda, so no run leaves bytecode for the next); its
 environment is what Lambda sets (fake credentials included) plus the function's template
 environment, nothing else. Timed inside that interpreter (so its own start-up is left out): importing
 the handler module, then calling the `filebatch.runtime` factories the handler calls that create a
@@ -258,7 +259,7 @@ def compiled_boto3(python: str, layer_python: Path, scratch: Path) -> Path:
 
 def _run(python: str, job: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
     result = subprocess.run(
-        [python, "-I", "-S", "-c", PROBE, json.dumps(job)],
+        [python, "-I", "-S", "-B", "-c", PROBE, json.dumps(job)],
         capture_output=True,
         text=True,
         env=environment,
