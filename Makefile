@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build for the python3.13 runtime needs a python3.13 on PATH; pyenv has one on this machine kind.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes bench cost clean py313 smoke-aws
+.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes coldstart bench cost clean py313 smoke-aws
 
 venv: $(STAMP)
 
@@ -113,11 +113,17 @@ e2e: venv
 test: lint typecheck check-template checkov build py313 contract ## everything CI runs
 	$(PY) -m pytest -q tests/unit tests/integration tests/e2e
 
-bench: venv
-	$(PY) bench/e2e.py
+# Not part of `test`: every figure of docs/performance.md in one run (about 10 minutes): cold start per
+# function, cost per 1,000 files, local end-to-end throughput at N=1,000. Each prints its own table.
+bench: coldstart cost ## all the benchmarks: cold start, cost per 1,000 files, local throughput
+	$(PY) bench/e2e.py $(E2E_ARGS)
 
 cost: venv ## what N files (COST_ARGS, default --files 1000) would cost on AWS, per 1,000 files
 	$(PY) bench/cost.py $(COST_ARGS)
+
+# Not part of `test`: figures only. COLDSTART_ARGS=--repeat 9 for steadier medians on a busy machine.
+coldstart: build ## every function's handler import + clients against import boto3 + 2 clients (python3.13)
+	$(PY) bench/coldstart.py $(COLDSTART_ARGS)
 
 # Not part of `test`: needs AWS credentials and Bedrock model access, and costs a fraction of a cent.
 # Without credentials it says so and does nothing.

@@ -213,7 +213,11 @@ def _pip(arguments: list[str], python_version: str, architecture: str) -> subpro
 
 def _layer_build_target(layer: dict[str, Any]) -> tuple[str, str]:
     metadata = layer.get("Metadata", {})
-    return str(metadata.get("BuildMethod", "?")), str(metadata.get("BuildArchitecture", "x86_64"))
+    method = str(metadata.get("BuildMethod", "?"))
+    # A makefile build (the shared layer's) names no runtime: the layer's first compatible one.
+    runtimes = layer.get("Properties", {}).get("CompatibleRuntimes") or [method]
+    runtime = method if method.startswith("python") else str(runtimes[0])
+    return runtime, str(metadata.get("BuildArchitecture", "x86_64"))
 
 
 def _ref(value: Any) -> str:

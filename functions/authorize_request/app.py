@@ -21,7 +21,7 @@ from filebatch.errors import UnauthorizedError
 from filebatch.services.auth import authenticate
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -18,7 +18,7 @@ from filebatch.services.batches import require_batch, status_of
 from filebatch.services.lifecycle import cancel_batch
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 app = make_resolver()
 
 

@@ -25,7 +25,7 @@ from filebatch.services.batches import create_batch, replay_created_batch
 from filebatch.services.cursors import CursorSigner
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 # Responses here carry presigned PUT URLs, which let anyone holding them upload: Tracer would
 # otherwise add each response to the trace as metadata, putting them in X-Ray for anyone with
 # read access to traces. Timings and errors are still traced.

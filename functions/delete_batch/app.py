@@ -17,7 +17,7 @@ from filebatch.models.api import DeleteBatchResponse
 from filebatch.services.purge import delete_batch
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 app = make_resolver()
 
 

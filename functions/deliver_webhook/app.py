@@ -22,7 +22,8 @@ from filebatch.models.events import BatchEndedEvent
 from filebatch.services.webhooks import WebhookDeliveryError, deliver_webhook
 
 logger = Logger()
-tracer = Tracer()
+# httplib too: the webhook POSTs themselves go through http.client, and their traces matter here.
+tracer = Tracer(patch_modules=(*runtime.TRACED_MODULES, "httplib"))
 
 
 class WebhookDeliveryRecord(SqsRecordModel):

@@ -13,7 +13,7 @@ from filebatch.models.workflow import DescribeFileInput
 from filebatch.services.processing import describe
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -17,7 +17,7 @@ from filebatch.models.api import ExportResponse
 from filebatch.services.exports import get_export
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 # Responses here carry a presigned GET of the results, which lets anyone holding it download them:
 # not added to traces (timings and errors still are).
 app = make_resolver()

@@ -16,7 +16,7 @@ from filebatch.models.workflow import FinalizeBatchInput
 from filebatch.services.processing import finalize_batch
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -16,7 +16,7 @@ from filebatch.models.api import BatchStatusResponse
 from filebatch.services.batches import get_batch_status
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 app = make_resolver()
 
 

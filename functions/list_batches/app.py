@@ -19,7 +19,7 @@ from filebatch.services.batches import list_batches
 from filebatch.services.cursors import CursorSigner
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 app = make_resolver()
 
 

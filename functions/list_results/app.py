@@ -17,7 +17,7 @@ from filebatch.services.batches import list_results
 from filebatch.services.cursors import CursorSigner
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 app = make_resolver()
 
 

@@ -14,7 +14,7 @@ from filebatch.models.workflow import FileTask
 from filebatch.services.processing import process_file
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -15,7 +15,7 @@ from filebatch.models.workflow import RecordResultInput, RecordSuccessInput
 from filebatch.services.processing import record_failure, record_success
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 class RecordResultEvent(RootModel[RecordResultInput]):

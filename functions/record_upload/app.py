@@ -19,7 +19,7 @@ from filebatch import runtime
 from filebatch.services.uploads import record_upload
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 class UploadEventRecord(SqsRecordModel):

@@ -16,7 +16,7 @@ from filebatch.models.api import WebhookSecretResponse
 from filebatch.services.webhooks import rotate_webhook_secret
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 # The response is the secret itself: it must not reach X-Ray as response metadata (nor the logs).
 app = make_resolver()
 

@@ -18,7 +18,7 @@ from filebatch.models.workflow import BatchJob
 from filebatch.services.jobs import run_job
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 class BatchJobRecord(SqsRecordModel):

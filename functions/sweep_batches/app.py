@@ -16,7 +16,7 @@ from filebatch.config import get_settings
 from filebatch.services.lifecycle import sweep
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -8,29 +8,32 @@ from typing import TYPE_CHECKING, Any
 
 from filebatch.config import get_settings
 from filebatch.errors import FilebatchError
-from filebatch.services.description import (
-    DescriptionProvider,
-    FaultInjection,
-    ProviderFactory,
-    provider_named,
-)
-from filebatch.services.ports import (
-    BatchEvents,
-    BatchRepository,
-    ConverseModel,
-    CursorKeys,
-    DeliveryQueue,
-    HostResolver,
-    IdempotentCalls,
-    JobQueue,
-    ObjectStorage,
-    WebhookTransport,
-    WorkflowStarter,
-)
 
+# Types only: every handler imports this module, and most of them need neither the description
+# services nor every model the ports name (importing them builds their pydantic schemas at cold start).
 if TYPE_CHECKING:
     from filebatch.services.batches import UploadLimits
+    from filebatch.services.description import DescriptionProvider, FaultInjection, ProviderFactory
+    from filebatch.services.ports import (
+        BatchEvents,
+        BatchRepository,
+        ConverseModel,
+        CursorKeys,
+        DeliveryQueue,
+        HostResolver,
+        IdempotentCalls,
+        JobQueue,
+        ObjectStorage,
+        WebhookTransport,
+        WorkflowStarter,
+    )
     from filebatch.services.webhooks import WebhookPolicy
+
+# What each handler's Tracer patches for X-Ray: the AWS clients, which are botocore's. Powertools'
+# default (patch_all) imports and patches every library X-Ray supports that is installed (sqlite3 and
+# http.client on Lambda's runtime) at cold start; a function making other calls worth tracing adds
+# them (deliver_webhook: httplib).
+TRACED_MODULES = ("botocore",)
 
 # Bedrock client timeouts (seconds). One model call must fit the describe function's Timeout (120 s,
 # template.yaml) with room for the download and the image work around it; a static test holds them
@@ -182,11 +185,15 @@ PROVIDERS: dict[str, ProviderFactory] = {"local": _local_provider, "bedrock": _b
 
 @lru_cache(maxsize=1)
 def description_provider() -> DescriptionProvider:
+    from filebatch.services.description import provider_named
+
     return provider_named(get_settings().description_provider, PROVIDERS)
 
 
 @lru_cache(maxsize=1)
 def fault_injection() -> FaultInjection | None:
+    from filebatch.services.description import FaultInjection
+
     return FaultInjection.parse(get_settings().describe_fault_injection)
 
 
