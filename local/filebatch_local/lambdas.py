@@ -155,6 +155,9 @@ class Worker:
     def __init__(self, spec: FunctionSpec, env: dict[str, str], sink: LogSink) -> None:
         self.spec = spec
         self._ready = False
+        # What init and the last invocation used, as the environment reported it (for metering).
+        self.init_usage: dict[str, Any] | None = None
+        self.last_usage: dict[str, Any] | None = None
         self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
@@ -215,7 +218,7 @@ class Worker:
         """Wait for the end of init (the handler module imported), which Lambda does not count
         against the invocation's Timeout."""
         if not self._ready:
-            self._receive(time.time() + timeout_s)
+            self.init_usage = self._receive(time.time() + timeout_s).get("usage")
             self._ready = True
 
     def call(
@@ -233,7 +236,9 @@ class Worker:
             raise WorkerDied(str(error)) from error
         if crash:
             self.process.send_signal(signal.SIGKILL)
+        self.last_usage = None
         response = self._receive(deadline)
+        self.last_usage = response.get("usage")
         peak = response.get("max_memory_used_mb")
         return bool(response["error"]), str(response["payload"]), int(peak) if peak is not None else None
 
@@ -425,6 +430,7 @@ class FunctionPool:
                     with self._condition:
                         self._workers.add(worker)
                     worker.wait_ready(INIT_TIMEOUT_S)
+                    metering.record_init(self.spec.logical_id, self.spec.memory_mb, worker.init_usage)
                 except (OSError, TimeoutError, WorkerDied) as error:
                     failure = (
                         SpawnError("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.0f} seconds")
@@ -508,6 +514,7 @@ class FunctionPool:
         self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
         reusable = False
         max_memory: int | None = None
+        usage: dict[str, Any] | None = None
         try:
             delay = self._take_latency(event)
             if delay:
@@ -516,6 +523,7 @@ class FunctionPool:
             function_error, payload, max_memory = worker.call(
                 event, request_id, self.spec.timeout_s, crash=self._take_crash(event)
             )
+            usage = worker.last_usage
             reusable = True
         except TimeoutError:
             function_error = True
@@ -539,7 +547,9 @@ class FunctionPool:
                 memory += f"\tMax Memory Used: {max_memory} MB"
                 with self._condition:
                     self.peak_memory_used_mb = max(self.peak_memory_used_mb, max_memory)
-            metering.record_invocation(self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000)
+            metering.record_invocation(
+                self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000, usage
+            )
             self.sink.write(
                 f"REPORT RequestId: {request_id}\tDuration: {(now - called) * 1000:.2f} ms"
                 f"\tWaited for environment: {(called - started) * 1000:.2f} ms{memory}"
