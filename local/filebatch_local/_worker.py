@@ -14,6 +14,7 @@ stdout/stderr are the function's log stream (the parent copies them to the log f
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -84,19 +85,10 @@ def _peak_rss_mb() -> int | None:
 _sdk_calls: dict[str, int] = {}
 
 
-def _count_sdk_calls() -> None:
-    """Count botocore's API calls from here on, if the handler has imported botocore.
-
-    botocore is not imported here (this process stays standard-library-only and looks like Lambda's
-    until the handler imports what it ships); instead its Endpoint.make_request, the one method
-    every client's API call goes through (once per call, its retries inside), is wrapped once it
-    is loaded. Called after init and before each invocation, so a handler that imports boto3 late
-    is counted from its next invocation. Counted here, in the environment, rather than from the
-    requests moto receives: the figure is per invocation without any bookkeeping in the parent."""
-    endpoint = sys.modules.get("botocore.endpoint")
-    make_request = getattr(getattr(endpoint, "Endpoint", None), "make_request", None)
-    if make_request is None or getattr(make_request, "_filebatch_counted", False):
-        return
+def _count_sdk_calls(endpoint: ModuleType) -> None:
+    """Count every API call of botocore's clients from here on: Endpoint.make_request is the one
+    method each call goes through (once per call, its retries inside)."""
+    make_request = endpoint.Endpoint.make_request
 
     @functools.wraps(make_request)
     def counted(self: Any, operation_model: Any, request_dict: Any) -> Any:
@@ -104,8 +96,31 @@ def _count_sdk_calls() -> None:
         _sdk_calls[service] = _sdk_calls.get(service, 0) + 1
         return make_request(self, operation_model, request_dict)
 
-    counted._filebatch_counted = True  # type: ignore[attr-defined]
-    endpoint.Endpoint.make_request = counted  # type: ignore[union-attr]
+    endpoint.Endpoint.make_request = counted
+
+
+class _CountSdkCallsOnImport:
+    """A meta path finder that wraps botocore.endpoint's Endpoint.make_request as the handler
+    imports it (at init or later, lazily, in an invocation).
+
+    botocore is not imported here: this process stays standard-library-only and looks like Lambda's
+    until the handler imports what it ships. Counted here, in the environment, rather than from the
+    requests moto receives: the figure is per invocation with no bookkeeping in the parent."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "botocore.endpoint":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_then_count(module: ModuleType) -> None:
+            exec_module(module)
+            _count_sdk_calls(module)
+
+        spec.loader.exec_module = exec_then_count  # type: ignore[method-assign]
+        return spec
 
 
 class _Usage:
@@ -189,6 +204,7 @@ def main() -> int:
     # Init is the whole process so far: the interpreter's start (process_time counts from it) and
     # the handler's import. Its wall time is from here (the interpreter's own start is not timed).
     init = _Usage()
+    sys.meta_path.insert(0, _CountSdkCallsOnImport())
 
     init_error: str | None = None
     try:
@@ -209,7 +225,6 @@ def main() -> int:
         _log_error(init_error)
     sys.stdout.flush()
     # Init is over: the parent starts the invocation's clock only now, as Lambda does.
-    _count_sdk_calls()
     _send(response_fd, {"ready": True, "usage": init.report()})
 
     while True:
@@ -221,7 +236,6 @@ def main() -> int:
             _send(response_fd, {"error": True, "payload": init_error})
             return 1
         context = LambdaContext(config, request["request_id"], request["deadline_ms"], log_stream)
-        _count_sdk_calls()
         invocation = _Usage(time.process_time())
         try:
             result = handler(request["event"], context)
