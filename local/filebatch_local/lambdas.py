@@ -158,6 +158,7 @@ class Worker:
         # What init and the last invocation used, as the environment reported it (for metering).
         self.init_usage: dict[str, Any] | None = None
         self.last_usage: dict[str, Any] | None = None
+        self.served = False  # has run an invocation (its INIT is then metered)
         self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
@@ -430,7 +431,6 @@ class FunctionPool:
                     with self._condition:
                         self._workers.add(worker)
                     worker.wait_ready(INIT_TIMEOUT_S)
-                    metering.record_init(self.spec.logical_id, self.spec.memory_mb, worker.init_usage)
                 except (OSError, TimeoutError, WorkerDied) as error:
                     failure = (
                         SpawnError("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.0f} seconds")
@@ -547,6 +547,11 @@ class FunctionPool:
                 memory += f"\tMax Memory Used: {max_memory} MB"
                 with self._condition:
                     self.peak_memory_used_mb = max(self.peak_memory_used_mb, max_memory)
+            if not worker.served:
+                # On Lambda an on-demand environment is started by the invocation it first serves:
+                # its INIT is billed then. One started ahead (prewarm) and never used costs nothing.
+                worker.served = True
+                metering.record_init(self.spec.logical_id, self.spec.memory_mb, worker.init_usage)
             metering.record_invocation(
                 self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000, usage
             )

@@ -259,8 +259,9 @@ def record_invocation(logical_id: str, memory_mb: int, handler_ms: float, report
 
 
 def record_init(logical_id: str, memory_mb: int, reported: Any) -> None:
-    """One execution environment started (INIT: the interpreter and the handler's imports), as its
-    environment reported it. Lambda bills INIT of on-demand environments since 1 August 2025."""
+    """One execution environment's INIT (the interpreter and the handler's imports) as it reported
+    it, recorded when the environment serves its first invocation. Lambda bills INIT of on-demand
+    environments since 1 August 2025."""
     meter = _active
     if meter is None:
         return

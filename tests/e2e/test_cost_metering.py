@@ -87,9 +87,14 @@ def test_each_invocation_reports_its_cpu_time_and_sdk_calls(metered: tuple[Stack
         received[service] += n
     for service, n in counted.items():
         assert received[service] >= n, service
-    # And each environment started under the meter reported its INIT's CPU time (imports)
-    for init in (u for u in meter.lambda_usage if u.init):
+    # And each environment's INIT was metered with its CPU time (imports), once, when it served its
+    # first invocation: never more INITs than invocations, none for a function that was not invoked
+    inits = [u for u in meter.lambda_usage if u.init]
+    for init in inits:
         assert init.cpu_ms is not None and init.cpu_ms > 0
+    init_counts = Counter(u.logical_id for u in inits)
+    for logical_id, n in init_counts.items():
+        assert n <= meter.lambda_invocations[logical_id], logical_id
 
 
 def test_requests_through_api_gateway_and_s3_are_the_clients(metered: tuple[Stack, Meter, int]) -> None:
