@@ -309,14 +309,16 @@ def _lambda_lines(meter: Meter, template: Template, duration: Callable[[LambdaUs
                 gb_s = lambda_gb_seconds(memory, sum(duration(u) for u in phase))
                 what = f"{logical_id}{label} GB-s ({memory} MB, {architecture})"
                 if init:
-                    what += f", {len(phase)} environments"
+                    what += f", {len(phase)} environment{'s' if len(phase) != 1 else ''}"
                 lines.append(Line("Lambda", what, gb_s, f"lambda.gb_s.{architecture}"))
     return lines
 
 
 def lambda_wall_clock_lines(meter: Meter, template: Template) -> list[Line]:
-    """Lambda compute billed at the local wall time of each invocation and INIT: an upper bound
-    (the local cores run many environments at once), shown next to the model, not added to it."""
+    """Lambda compute billed at the local wall time of each invocation and INIT, shown next to the
+    model, not added to it: an upper bound in aggregate (the local cores run many environments at
+    once), not for every invocation (a lone one at 512 MB gets a whole local core, 0.29 vCPU on
+    Lambda)."""
     return [line for line in _lambda_lines(meter, template, wall_clock_ms) if "GB-s" in line.item]
 
 
