@@ -130,7 +130,7 @@ class _Usage:
     def __init__(self, cpu_start: float = 0.0) -> None:
         self._cpu = cpu_start
         self._wall = time.perf_counter()
-        _sdk_calls.clear()
+        _sdk_calls.clear()  # one phase at a time: the counts start again with each
 
     def report(self) -> dict[str, Any]:
         return {
