@@ -5,13 +5,16 @@ environment the template gives the function. Standard library only, and nothing 
 filebatch_local is imported: the handler's process must look like Lambda's, not like ours.
 
 Protocol on two inherited pipe fds: 4-byte big-endian length + UTF-8 JSON, in both directions.
-First {"ready": true} once the handler is imported (init), then per request
-{"request_id", "event", "deadline_ms"} -> {"error": bool, "payload": "<json text>"}.
+First {"ready": true, "usage": {...}} once the handler is imported (init), then per request
+{"request_id", "event", "deadline_ms"} -> {"error": bool, "payload": "<json text>", "usage": {...}}.
+"usage" is what the phase used, for the cost model: {"cpu_ms", "wall_ms", "sdk_calls": {service: n}}.
 stdout/stderr are the function's log stream (the parent copies them to the log file).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -78,6 +81,65 @@ def _peak_rss_mb() -> int | None:
     return None
 
 
+# AWS SDK calls made by the current phase, by service (endpoint prefix: dynamodb, s3, states...).
+_sdk_calls: dict[str, int] = {}
+
+
+def _count_sdk_calls(endpoint: ModuleType) -> None:
+    """Count every API call of botocore's clients from here on: Endpoint.make_request is the one
+    method each call goes through (once per call, its retries inside)."""
+    make_request = endpoint.Endpoint.make_request
+
+    @functools.wraps(make_request)
+    def counted(self: Any, operation_model: Any, request_dict: Any) -> Any:
+        service = str(operation_model.service_model.endpoint_prefix)
+        _sdk_calls[service] = _sdk_calls.get(service, 0) + 1
+        return make_request(self, operation_model, request_dict)
+
+    endpoint.Endpoint.make_request = counted
+
+
+class _CountSdkCallsOnImport:
+    """A meta path finder that wraps botocore.endpoint's Endpoint.make_request as the handler
+    imports it (at init or later, lazily, in an invocation).
+
+    botocore is not imported here: this process stays standard-library-only and looks like Lambda's
+    until the handler imports what it ships. Counted here, in the environment, rather than from the
+    requests moto receives: the figure is per invocation with no bookkeeping in the parent."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "botocore.endpoint":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_then_count(module: ModuleType) -> None:
+            exec_module(module)
+            _count_sdk_calls(module)
+
+        spec.loader.exec_module = exec_then_count  # type: ignore[method-assign]
+        return spec
+
+
+class _Usage:
+    """What one phase (init, an invocation) used: CPU time of the whole process (all its threads:
+    what Lambda's CPU share has to run), wall time, and the SDK calls counted meanwhile."""
+
+    def __init__(self, cpu_start: float = 0.0) -> None:
+        self._cpu = cpu_start
+        self._wall = time.perf_counter()
+        _sdk_calls.clear()  # one phase at a time: the counts start again with each
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "cpu_ms": (time.process_time() - self._cpu) * 1000,
+            "wall_ms": (time.perf_counter() - self._wall) * 1000,
+            "sdk_calls": dict(_sdk_calls),
+        }
+
+
 def _send(fd: int, message: dict[str, Any]) -> None:
     if "payload" in message:
         message = {**message, "max_memory_used_mb": _peak_rss_mb()}
@@ -139,6 +201,10 @@ def main() -> int:
     request_fd, response_fd = config["request_fd"], config["response_fd"]
     sys.path[:] = _lambda_sys_path(config["code_dir"], config["layer_dirs"])
     log_stream = time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
+    # Init is the whole process so far: the interpreter's start (process_time counts from it) and
+    # the handler's import. Its wall time is from here (the interpreter's own start is not timed).
+    init = _Usage()
+    sys.meta_path.insert(0, _CountSdkCallsOnImport())
 
     init_error: str | None = None
     try:
@@ -159,7 +225,7 @@ def main() -> int:
         _log_error(init_error)
     sys.stdout.flush()
     # Init is over: the parent starts the invocation's clock only now, as Lambda does.
-    _send(response_fd, {"ready": True})
+    _send(response_fd, {"ready": True, "usage": init.report()})
 
     while True:
         request = _receive(request_fd)
@@ -170,24 +236,26 @@ def main() -> int:
             _send(response_fd, {"error": True, "payload": init_error})
             return 1
         context = LambdaContext(config, request["request_id"], request["deadline_ms"], log_stream)
+        invocation = _Usage(time.process_time())
         try:
             result = handler(request["event"], context)
         except Exception as error:
             payload = _error_payload(error)
             _log_error(payload)
-            _send(response_fd, {"error": True, "payload": payload})
+            _send(response_fd, {"error": True, "payload": payload, "usage": invocation.report()})
             continue
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+        usage = invocation.report()
         try:
             text = json.dumps(result)
         except (TypeError, ValueError) as error:
             payload = _error_payload(error, "Runtime.MarshalError", f"Unable to marshal response: {error}")
             _log_error(payload)
-            _send(response_fd, {"error": True, "payload": payload})
+            _send(response_fd, {"error": True, "payload": payload, "usage": usage})
             continue
-        _send(response_fd, {"error": False, "payload": text})
+        _send(response_fd, {"error": False, "payload": text, "usage": usage})
 
 
 if __name__ == "__main__":

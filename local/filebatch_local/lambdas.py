@@ -167,6 +167,10 @@ class Worker:
         self.spec = spec
         self._ready = False
         self._cpu_s_at_exit: float | None = None
+        # What init and the last invocation used, as the environment reported it (for metering).
+        self.init_usage: dict[str, Any] | None = None
+        self.last_usage: dict[str, Any] | None = None
+        self.served = False  # has run an invocation (its INIT is then metered)
         self._fd_lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._response_read, response_write = os.pipe()
@@ -227,7 +231,7 @@ class Worker:
         """Wait for the end of init (the handler module imported), which Lambda does not count
         against the invocation's Timeout."""
         if not self._ready:
-            self._receive(time.time() + timeout_s)
+            self.init_usage = self._receive(time.time() + timeout_s).get("usage")
             self._ready = True
 
     def call(
@@ -245,7 +249,9 @@ class Worker:
             raise WorkerDied(str(error)) from error
         if crash:
             self.process.send_signal(signal.SIGKILL)
+        self.last_usage = None
         response = self._receive(deadline)
+        self.last_usage = response.get("usage")
         peak = response.get("max_memory_used_mb")
         return bool(response["error"]), str(response["payload"]), int(peak) if peak is not None else None
 
@@ -557,6 +563,7 @@ class FunctionPool:
         self.sink.write(f"START RequestId: {request_id} Version: $LATEST")
         reusable = False
         max_memory: int | None = None
+        usage: dict[str, Any] | None = None
         try:
             delay = self._take_latency(event)
             if delay:
@@ -565,6 +572,7 @@ class FunctionPool:
             function_error, payload, max_memory = worker.call(
                 event, request_id, self.spec.timeout_s, crash=self._take_crash(event)
             )
+            usage = worker.last_usage
             reusable = True
         except TimeoutError:
             function_error = True
@@ -588,7 +596,14 @@ class FunctionPool:
                 memory += f"\tMax Memory Used: {max_memory} MB"
                 with self._condition:
                     self.peak_memory_used_mb = max(self.peak_memory_used_mb, max_memory)
-            metering.record_invocation(self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000)
+            if not worker.served:
+                # On Lambda an on-demand environment is started by the invocation it first serves:
+                # its INIT is billed then. One started ahead (prewarm) and never used costs nothing.
+                worker.served = True
+                metering.record_init(self.spec.logical_id, self.spec.memory_mb, worker.init_usage)
+            metering.record_invocation(
+                self.spec.logical_id, self.spec.memory_mb, (now - called) * 1000, usage
+            )
             self.sink.write(
                 f"REPORT RequestId: {request_id}\tDuration: {(now - called) * 1000:.2f} ms"
                 f"\tWaited for environment: {(called - started) * 1000:.2f} ms{memory}"

@@ -11,8 +11,10 @@ hook returns at once. What is counted, and where:
   that no other write comes in between;
 - SQS requests in 64 KB chunks; EventBridge entries in 64 KB chunks, S3 events to the bus and the
   rules' deliveries to SQS (moto makes those in-process, without HTTP);
-- Lambda invocations per function and the handler's duration (hook in lambdas.FunctionPool), log
-  bytes per function (hook in lambdas.LogSink), API Gateway requests (hook in api.ApiGateway);
+- Lambda invocations and environment starts (INIT) per function, each with what the environment
+  reported it used: CPU time, wall time, AWS SDK calls by service (hooks in lambdas.FunctionPool,
+  measured by _worker.py); log bytes per function (hook in lambdas.LogSink), API Gateway requests
+  (hook in api.ApiGateway);
 - Step Functions: states entered (transitions, retries included) by the parent and by each
   Distributed Map child, and each child's duration (patches on moto's interpreter). Whether a
   child is billed as a STANDARD or an EXPRESS execution is decided later, from the ASL
@@ -148,14 +150,27 @@ class ChildExecution:
     duration_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class LambdaUsage:
+    """One invocation or one INIT of a Lambda function, as measured locally. What Lambda would bill
+    for it is modelled from these by filebatch_local.pricing."""
+
+    logical_id: str
+    memory_mb: int
+    init: bool  # an environment's INIT phase, not an invocation
+    wall_ms: float  # local wall time: an upper bound on 2 oversubscribed cores
+    cpu_ms: float | None  # CPU time of the environment's process; None when it died or timed out
+    sdk_calls: dict[str, int] = field(default_factory=dict)  # AWS SDK calls by service
+
+
 @dataclass
 class Meter:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # (service, operation)
     # Billing units beyond a request count: (service, unit) -> quantity.
     units: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     lambda_invocations: Counter[str] = field(default_factory=Counter)  # logical id
-    lambda_billed_ms: Counter[str] = field(default_factory=Counter)
     lambda_memory_mb: dict[str, int] = field(default_factory=dict)
+    lambda_usage: list[LambdaUsage] = field(default_factory=list)  # invocations and INITs
     log_bytes: Counter[str] = field(default_factory=Counter)  # log group owner (logical id)
     api_requests: int = 0
     # States entered outside any Distributed Map child, by state machine name.
@@ -179,11 +194,11 @@ class Meter:
                 "lambda": {
                     lid: {
                         "invocations": self.lambda_invocations[lid],
-                        "billed_ms": self.lambda_billed_ms[lid],
                         "memory_mb": self.lambda_memory_mb[lid],
                     }
                     for lid in sorted(self.lambda_invocations)
                 },
+                "lambda_usage": [vars(u) for u in self.lambda_usage],
                 "log_bytes": dict(sorted(self.log_bytes.items())),
                 "api_requests": self.api_requests,
                 "parent_transitions": dict(self.parent_transitions),
@@ -217,15 +232,43 @@ def metering(meter: Meter) -> Iterator[Meter]:
 
 
 # ------------------------------------------------------------------------ hooks (local runtime)
-def record_invocation(logical_id: str, memory_mb: int, handler_ms: float) -> None:
-    """One Lambda invocation that ran: billed per started millisecond at the function's memory."""
+def _usage(logical_id: str, memory_mb: int, init: bool, wall_ms: float, reported: Any) -> LambdaUsage:
+    reported = reported or {}
+    cpu_ms = reported.get("cpu_ms")
+    return LambdaUsage(
+        logical_id,
+        memory_mb,
+        init,
+        wall_ms,
+        None if cpu_ms is None else float(cpu_ms),
+        {str(k): int(v) for k, v in (reported.get("sdk_calls") or {}).items()},
+    )
+
+
+def record_invocation(logical_id: str, memory_mb: int, handler_ms: float, reported: Any = None) -> None:
+    """One Lambda invocation that ran: the handler's wall time as the caller saw it, and what its
+    environment reported it used (None when the environment died or timed out)."""
     meter = _active
     if meter is None:
         return
+    usage = _usage(logical_id, memory_mb, False, handler_ms, reported)
     with meter.lock:
         meter.lambda_invocations[logical_id] += 1
-        meter.lambda_billed_ms[logical_id] += max(1, math.ceil(handler_ms))
         meter.lambda_memory_mb[logical_id] = memory_mb
+        meter.lambda_usage.append(usage)
+
+
+def record_init(logical_id: str, memory_mb: int, reported: Any) -> None:
+    """One execution environment's INIT (the interpreter and the handler's imports) as it reported
+    it, recorded when the environment serves its first invocation. Lambda bills INIT of on-demand
+    environments since 1 August 2025."""
+    meter = _active
+    if meter is None:
+        return
+    usage = _usage(logical_id, memory_mb, True, float((reported or {}).get("wall_ms") or 0.0), reported)
+    with meter.lock:
+        meter.lambda_memory_mb[logical_id] = memory_mb
+        meter.lambda_usage.append(usage)
 
 
 def record_log_line(logical_id: str, line: str) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from filebatch_local.metering import Meter
+from filebatch_local.metering import LambdaUsage, Meter
 from filebatch_local.template import Template
 
 
@@ -72,11 +73,69 @@ S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
 EXPRESS_MEMORY_CHUNK_MB = 64
 EXPRESS_DURATION_STEP_MS = 100
 
+# Lambda's billed duration is not measured locally but modelled (lambda_billed_ms): the local wall
+# time measures how oversubscribed the 2 cores were, not what Lambda would bill.
+# docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html: CPU is allocated in proportion to
+# memory, one full vCPU at 1,769 MB. Code that runs on one thread cannot use more than one.
+LAMBDA_MB_PER_VCPU = 1769
+# The time a handler waits on one AWS SDK call, in the same region (ms): a request's round trip and
+# the service's own latency, not measured (no AWS here) but assumed, by the service's endpoint prefix.
+SDK_CALL_LATENCY_MS: dict[str, float] = {
+    # "single-digit millisecond performance at any scale" (aws.amazon.com/dynamodb); a transaction
+    # of two items is in the same range.
+    "dynamodb": 5,
+    # S3 Express One Zone is "single-digit millisecond ... up to 10x faster than S3 Standard"
+    # (aws.amazon.com/s3/storage-classes/express-one-zone): tens of ms for a small GET or PUT.
+    "s3": 20,
+    # SQS send/receive/delete and EventBridge PutEvents: ~10 ms each (assumption, commonly observed
+    # in-region figures; neither service publishes a latency).
+    "sqs": 10,
+    "events": 10,
+    # Step Functions StartExecution and other control-plane-style calls (Secrets Manager, API
+    # Gateway's key management): 20 ms (assumption).
+    "states": 20,
+}
+SDK_CALL_DEFAULT_LATENCY_MS = 20.0  # any service not in the table
+
 
 # ------------------------------------------------------------------------ billing arithmetic
 def lambda_gb_seconds(memory_mb: int, billed_ms: int) -> float:
     """Lambda compute: the configured memory (GB, 1,024 MB each) times the billed duration (s)."""
     return memory_mb / 1024 * billed_ms / 1000
+
+
+def vcpu_share(memory_mb: int) -> float:
+    """The share of one vCPU a single-threaded handler gets at `memory_mb`: memory / 1,769 MB,
+    at most one vCPU."""
+    return min(1.0, memory_mb / LAMBDA_MB_PER_VCPU)
+
+
+def sdk_wait_ms(sdk_calls: dict[str, int]) -> float:
+    """The time spent waiting on AWS SDK calls, from the assumed per-call latency of each service."""
+    return sum(
+        n * SDK_CALL_LATENCY_MS.get(service, SDK_CALL_DEFAULT_LATENCY_MS) for service, n in sdk_calls.items()
+    )
+
+
+def lambda_billed_ms(memory_mb: int, cpu_ms: float, sdk_calls: dict[str, int]) -> int:
+    """Modelled billed duration of one invocation (or INIT): the CPU time it used, stretched by the
+    CPU share its memory size gets, plus its SDK calls' waits; per started millisecond, at least 1."""
+    duration = cpu_ms / vcpu_share(memory_mb) + sdk_wait_ms(sdk_calls)
+    # Rounded to a nanosecond first, so that float noise (100.0000000001) does not add a millisecond.
+    return max(1, math.ceil(round(duration, 6)))
+
+
+def billed_ms(usage: LambdaUsage) -> int:
+    """What one invocation or INIT is billed in the model; the wall time when the environment
+    reported nothing (it died or timed out: Lambda bills it up to that point)."""
+    if usage.cpu_ms is None:
+        return wall_clock_ms(usage)
+    return lambda_billed_ms(usage.memory_mb, usage.cpu_ms, usage.sdk_calls)
+
+
+def wall_clock_ms(usage: LambdaUsage) -> int:
+    """The upper bound: the local wall time, per started millisecond."""
+    return max(1, math.ceil(usage.wall_ms))
 
 
 def express_gb_seconds(duration_ms: float, memory_mb: float = EXPRESS_MEMORY_CHUNK_MB) -> float:
@@ -132,20 +191,8 @@ def usage(meter: Meter, template: Template) -> list[Line]:
     requests = dict(meter.requests)
     units = dict(meter.units)
 
-    # Lambda
-    for logical_id, invocations in sorted(meter.lambda_invocations.items()):
-        memory = meter.lambda_memory_mb[logical_id]
-        architecture = str((template.properties(logical_id).get("Architectures") or ["x86_64"])[0])
-        gb_s = lambda_gb_seconds(memory, meter.lambda_billed_ms[logical_id])
-        lines.append(Line("Lambda", f"{logical_id} invocations", invocations, "lambda.request"))
-        lines.append(
-            Line(
-                "Lambda",
-                f"{logical_id} GB-s ({memory} MB, {architecture})",
-                gb_s,
-                f"lambda.gb_s.{architecture}",
-            )
-        )
+    # Lambda: the modelled duration (lambda_wall_clock_lines gives the wall-time upper bound)
+    lines += _lambda_lines(meter, template, billed_ms)
 
     # Step Functions
     machines, child_types = workflow_types(template)
@@ -239,6 +286,60 @@ def usage(meter: Meter, template: Template) -> list[Line]:
         )
     )
     return lines
+
+
+def _lambda_lines(meter: Meter, template: Template, duration: Callable[[LambdaUsage], int]) -> list[Line]:
+    lines: list[Line] = []
+    for logical_id in sorted(meter.lambda_memory_mb):
+        memory = meter.lambda_memory_mb[logical_id]
+        architecture = str((template.properties(logical_id).get("Architectures") or ["x86_64"])[0])
+        runs = [u for u in meter.lambda_usage if u.logical_id == logical_id]
+        if meter.lambda_invocations[logical_id]:
+            lines.append(
+                Line(
+                    "Lambda",
+                    f"{logical_id} invocations",
+                    meter.lambda_invocations[logical_id],
+                    "lambda.request",
+                )
+            )
+        for init, label in ((False, ""), (True, " INIT")):
+            phase = [u for u in runs if u.init == init]
+            if phase:
+                gb_s = lambda_gb_seconds(memory, sum(duration(u) for u in phase))
+                what = f"{logical_id}{label} GB-s ({memory} MB, {architecture})"
+                if init:
+                    what += f", {len(phase)} environment{'s' if len(phase) != 1 else ''}"
+                lines.append(Line("Lambda", what, gb_s, f"lambda.gb_s.{architecture}"))
+    return lines
+
+
+def lambda_wall_clock_lines(meter: Meter, template: Template) -> list[Line]:
+    """Lambda compute billed at the local wall time of each invocation and INIT, shown next to the
+    model, not added to it: an upper bound in aggregate (the local cores run many environments at
+    once), not for every invocation (a lone one at 512 MB gets a whole local core, 0.29 vCPU on
+    Lambda)."""
+    return [line for line in _lambda_lines(meter, template, wall_clock_ms) if "GB-s" in line.item]
+
+
+def lambda_durations(meter: Meter) -> dict[str, dict[str, float]]:
+    """Per function, per invocation on average: CPU ms, SDK calls, modelled billed ms, wall ms;
+    and the INITs (count, average CPU ms and billed ms)."""
+    summary: dict[str, dict[str, float]] = {}
+    for logical_id in sorted(meter.lambda_memory_mb):
+        figures: dict[str, float] = {}
+        for init, prefix in ((False, ""), (True, "init_")):
+            phase = [u for u in meter.lambda_usage if u.logical_id == logical_id and u.init == init]
+            if not phase:
+                continue
+            measured = [u for u in phase if u.cpu_ms is not None]
+            figures[f"{prefix}count"] = len(phase)
+            figures[f"{prefix}cpu_ms"] = sum(u.cpu_ms or 0.0 for u in measured) / max(1, len(measured))
+            figures[f"{prefix}sdk_calls"] = sum(sum(u.sdk_calls.values()) for u in phase) / len(phase)
+            figures[f"{prefix}billed_ms"] = sum(billed_ms(u) for u in phase) / len(phase)
+            figures[f"{prefix}wall_ms"] = sum(u.wall_ms for u in phase) / len(phase)
+        summary[logical_id] = figures
+    return summary
 
 
 def _child_type(child: Any, child_types: dict[tuple[str, str], str]) -> str:

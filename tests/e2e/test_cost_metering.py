@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from bench.cost import wait_for_executions
 from bench.e2e import make_files
 from filebatch_local.metering import Meter, metering
-from filebatch_local.pricing import per_service, usage, workflow_types
+from filebatch_local.pricing import billed_ms, per_service, usage, workflow_types
 from tests.e2e.conftest import Stack, started_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]
@@ -47,12 +48,53 @@ def test_lambda_invocations_are_the_workflows_per_file_and_per_batch(
     assert invocations["FinalizeBatchFunction"] == 1
     assert invocations["CreateBatchFunction"] == 1
     assert invocations["GetBatchFunction"] == polls
-    # And every invocation was billed at least a millisecond, at its function's memory size
-    for logical_id, count in invocations.items():
-        assert meter.lambda_billed_ms[logical_id] >= count
+    # And every invocation is recorded once, at its function's memory size
+    runs = [u for u in meter.lambda_usage if not u.init]
+    assert Counter(u.logical_id for u in runs) == invocations
+    for logical_id in invocations:
         assert meter.lambda_memory_mb[logical_id] == metered[0].local.template.function(logical_id).memory_mb
     # And each function that ran wrote log lines (at least START, END and REPORT)
     assert set(meter.log_bytes) >= set(invocations)
+
+
+def test_each_invocation_reports_its_cpu_time_and_sdk_calls(metered: tuple[Stack, Meter, int]) -> None:
+    # Given the run under the meter
+    _, meter, _ = metered
+    runs = [u for u in meter.lambda_usage if not u.init]
+    # Then every invocation reported the CPU time its environment used, and is billed at least a ms
+    for run in runs:
+        assert run.cpu_ms is not None and run.cpu_ms > 0
+        assert billed_ms(run) >= 1
+    # And each ProcessFile read the file from S3 and wrote its outcome to DynamoDB (a transaction)
+    process = [u for u in runs if u.logical_id == "ProcessFileFunction"]
+    assert len(process) == FILES
+    for run in process:
+        assert run.sdk_calls.get("s3", 0) >= 1
+        assert run.sdk_calls.get("dynamodb", 0) >= 1
+    # And each DescribeFile read the file, each RecordResult wrote to DynamoDB
+    for run in runs:
+        if run.logical_id == "DescribeFileFunction":
+            assert run.sdk_calls.get("s3", 0) >= 1
+        if run.logical_id == "RecordResultFunction":
+            assert run.sdk_calls.get("dynamodb", 0) >= 1
+    # And no service got fewer requests than the handlers counted calls to it (the server also sees
+    # the workflow's own calls and the client's): the two counts agree on what the handlers did
+    counted: Counter[str] = Counter()
+    for run in meter.lambda_usage:
+        counted.update(run.sdk_calls)
+    received: Counter[str] = Counter()
+    for (service, _), n in meter.requests.items():
+        received[service] += n
+    for service, n in counted.items():
+        assert received[service] >= n, service
+    # And each environment's INIT was metered with its CPU time (imports), once, when it served its
+    # first invocation: never more INITs than invocations, none for a function that was not invoked
+    inits = [u for u in meter.lambda_usage if u.init]
+    for init in inits:
+        assert init.cpu_ms is not None and init.cpu_ms > 0
+    init_counts = Counter(u.logical_id for u in inits)
+    for logical_id, n in init_counts.items():
+        assert n <= meter.lambda_invocations[logical_id], logical_id
 
 
 def test_requests_through_api_gateway_and_s3_are_the_clients(metered: tuple[Stack, Meter, int]) -> None:

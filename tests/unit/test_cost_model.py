@@ -3,12 +3,14 @@ checked against the worked examples in AWS's documentation and pricing pages."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from filebatch_local.metering import (
     ChildExecution,
+    LambdaUsage,
     Meter,
     SecondaryIndex,
     index_write_units,
@@ -16,7 +18,20 @@ from filebatch_local.metering import (
     read_units,
     write_units,
 )
-from filebatch_local.pricing import PRICES, _map_states, express_gb_seconds, lambda_gb_seconds, usage
+from filebatch_local.pricing import (
+    LAMBDA_MB_PER_VCPU,
+    PRICES,
+    SDK_CALL_DEFAULT_LATENCY_MS,
+    SDK_CALL_LATENCY_MS,
+    _map_states,
+    express_gb_seconds,
+    lambda_billed_ms,
+    lambda_gb_seconds,
+    lambda_wall_clock_lines,
+    sdk_wait_ms,
+    usage,
+    vcpu_share,
+)
 from filebatch_local.template import Template
 
 KB = 1024
@@ -209,8 +224,10 @@ def test_express_children_are_billed_per_request_and_gb_s_not_per_transition(tmp
     meter.parent_transitions[machine] = 2
     meter.children = [ChildExecution(machine, "Files", transitions=5, duration_ms=150) for _ in range(2)]
     meter.lambda_invocations["Work"] = 2
-    meter.lambda_billed_ms["Work"] = 300
     meter.lambda_memory_mb["Work"] = 1024
+    # 150 ms each once stretched to the 1,024 MB share of a vCPU, no SDK calls
+    cpu_ms = 150 * 1024 / LAMBDA_MB_PER_VCPU
+    meter.lambda_usage = [LambdaUsage("Work", 1024, False, wall_ms=900, cpu_ms=cpu_ms) for _ in range(2)]
     # When it is priced
     lines = {(line.service, line.item): line for line in usage(meter, template)}
     # Then the parent pays its start and states as transitions, the children none
@@ -226,3 +243,118 @@ def test_express_children_are_billed_per_request_and_gb_s_not_per_transition(tmp
     compute = lines[("Lambda", "Work GB-s (1024 MB, arm64)")]
     assert compute.quantity == pytest.approx(0.3)
     assert compute.usd == pytest.approx(0.3 * PRICES["lambda.gb_s.arm64"].usd)
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "share"),
+    [
+        (LAMBDA_MB_PER_VCPU, 1.0),  # one full vCPU at 1,769 MB
+        (LAMBDA_MB_PER_VCPU // 2 + 1, (LAMBDA_MB_PER_VCPU // 2 + 1) / LAMBDA_MB_PER_VCPU),  # about half
+        (128, 128 / LAMBDA_MB_PER_VCPU),
+        (10240, 1.0),  # six vCPUs, but single-threaded code uses one
+    ],
+)
+def test_vcpu_share_is_proportional_to_memory_up_to_one_vcpu(memory_mb: int, share: float) -> None:
+    # Given a function's memory size
+    # When its CPU share is computed
+    # Then it is memory / 1,769 MB, at most one vCPU
+    assert vcpu_share(memory_mb) == pytest.approx(share)
+
+
+def test_billed_duration_stretches_cpu_time_by_the_share_and_adds_sdk_waits() -> None:
+    # Given an invocation at 512 MB that used 100 ms of CPU and made a DynamoDB call and two S3 calls
+    calls = {"dynamodb": 1, "s3": 2}
+    # When its billed duration is modelled
+    billed = lambda_billed_ms(512, 100.0, calls)
+    # Then it is the CPU time at 512/1,769 of a vCPU plus the tabled latencies, rounded up to the ms
+    expected = (
+        100.0 * LAMBDA_MB_PER_VCPU / 512 + SDK_CALL_LATENCY_MS["dynamodb"] + 2 * SDK_CALL_LATENCY_MS["s3"]
+    )
+    assert billed == math.ceil(expected)
+    assert billed > expected - 1
+
+
+@pytest.mark.parametrize(
+    ("cpu_ms", "expected"),
+    [
+        (0.0, 1),  # nothing at all is still a millisecond
+        (0.2, 1),
+        (1.0, 1),  # exactly a millisecond is not rounded up to two
+        (1.0001, 2),
+        (41.5, 42),
+    ],
+)
+def test_billed_duration_is_per_started_millisecond_at_least_one(cpu_ms: float, expected: int) -> None:
+    # Given an invocation with a full vCPU and no SDK calls
+    # When its billed duration is modelled
+    # Then it is rounded up to the next millisecond, at least one
+    assert lambda_billed_ms(LAMBDA_MB_PER_VCPU, cpu_ms, {}) == expected
+
+
+def test_float_noise_does_not_add_a_millisecond() -> None:
+    # Given CPU time that is a whole number of ms at the share, up to float error (0.1 + 0.2 style)
+    cpu_ms = (0.1 + 0.2) * 1000 * 1024 / LAMBDA_MB_PER_VCPU
+    # When it is billed at 1,024 MB
+    # Then it is 300 ms, not 301
+    assert lambda_billed_ms(1024, cpu_ms, {}) == 300
+
+
+def test_sdk_waits_use_the_services_latency_and_a_default_for_others() -> None:
+    # Given SDK calls to tabled services and to one that is not in the table
+    calls = {"dynamodb": 3, "sqs": 1, "secretsmanager": 2}
+    # When the time waiting on them is computed
+    # Then each call counts its service's latency, the unknown service the default
+    assert "secretsmanager" not in SDK_CALL_LATENCY_MS
+    assert sdk_wait_ms(calls) == pytest.approx(
+        3 * SDK_CALL_LATENCY_MS["dynamodb"] + SDK_CALL_LATENCY_MS["sqs"] + 2 * SDK_CALL_DEFAULT_LATENCY_MS
+    )
+    # And the table's latencies are plausible in-region round trips (a few ms to tens of ms)
+    assert all(1 <= ms <= 100 for ms in SDK_CALL_LATENCY_MS.values())
+
+
+def test_init_is_billed_once_per_environment_and_the_wall_clock_is_only_an_upper_bound(
+    tmp_path: Path,
+) -> None:
+    # Given a 1,024 MB function: two environments started (200 ms of CPU each), three invocations
+    # of 10 ms CPU and one DynamoDB call each, all slow on the wall clock (oversubscribed cores)
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    template = Template(tmp_path / "template.yaml")
+    meter = Meter()
+    meter.lambda_invocations["Work"] = 3
+    meter.lambda_memory_mb["Work"] = 1024
+    meter.lambda_usage = [LambdaUsage("Work", 1024, True, wall_ms=2000, cpu_ms=200) for _ in range(2)] + [
+        LambdaUsage("Work", 1024, False, wall_ms=700, cpu_ms=10, sdk_calls={"dynamodb": 1}) for _ in range(3)
+    ]
+    # When it is priced
+    lines = {line.item: line for line in usage(meter, template)}
+    # Then the invocations are billed the modelled duration
+    invocation_ms = lambda_billed_ms(1024, 10, {"dynamodb": 1})
+    assert lines["Work GB-s (1024 MB, arm64)"].quantity == pytest.approx(
+        lambda_gb_seconds(1024, 3 * invocation_ms)
+    )
+    # And each environment's INIT once, on a line of its own
+    init_ms = lambda_billed_ms(1024, 200, {})
+    init_line = lines["Work INIT GB-s (1024 MB, arm64), 2 environments"]
+    assert init_line.quantity == pytest.approx(lambda_gb_seconds(1024, 2 * init_ms))
+    assert lines["Work invocations"].quantity == 3
+    # And the wall-clock figure is kept apart, larger, and not in the bill
+    upper = sum(line.usd for line in lambda_wall_clock_lines(meter, template))
+    assert upper == pytest.approx(
+        lambda_gb_seconds(1024, 2 * 2000 + 3 * 700) * PRICES["lambda.gb_s.arm64"].usd
+    )
+    billed = sum(line.usd for line in lines.values() if "GB-s" in line.item and line.service == "Lambda")
+    assert billed < upper
+
+
+def test_an_invocation_whose_environment_reported_nothing_is_billed_its_wall_time(tmp_path: Path) -> None:
+    # Given an invocation whose environment died (no CPU figure reported)
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    template = Template(tmp_path / "template.yaml")
+    meter = Meter()
+    meter.lambda_invocations["Work"] = 1
+    meter.lambda_memory_mb["Work"] = 1024
+    meter.lambda_usage = [LambdaUsage("Work", 1024, False, wall_ms=1234.5, cpu_ms=None)]
+    # When it is priced
+    (line,) = (line for line in usage(meter, template) if "GB-s" in line.item)
+    # Then it is billed up to where it ended, as Lambda does
+    assert line.quantity == pytest.approx(lambda_gb_seconds(1024, 1235))
