@@ -71,6 +71,37 @@ def test_an_environment_killed_mid_invocation_is_retried_and_the_file_completes(
     assert result["sha256"] == hashlib.sha256(picture).hexdigest()
 
 
+def test_a_result_that_cannot_be_recorded_fails_only_its_file_not_the_others_of_its_express_child(
+    stack: Stack,
+) -> None:
+    # Given a batch of two files (one Express child) whose second file's record step is SIGKILLed on
+    # its first attempt and on every retry (RecordSuccess: 1 + 5 attempts)
+    first, second = png(12, 12), png(13, 13)
+    created = create(
+        stack, [("slow-but-kept.png", first, "image/png"), ("unrecordable.png", second, "image/png")]
+    )
+    batch_id = str(created["batch_id"])
+    files = created["files"]
+    assert isinstance(files, list)
+    crashes = stack.local.inject_crashes("RecordResultFunction", "unrecordable.png", times=6)
+    # and whose first file is described slower than all those attempts can take (31 s of backoff at
+    # most): it is still running when the second file's recording gives up
+    slow = stack.local.inject_latency("DescribeFileFunction", "slow-but-kept.png", 40)
+    # When both are uploaded and processed
+    for file, content in zip(files, (first, second), strict=True):
+        assert put(file["upload"], content).status_code == 200
+    status = stack.wait_terminal(batch_id)
+    # Then every attempt to record the second file was killed, the first file kept its result, and the
+    # second, left unrecorded, was failed by the finalize step as not processed, retryable
+    assert crashes.crashed == 6 and slow.delayed >= 1
+    assert status["status"] == "completed_with_errors", status
+    results = {r["file_id"]: r for r in stack.results(batch_id)}
+    assert results[files[0]["file_id"]]["status"] == "completed"
+    assert results[files[1]["file_id"]]["status"] == "failed"
+    assert results[files[1]["file_id"]]["error"]["code"] == "not_processed"
+    assert results[files[1]["file_id"]]["error"]["retryable"] is True
+
+
 def test_an_environment_that_keeps_crashing_fails_the_file_retryable_with_a_code_saying_so(
     stack: Stack,
 ) -> None:

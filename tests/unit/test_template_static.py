@@ -299,6 +299,22 @@ def test_describe_retries_retryable_errors_with_backoff_and_jitter_and_catches_t
     assert describe["Catch"][0]["Next"] == "RecordFailure"
 
 
+def test_a_file_whose_result_cannot_be_recorded_does_not_fail_the_other_files_of_its_child() -> None:
+    # Given the record steps of a child's inline Map
+    states = INLINE["ItemProcessor"]["States"]
+    for name in ("RecordSuccess", "RecordFailure"):
+        record = states[name]
+        # Then after their retries, whatever is left is caught, not raised (which would fail the whole
+        # Express child and leave its unrecorded files to the finalize step)
+        assert record["Retry"][0]["ErrorEquals"] == ["States.ALL"]
+        (catch,) = record["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        # and ends that file's iteration with nothing recorded: FinalizeBatch fails it not_processed
+        leave = states[catch["Next"]]
+        assert leave["Type"] == "Pass" and leave["End"] is True
+        assert "Next" not in leave
+
+
 def test_bad_output_has_a_retrier_of_its_own_with_the_services_budget() -> None:
     # A model reply off its schema is asked again BAD_OUTPUT_RETRIES times, by a retrier that counts
     # only its own retries (not those for throttling or crashes), and then caught and recorded
