@@ -12,7 +12,6 @@ stdout and bench/out/cost-<N>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script (bench/ first on the path) or imported as bench.cost (the tests).
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import make_files, run  # noqa: E402
+from bench.e2e import make_files, run, save_figures  # noqa: E402
 
 TARGET_USD_PER_1000 = 0.02
 
@@ -155,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for service, usd in result["usd_per_1000_files"].items():
         print(f"  {service:<16} {usd:>9.5f}  {usd / total:>6.1%}")
     print(f"  {'total':<16} {total:>9.5f}  (target {TARGET_USD_PER_1000}, before model tokens)")
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"cost-{args.files}.json").write_text(json.dumps(result, indent=2))
-    return 0 if figures["statuses"].get("completed") == figures["files"] else 1
+    return save_figures(f"cost-{args.files}", result, figures)
 
 
 if __name__ == "__main__":

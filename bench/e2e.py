@@ -192,6 +192,14 @@ def cpu_ms_per_file(
     return figures
 
 
+def save_figures(name: str, figures: dict[str, Any], run_figures: dict[str, Any]) -> int:
+    """Write the figures to bench/out/<name>.json; the exit status says whether every file completed."""
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2))
+    return 0 if run_figures["statuses"].get("completed") == run_figures["files"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end-to-end / direct        {figures['end_to_end_over_direct']}x")
     for component, ms in (figures.get("cpu_ms_per_file") or {}).items():
         print(f"CPU ms/file {component:<40} {ms}")
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"e2e-{args.files}.json").write_text(json.dumps(figures, indent=2))
-    return 0 if figures["statuses"].get("completed") == figures["files"] else 1
+    return save_figures(f"e2e-{args.files}", figures, figures)
 
 
 if __name__ == "__main__":

@@ -67,13 +67,13 @@ def transact(table: Any, file_status_required: str) -> None:
 
 
 def finished(sfn: Any, execution_arn: str) -> dict[str, Any]:
-    """The execution's description once it is no longer RUNNING (10 s at most)."""
-    for _ in range(100):
+    """The execution's description once it is no longer RUNNING (15 s at most)."""
+    for _ in range(300):
         described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
-    return described
+            return described
+        time.sleep(0.05)
+    raise AssertionError("the execution did not end")
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(table: Any) -> None:
@@ -172,12 +172,7 @@ def run(definition: dict[str, Any], execution_input: dict[str, Any], items: list
     execution = sfn.start_execution(
         stateMachineArn=machine["stateMachineArn"], name="b-1", input=json.dumps(execution_input)
     )
-    for _ in range(300):
-        described = sfn.describe_execution(executionArn=execution["executionArn"])
-        if described["status"] != "RUNNING":
-            return described  # type: ignore[no-any-return]
-        time.sleep(0.05)
-    raise AssertionError("the execution did not end")
+    return finished(sfn, execution["executionArn"])
 
 
 def child_outputs_of(

@@ -66,6 +66,16 @@ def batch_status(invoke: Invoke, batch_id: str) -> dict[str, Any]:
     return json.loads(response["body"])
 
 
+def inject_describe_faults(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """DESCRIBE_FAULT_INJECTION for the rest of the test, past the settings' and the runtime's caches."""
+    from filebatch import runtime
+    from filebatch.config import get_settings
+
+    monkeypatch.setenv("DESCRIBE_FAULT_INJECTION", spec)
+    get_settings.cache_clear()
+    runtime.fault_injection.cache_clear()
+
+
 def test_upload_events_count_once_and_the_last_starts_one_execution_named_after_the_batch(
     aws: Aws, invoke: Invoke
 ) -> None:
@@ -237,12 +247,7 @@ def test_describe_throttled_by_fault_injection_raises_the_retryable_error_name(
     aws: Aws, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given fault injection throttles files named 'flaky' for two attempts
-    monkeypatch.setenv("DESCRIBE_FAULT_INJECTION", "throttle:flaky:2")
-    from filebatch import runtime
-    from filebatch.config import get_settings
-
-    get_settings.cache_clear()
-    runtime.fault_injection.cache_clear()
+    inject_describe_faults(monkeypatch, "throttle:flaky:2")
     content = png(3, 3)
     created = create(invoke, [("flaky.png", content, "image/png")])
     upload_all(created, [content])
@@ -286,12 +291,7 @@ def test_an_express_child_run_twice_changes_nothing_the_second_time(
 ) -> None:
     # Given a batch of a good file, a file whose bytes are longer than declared, and a file whose
     # description keeps failing retryably (the provider throttles it on every attempt)
-    monkeypatch.setenv("DESCRIBE_FAULT_INJECTION", "throttle:hopeless:99")
-    from filebatch import runtime
-    from filebatch.config import get_settings
-
-    get_settings.cache_clear()
-    runtime.fault_injection.cache_clear()
+    inject_describe_faults(monkeypatch, "throttle:hopeless:99")
     good, liar, hopeless = png(6, 4), png(5, 5), png(7, 7)
     created = create(
         invoke,
