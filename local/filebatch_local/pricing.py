@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from filebatch_local.metering import LambdaUsage, Meter
-from filebatch_local.template import Template
+from filebatch_local.template import Template, walk_states
 
 
 @dataclass(frozen=True)
@@ -149,14 +149,10 @@ def express_gb_seconds(duration_ms: float, memory_mb: float = EXPRESS_MEMORY_CHU
 def _map_states(states: dict[str, Any]) -> dict[str, str]:
     """Every Distributed Map state (at any depth) → its children's ExecutionType."""
     found: dict[str, str] = {}
-    for name, state in states.items():
-        processor = state.get("ItemProcessor") or state.get("Iterator") or {}
-        config = processor.get("ProcessorConfig") or {}
+    for _, name, state in walk_states(states):
+        config = (state.get("ItemProcessor") or state.get("Iterator") or {}).get("ProcessorConfig") or {}
         if state.get("Type") == "Map" and config.get("Mode") == "DISTRIBUTED":
             found[name] = str(config.get("ExecutionType", "STANDARD"))
-        found |= _map_states(processor.get("States") or {})
-        for branch in state.get("Branches") or []:
-            found |= _map_states(branch.get("States") or {})
     return found
 
 

@@ -27,7 +27,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from filebatch_local.template import LOCAL_ROLE_ARN, Template
+from filebatch_local.template import LOCAL_ROLE_ARN, Template, walk_states
 
 log = logging.getLogger("filebatch_local")
 
@@ -320,9 +320,7 @@ _BATCHER_KEYS = frozenset(
 EXPRESS_CHILD_LIMIT_S: float = 300
 
 
-def _take_map_fields_moto_refuses(
-    definition: dict[str, Any], scope: tuple[str, ...] = ()
-) -> dict[tuple[str, ...], dict[str, Any]]:
+def _take_map_fields_moto_refuses(definition: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
     """Remove what moto's grammar refuses from every Map state of a definition (in place): its
     ItemBatcher, and an EXPRESS ExecutionType (the grammar knows STANDARD only; it becomes STANDARD).
     Keyed by the Map's path of state names (a Map inside another Map's ItemProcessor is (outer, inner))."""
@@ -330,19 +328,17 @@ def _take_map_fields_moto_refuses(
     states = definition.get("States")
     if not isinstance(states, dict):
         return found
-    for name, state in states.items():
-        if not isinstance(state, dict) or state.get("Type") != "Map":
+    for scope, name, state in walk_states(states):
+        if state.get("Type") != "Map":
             continue
         taken: dict[str, Any] = {}
         if "ItemBatcher" in state:
             taken["ItemBatcher"] = state.pop("ItemBatcher")
         processor = state.get("ItemProcessor") or state.get("Iterator")
-        if isinstance(processor, dict):
-            config = processor.get("ProcessorConfig")
-            if isinstance(config, dict) and config.get("ExecutionType") == "EXPRESS":
-                config["ExecutionType"] = "STANDARD"
-                taken["Express"] = True
-            found |= _take_map_fields_moto_refuses(processor, (*scope, name))
+        config = processor.get("ProcessorConfig") if isinstance(processor, dict) else None
+        if isinstance(config, dict) and config.get("ExecutionType") == "EXPRESS":
+            config["ExecutionType"] = "STANDARD"
+            taken["Express"] = True
         if taken:
             found[(*scope, name)] = taken
     return found
@@ -500,11 +496,14 @@ def _item_batcher_and_express_children() -> None:
 
         component._get_iteration_program = program_with_the_express_limit
 
-    def attach(states: Any, taken: dict[tuple[str, ...], dict[str, Any]], scope: tuple[str, ...]) -> None:
+    def attach(
+        states: Any, taken: dict[tuple[str, ...], dict[str, Any]], scope: tuple[str, ...], attached: set[Any]
+    ) -> None:
         for name, state in states.states.items():
             if not isinstance(state, StateMap):
                 continue
             key = (*scope, name)
+            attached.add(key)
             component = state.iteration_component
             fields = taken.get(key, {})
             if fields and not isinstance(component, DistributedIterationComponent):
@@ -515,7 +514,7 @@ def _item_batcher_and_express_children() -> None:
                 express(component)
             inner = getattr(component, "_states", None)
             if inner is not None:
-                attach(inner, taken, key)
+                attach(inner, taken, key, attached)
 
     def parse(definition: str) -> Any:
         try:
@@ -526,7 +525,14 @@ def _item_batcher_and_express_children() -> None:
         if not taken:
             return original_parse(definition)
         parsed: tuple[Any, Any] = original_parse(json.dumps(document))
-        attach(parsed[0].states, taken, ())
+        attached: set[tuple[str, ...]] = set()
+        attach(parsed[0].states, taken, (), attached)
+        if missed := sorted(set(taken) - attached):
+            # Only Maps reached through Maps are attached to (a Map in a Parallel's branch is not).
+            where = ", ".join("/".join(key) for key in missed)
+            raise ASLParserException(
+                errors=[f"{where}: ItemBatcher or EXPRESS children not reachable through Maps"]
+            )
         return parsed
 
     AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]

@@ -123,6 +123,22 @@ CfnLoader.add_constructor("!Ref", _long_form("Ref"))
 CfnLoader.add_constructor("!Condition", _long_form("Condition"))
 
 
+def walk_states(
+    states: dict[str, Any], scope: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], str, dict[str, Any]]]:
+    """Every state of an ASL `States` object at any depth (a Map's ItemProcessor or Iterator, a
+    Parallel's branches) as (the names of the states it is inside, its name, the state), parents first."""
+    for name, state in states.items():
+        if not isinstance(state, dict):
+            continue
+        yield scope, name, state
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if isinstance(processor, dict):
+            yield from walk_states(processor.get("States") or {}, (*scope, name))
+        for branch in state.get("Branches") or []:
+            yield from walk_states(branch.get("States") or {}, (*scope, name))
+
+
 def load_template(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as stream:
         document = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader subclass

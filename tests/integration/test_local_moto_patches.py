@@ -261,6 +261,30 @@ def test_an_item_batcher_aws_would_refuse_is_refused_at_create(item_batcher: dic
             )
 
 
+def test_an_item_batcher_the_patch_cannot_attach_is_refused_not_ignored() -> None:
+    # Given the real Distributed Map (ItemBatcher, EXPRESS children) inside a Parallel's branch, where
+    # the patch does not look for Maps
+    process_files = real_state("ProcessFiles", MaxItemsPerBatch="20")
+    process_files.update({"End": True})
+    process_files.pop("Next")
+    process_files.pop("Catch")
+    parallel = {
+        "Type": "Parallel",
+        "Branches": [{"StartAt": "ProcessFiles", "States": {"ProcessFiles": process_files}}],
+        "End": True,
+    }
+    install_moto_patches()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        # When it is created, then it is refused, naming the Map, rather than run without its batcher
+        with pytest.raises(ClientError, match=r"Both/ProcessFiles: ItemBatcher or EXPRESS children"):
+            sfn.create_state_machine(
+                name="m",
+                definition=json.dumps({"StartAt": "Both", "States": {"Both": parallel}}),
+                roleArn="arn:aws:iam::123456789012:role/sfn",
+            )
+
+
 @pytest.mark.parametrize(("execution_type", "timed_out"), [("EXPRESS", True), ("STANDARD", False)])
 def test_an_express_child_is_cut_at_its_time_limit_and_a_standard_one_is_not(
     execution_type: str, timed_out: bool, monkeypatch: pytest.MonkeyPatch

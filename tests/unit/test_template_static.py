@@ -16,7 +16,7 @@ import pytest
 
 import filebatch.errors
 from filebatch.services.processing import INFRASTRUCTURE_ERROR_CODES, RETRYABLE_ERROR_NAMES
-from filebatch_local.template import load_template
+from filebatch_local.template import load_template, walk_states
 from tests.conftest import PROJECT_ROOT
 
 TEMPLATE: dict[str, Any] = load_template(PROJECT_ROOT / "template.yaml")
@@ -29,19 +29,11 @@ def asl(resource: dict[str, Any]) -> dict[str, Any]:
     return json.loads((PROJECT_ROOT / resource["Properties"]["DefinitionUri"]).read_text())
 
 
-def walk_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for name, state in states.items():
-        found.append((name, state))
-        processor = state.get("ItemProcessor") or state.get("Iterator")
-        if processor:
-            found += walk_states(processor["States"])
-        for branch in state.get("Branches", []):
-            found += walk_states(branch["States"])
-    return found
-
-
-ALL_STATES = [s for machine in STATE_MACHINES.values() for s in walk_states(asl(machine)["States"])]
+ALL_STATES = [
+    (name, state)
+    for machine in STATE_MACHINES.values()
+    for _, name, state in walk_states(asl(machine)["States"])
+]
 
 
 def test_globals_pin_the_lambda_runtime_architecture_and_tracing() -> None:
