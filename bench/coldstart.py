@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "local"))
 
+from filebatch_local.lambdas import lambda_service_environment  # noqa: E402 - needs the path above
 from filebatch_local.template import FunctionSpec, Template  # noqa: E402 - needs the path above
 
 RUNTIME_MODULE = ROOT / "layers" / "filebatch" / "filebatch" / "runtime.py"
@@ -72,12 +73,10 @@ print(json.dumps(out))
 
 # What Lambda sets in every execution environment (credentials faked: clients are created, never used).
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
-LAMBDA_ENVIRONMENT = {
-    "AWS_REGION": REGION,
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+# What Lambda's sandbox adds to the function's environment (filebatch_local.lambdas): its role's
+# credentials (fake: nothing is called) and the X-Ray daemon that `Tracing: Active` gives, so that
+# the Tracer takes its Lambda path.
+LAMBDA_SANDBOX = {
     "AWS_ACCESS_KEY_ID": "ASIACOLDSTARTBENCH00",
     "AWS_SECRET_ACCESS_KEY": "cold-start-bench-not-a-secret",
     "AWS_SESSION_TOKEN": "cold-start-bench-not-a-token",
@@ -85,9 +84,6 @@ LAMBDA_ENVIRONMENT = {
     "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
     "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
     "_AWS_XRAY_DAEMON_PORT": "2000",
-    "LANG": "en_US.UTF-8",
-    "TZ": ":UTC",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
 }
 
 
@@ -159,14 +155,7 @@ def function_jobs(template: Template, factories: set[str]) -> list[Job]:
 
 
 def _lambda_environment(spec: FunctionSpec) -> dict[str, str]:
-    return {
-        **LAMBDA_ENVIRONMENT,
-        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "LAMBDA_TASK_ROOT": str(spec.code_dir),
-        "_HANDLER": f"{spec.handler_file.stem}.{spec.handler_attr}",
-        **spec.environment,
-    }
+    return lambda_service_environment(spec, REGION) | LAMBDA_SANDBOX
 
 
 def native_dists(layer_python: Path) -> dict[str, list[str]]:
@@ -236,10 +225,10 @@ def _compile(python: str, directory: Path) -> None:
     )
 
 
-def compiled_boto3(python: str, layer_python: Path, scratch: Path) -> Path:
+def compiled_boto3(python: str, layer_python: Path, scratch: Path, environment: dict[str, str]) -> Path:
     """A copy of what `import boto3` and its clients load from the layer, compiled, in scratch/python."""
     job = {"path": [str(layer_python)], "module": None, "clients": list(BASELINE_CLIENTS), "list_files": True}
-    out = _run(python, job, dict(LAMBDA_ENVIRONMENT))
+    out = _run(python, job, environment)
     tops = {
         Path(file).relative_to(layer_python).parts[0]
         for file in out["files"]
@@ -326,10 +315,11 @@ def main(argv: list[str]) -> int:
         ]
         baseline = Job(
             name=f"baseline: import boto3 + {len(BASELINE_CLIENTS)} clients",
-            path=[str(compiled_boto3(python, layer_python, Path(scratch)))],
+            path=[str(compiled_boto3(python, layer_python, Path(scratch), jobs[0].environment))],
             module=None,
             factories=[],
-            environment=dict(LAMBDA_ENVIRONMENT),
+            # A function's environment (boto3 reads only its AWS_ variables), for the same conditions.
+            environment=jobs[0].environment,
         )
         runs: dict[str, list[dict[str, Any]]] = {job.name: [] for job in [baseline, *jobs]}
         for _ in range(args.repeat):

@@ -63,8 +63,9 @@ class InvokeResult:
         return json.loads(self.payload_json)
 
 
-def lambda_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
-    """The template's variables plus what the Lambda service sets, pointed at the local endpoint."""
+def lambda_service_environment(spec: FunctionSpec, region: str) -> dict[str, str]:
+    """The template's variables plus what the Lambda service sets in every environment of the
+    function (its role's credentials and Tracing's X-Ray daemon aside)."""
     env = dict(spec.environment)
     env.update(
         {
@@ -77,19 +78,26 @@ def lambda_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> di
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            # boto3 (>= 1.28) sends every client here: the handlers need no code change.
-            "AWS_ENDPOINT_URL": endpoint_url,
-            # Tracing: Active gives Lambda an X-Ray daemon; locally there is none.
-            "POWERTOOLS_TRACE_DISABLED": "true",
+            "_HANDLER": f"{spec.handler_file.stem}.{spec.handler_attr}",
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
     )
     return env
+
+
+def lambda_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> dict[str, str]:
+    """The function's Lambda environment, pointed at the local endpoint."""
+    return lambda_service_environment(spec, region) | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        # boto3 (>= 1.28) sends every client here: the handlers need no code change.
+        "AWS_ENDPOINT_URL": endpoint_url,
+        # Tracing: Active gives Lambda an X-Ray daemon; locally there is none.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
 
 
 class LogSink:
