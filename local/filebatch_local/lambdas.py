@@ -246,17 +246,23 @@ class Worker:
         self, event: Any, request_id: str, timeout_s: float, *, crash: bool = False
     ) -> tuple[bool, str, int | None]:
         """Run one invocation; with `crash`, the environment is SIGKILLed once the event is handed
-        over (fault injection: what an out-of-memory kill or a runtime crash does mid-invocation)."""
+        over (fault injection: what an out-of-memory kill or a runtime crash does mid-invocation).
+        It is stopped before the event is written, so the kill always lands before the handler has
+        done anything: what a crash leaves behind does not depend on how the two processes were
+        scheduled."""
         deadline = time.time() + timeout_s
         message = json.dumps(
             {"request_id": request_id, "event": event, "deadline_ms": int(deadline * 1000)}
         ).encode()
+        if crash:
+            self.process.send_signal(signal.SIGSTOP)
         try:
             os.write(self._request_write, struct.pack(">I", len(message)) + message)
         except OSError as error:
             raise WorkerDied(str(error)) from error
-        if crash:
-            self.process.send_signal(signal.SIGKILL)
+        finally:
+            if crash:
+                self.process.send_signal(signal.SIGKILL)
         self.last_usage = None
         response = self._receive(deadline)
         self.last_usage = response.get("usage")
