@@ -51,7 +51,9 @@ class MultipartFormFile:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
-    def _part_header(self, name: str, *, filename: str | None = None, content_type: str | None = None) -> bytes:
+    def _part_header(
+        self, name: str, *, filename: str | None = None, content_type: str | None = None
+    ) -> bytes:
         disposition = f'Content-Disposition: form-data; name="{_quoted(name)}"'
         if filename is not None:
             disposition += f'; filename="{_quoted(filename)}"'

@@ -197,7 +197,11 @@ class FileSpec:
         )
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"filename": self.filename, "size": self.size, "content_type": self.content_type}
+        body: dict[str, Any] = {
+            "filename": self.filename,
+            "size": self.size,
+            "content_type": self.content_type,
+        }
         if self.sha256 is not None:
             body["sha256"] = self.sha256
         return body

@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
-import io
 import json
 import threading
 import tracemalloc
@@ -358,7 +357,9 @@ class FakeApi:
         )
         parts = list(message.iter_parts())
         file = next(f for f in self.batches[batch_id].files if f.file_id == file_id)
-        file.posted_fields = {str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts[:-1]}
+        file.posted_fields = {
+            str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts[:-1]
+        }
         last = parts[-1]
         assert last.get_param("name", header="content-disposition") == "file"
         assert last.get_filename() == file.filename

@@ -77,9 +77,14 @@ def test_a_presigned_put_signs_the_declared_size_type_and_create_only_condition(
     assert headers == {"Content-Type": "image/png", "If-None-Match": "*"}
     # And the signature holds for exactly those values: another size or type is another signature
     assert resigned(url, headers, size=len(CONTENT), monkeypatch=monkeypatch) == query(url)["X-Amz-Signature"]
-    assert resigned(url, headers, size=len(CONTENT) + 1, monkeypatch=monkeypatch) != query(url)["X-Amz-Signature"]
+    assert (
+        resigned(url, headers, size=len(CONTENT) + 1, monkeypatch=monkeypatch)
+        != query(url)["X-Amz-Signature"]
+    )
     other_type = {**headers, "Content-Type": "image/jpeg"}
-    assert resigned(url, other_type, size=len(CONTENT), monkeypatch=monkeypatch) != query(url)["X-Amz-Signature"]
+    assert (
+        resigned(url, other_type, size=len(CONTENT), monkeypatch=monkeypatch) != query(url)["X-Amz-Signature"]
+    )
 
 
 def test_a_declared_sha256_is_signed_as_checksum_headers_that_plain_http_clients_can_send(
@@ -138,7 +143,9 @@ def test_a_presigned_post_policy_pins_key_type_exact_size_and_a_declared_checksu
     assert {"key": KEY} in conditions
     assert {"Content-Type": "image/png"} in conditions
     assert ["content-length-range", len(CONTENT), len(CONTENT)] in conditions
-    assert [c for c in conditions if isinstance(c, list)] == [["content-length-range", len(CONTENT), len(CONTENT)]]
+    assert [c for c in conditions if isinstance(c, list)] == [
+        ["content-length-range", len(CONTENT), len(CONTENT)]
+    ]
     checksum = {"x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(CONTENT).digest()).decode()}
     assert (checksum in conditions) is (sha256 is not None)
     # And every field the form sends is one the policy names with its exact value (S3 refuses a
@@ -190,4 +197,3 @@ def test_the_bucket_policy_refuses_overwriting_puts_but_lets_browser_posts_throu
         "Null": {"s3:if-none-match": "true"},
         "StringNotEquals": {"s3:authType": "POST"},
     }
-
