@@ -35,9 +35,16 @@ def post_form(upload: dict[str, Any], content: bytes, filename: str) -> requests
     )
 
 
-def post_event(batch_id: str, file_id: str, size: int, version_id: str, message_id: str) -> dict[str, Any]:
-    """The SQS message of S3's EventBridge "Object Created" for a POST upload (reason "POST Object")."""
-    event = load_event("sqs_s3_object_created_by_post_via_eventbridge")
+def upload_event(
+    batch_id: str, file_id: str, size: int, version_id: str, message_id: str, *, by_post: bool = True
+) -> dict[str, Any]:
+    """The SQS message of S3's EventBridge "Object Created" for a POST upload (reason "POST Object"),
+    or for a PUT."""
+    event = load_event(
+        "sqs_s3_object_created_by_post_via_eventbridge"
+        if by_post
+        else "sqs_s3_object_created_via_eventbridge"
+    )
     record = event["Records"][0]
     body = json.loads(record["body"])
     body["detail"]["bucket"]["name"] = BUCKET
@@ -138,7 +145,7 @@ def test_a_post_upload_is_recorded_once_and_a_second_post_cannot_replace_the_ann
     assert second_version != first_version
     # And both upload events arrive, the first one twice (at least once)
     for version, message in ((first_version, "m-1"), (first_version, "m-1-again"), (second_version, "m-2")):
-        event = post_event(batch_id, "f00001", len(picture), version, message)
+        event = upload_event(batch_id, "f00001", len(picture), version, message)
         assert invoke("record_upload", event) == {"batchItemFailures": []}
     # Then the file was counted once and the batch started, pinned to the version announced first
     status = batch_status(invoke, batch_id)
@@ -180,10 +187,44 @@ def test_a_post_batch_declaring_a_hash_signs_it_into_the_form_and_fails_other_by
     # When the other bytes are POSTed anyway and announced
     assert post_form(upload, picture, "photo.png").status_code == 204
     version = aws.s3.head_object(Bucket=BUCKET, Key=f"uploads/acme/{batch_id}/f00001")["VersionId"]
-    invoke("record_upload", post_event(batch_id, "f00001", len(picture), version, "m-1"))
+    invoke("record_upload", upload_event(batch_id, "f00001", len(picture), version, "m-1"))
     # Then the process step refuses them with checksum_mismatch
     with pytest.raises(Exception, match="checksum_mismatch") as rejected:
         invoke("process_file", {"tenant_id": "acme", "batch_id": batch_id, "file_id": "f00001"})
     assert type(rejected.value).__name__ == "FileRejectedError"
     assert hashlib.sha256(declared).hexdigest() in str(rejected.value)
     assert hashlib.sha256(picture).hexdigest() in str(rejected.value)
+
+
+def test_bytes_put_under_a_wrong_declared_hash_fail_checksum_mismatch_not_a_read_error(
+    aws: Aws, invoke: Invoke
+) -> None:
+    # Given a file declaring the SHA-256 of other bytes, PUT with its instruction's headers: moto, unlike
+    # S3, stores the bytes and keeps the declared checksum as the object's own
+    picture, declared = png(12, 12), png(13, 12)
+    created = create(
+        invoke,
+        [
+            {
+                "filename": "liar.png",
+                "size": len(picture),
+                "content_type": "image/png",
+                "sha256": hashlib.sha256(declared).hexdigest(),
+            }
+        ],
+    )
+    batch_id, upload = created["batch_id"], created["files"][0]["upload"]
+    assert requests.put(upload["url"], data=picture, headers=upload["headers"], timeout=10).status_code == 200
+    key = f"uploads/acme/{batch_id}/f00001"
+    stored = aws.s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert stored["ChecksumSHA256"] == upload["headers"]["x-amz-checksum-sha256"]
+    invoke(
+        "record_upload",
+        upload_event(batch_id, "f00001", len(picture), stored["VersionId"], "m-1", by_post=False),
+    )
+    # When the process step reads it
+    with pytest.raises(Exception, match="checksum_mismatch") as rejected:
+        invoke("process_file", {"tenant_id": "acme", "batch_id": batch_id, "file_id": "f00001"})
+    # Then it is the process step's own permanent checksum_mismatch, not botocore's validation of the
+    # stored checksum surfacing as a retryable storage error
+    assert type(rejected.value).__name__ == "FileRejectedError"
