@@ -135,6 +135,13 @@ def test_a_post_upload_is_recorded_once_and_a_second_post_cannot_replace_the_ann
     batch_id, upload = created["batch_id"], created["files"][0]["upload"]
     key = f"uploads/acme/{batch_id}/f00001"
     assert upload["method"] == "POST" and upload["fields"]["key"] == key
+    # (asked for again, the instruction is a POST too)
+    again = invoke(
+        "list_uploads",
+        api_event("GET", f"/v1/batches/{batch_id}/uploads", path_parameters={"batch_id": batch_id}),
+    )
+    [reissued] = json.loads(again["body"])["items"]
+    assert reissued["upload"]["method"] == "POST" and reissued["upload"]["fields"]["key"] == key
     # When the file is POSTed as a form, then other bytes of the same length are POSTed again with
     # the same, still valid fields (a POST cannot carry If-None-Match: S3 keeps both as versions)
     assert post_form(upload, picture, "photo.png").status_code == 204
