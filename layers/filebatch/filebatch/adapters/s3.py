@@ -62,9 +62,10 @@ class S3ObjectStorage:
         # multipart/form-data: no custom header, so no CORS preflight. The signed policy pins what
         # a PUT URL signs as headers: the key (botocore adds it), the Content-Type field, the size
         # (content-length-range of exactly the declared size) and, when declared, the SHA-256
-        # (x-amz-checksum-sha256 field, which S3 checks against the bytes as for a PUT). A POST
-        # cannot carry If-None-Match: a second POST within the URL's lifetime writes a new version,
-        # and the workflow reads the version the first upload event announced (docs/uploads.md).
+        # (the x-amz-checksum-sha256 field: botocore signs it as any field, whether S3 checks it is
+        # S3's POST Object's to say; the process step checks it again either way). A POST cannot
+        # carry If-None-Match: a second POST within the URL's lifetime writes a new version, and
+        # the workflow reads the version the first upload event announced (docs/uploads.md).
         fields = {"Content-Type": content_type}
         conditions: list[Any] = [{"Content-Type": content_type}, ["content-length-range", size, size]]
         if sha256 is not None:

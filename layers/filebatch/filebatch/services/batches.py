@@ -230,7 +230,7 @@ def upload_instructions(
 def signed_upload(
     storage: ObjectStorage, file: BatchFile, *, method: UploadMethod, ttl_seconds: int, expires_at: datetime
 ) -> PutUpload | PostUpload:
-    """-- stream INTEGRITY: one file's single-request upload, PUT or browser POST."""
+    """One file's single-request upload: a presigned PUT, or a browser form POST."""
     if method == "POST":
         url, fields = storage.presign_post(
             file.object_key,
