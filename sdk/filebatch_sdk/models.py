@@ -559,6 +559,8 @@ class FileResult:
     error: FileError | None
     uploaded_at: datetime | None
     finished_at: datetime | None
+    # The SHA-256 the file declared (hex), if any; `sha256` is what was uploaded.
+    declared_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -590,6 +592,7 @@ class FileResult:
             error=FileError.from_json(error) if error else None,
             uploaded_at=_optional_datetime(data.get("uploaded_at")),
             finished_at=_optional_datetime(data.get("finished_at")),
+            declared_sha256=data.get("declared_sha256"),
         )
 
 

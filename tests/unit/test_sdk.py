@@ -39,6 +39,7 @@ from filebatch_sdk import (
     ExportNotReadyError,
     FilebatchApiError,
     FilebatchClient,
+    FileResult,
     FileSpec,
     FileState,
     IdempotencyKeyReusedError,
@@ -1761,3 +1762,15 @@ def test_declaring_a_file_hashes_it_a_block_at_a_time(tmp_path: Path) -> None:
     assert peak < 2 * 1024 * 1024
     # And a spec built by hand declares none unless given one
     assert "sha256" not in FileSpec("a.png", 3, "image/png").to_json()
+
+
+def test_a_result_reads_the_declared_sha256_next_to_the_uploaded_one(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a finished batch whose results carry the declared hash (servers before issue 10 do not)
+    fake_api.polls_until_done = 1
+    run = client.submit(sample_files[:1])
+    body = {**_result(fake_api.batches[run.batch_id].files[0]), "declared_sha256": "ab" * 32}
+    # When results are read, Then the declared hash is there, and absent it reads as None
+    assert FileResult.from_json(body).declared_sha256 == "ab" * 32
+    assert run.results[0].declared_sha256 is None
