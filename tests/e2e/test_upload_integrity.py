@@ -124,7 +124,7 @@ def test_a_browser_style_post_upload_with_curl_form_completes(stack: Stack, tmp_
     [result] = stack.results(str(created["batch_id"]))
     assert result["sha256"] == hashlib.sha256(picture).hexdigest()
     assert "32\u00d718" in result["description"]["text"]
-    # And asking for the instructions again gives none: the file has arrived
+    # And the ended batch hands out no more upload instructions
     again = requests.get(
         f"{stack.api_url}/v1/batches/{created['batch_id']}/uploads", headers=stack.headers(), timeout=30
     )
