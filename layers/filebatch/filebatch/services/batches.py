@@ -23,6 +23,7 @@ from filebatch.models.api import (
     ErrorDetail,
     FileResult,
     PageQuery,
+    PostUpload,
     PutUpload,
     ResultsPage,
     TokenUsageBody,
@@ -36,6 +37,7 @@ from filebatch.models.domain import (
     BatchStatus,
     FileStatus,
     Tenant,
+    UploadMethod,
     file_id_for,
     manifest_key,
 )
@@ -146,7 +148,9 @@ def create_batch(
         status=batch.status,
         created_at=now,
         total_files=len(files),
-        files=upload_instructions(storage, first_page, ttl_seconds=limits.url_ttl_seconds, now=now),
+        files=upload_instructions(
+            storage, first_page, ttl_seconds=limits.url_ttl_seconds, now=now, method=batch.upload_method
+        ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if len(files) > len(first_page)
         else None,
@@ -176,7 +180,9 @@ def replay_created_batch(
         status=batch.status,
         created_at=batch.created_at,
         total_files=batch.total,
-        files=upload_instructions(storage, first_page, ttl_seconds=url_ttl_seconds, now=now),
+        files=upload_instructions(
+            storage, first_page, ttl_seconds=url_ttl_seconds, now=now, method=batch.upload_method
+        ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if first_page and batch.total > len(first_page)
         else None,
@@ -194,18 +200,18 @@ def name_taken(name: str) -> ConflictError:
 
 
 def upload_instructions(
-    storage: ObjectStorage, files: list[BatchFile], *, ttl_seconds: int, now: datetime
+    storage: ObjectStorage,
+    files: list[BatchFile],
+    *,
+    ttl_seconds: int,
+    now: datetime,
+    method: UploadMethod = "PUT",
 ) -> list[CreatedFile]:
-    """A presigned PUT per file, signed for its declared type and size."""
+    """A presigned upload per file, signed for its declared type, size and (when declared) SHA-256:
+    a PUT, or with `method` POST (the batch's upload_method) a browser form upload."""
     expires_at = now + timedelta(seconds=ttl_seconds)
     created = []
     for file in files:
-        url, headers = storage.presign_put(
-            file.object_key,
-            content_type=file.declared_content_type,
-            size=file.declared_size,
-            expires_in=ttl_seconds,
-        )
         created.append(
             CreatedFile(
                 file_id=file.file_id,
@@ -213,10 +219,35 @@ def upload_instructions(
                 size=file.declared_size,
                 content_type=file.declared_content_type,
                 sha256=file.declared_sha256,
-                upload=PutUpload(url=url, headers=headers, expires_at=expires_at),
+                upload=signed_upload(
+                    storage, file, method=method, ttl_seconds=ttl_seconds, expires_at=expires_at
+                ),
             )
         )
     return created
+
+
+def signed_upload(
+    storage: ObjectStorage, file: BatchFile, *, method: UploadMethod, ttl_seconds: int, expires_at: datetime
+) -> PutUpload | PostUpload:
+    """One file's single-request upload: a presigned PUT, or a browser form POST."""
+    if method == "POST":
+        url, fields = storage.presign_post(
+            file.object_key,
+            content_type=file.declared_content_type,
+            size=file.declared_size,
+            expires_in=ttl_seconds,
+            sha256=file.declared_sha256,
+        )
+        return PostUpload(url=url, fields=fields, expires_at=expires_at)
+    url, headers = storage.presign_put(
+        file.object_key,
+        content_type=file.declared_content_type,
+        size=file.declared_size,
+        expires_in=ttl_seconds,
+        sha256=file.declared_sha256,
+    )
+    return PutUpload(url=url, headers=headers, expires_at=expires_at)
 
 
 def list_uploads(
@@ -248,7 +279,9 @@ def list_uploads(
     waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
     return UploadsPage(
         batch_id=batch_id,
-        items=upload_instructions(storage, waiting, ttl_seconds=limits.url_ttl_seconds, now=now),
+        items=upload_instructions(
+            storage, waiting, ttl_seconds=limits.url_ttl_seconds, now=now, method=batch.upload_method
+        ),
         next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
     )
 
