@@ -178,7 +178,12 @@ def test_the_distributed_map_hands_batches_of_files_to_express_children() -> Non
     assert setting["Parameters"] == {"max_items_per_batch.$": "States.StringToJson('${MaxItemsPerBatch}')"}
     machine = STATE_MACHINES["ProcessBatchStateMachine"]["Properties"]
     assert machine["DefinitionSubstitutions"]["MaxItemsPerBatch"] == {"Ref": "MaxItemsPerBatch"}
-    assert set(batcher["BatchInput"]) == {"tenant_id.$", "batch_id.$", "instructions.$"}
+    assert set(batcher["BatchInput"]) == {
+        "tenant_id.$",
+        "batch_id.$",
+        "instructions.$",
+        "dedup_fingerprint.$",
+    }
     # Each child runs its files in one inline Map whose selector rebuilds a file task from both
     assert INLINE["Type"] == "Map" and INLINE["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
     assert {k: v for k, v in INLINE["ItemSelector"].items() if "BatchInput" in v} == {

@@ -872,7 +872,7 @@ class DynamoBatchRepository:
                 if not _is_condition_failure(error):
                     code = error.response.get("Error", {}).get("Code", "Unknown")
                     raise StorageUnavailableError(f"DynamoDB claim description failed: {code}") from error
-                held = error.response.get("Item")
+                held: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
                 if held:
                     return KnownResultRecord.model_validate(_plain(held)).to_domain()
                 continue
@@ -890,7 +890,9 @@ class DynamoBatchRepository:
             ),
         )
 
-    def release_claim(self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str) -> bool:
+    def release_claim(
+        self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str
+    ) -> bool:
         return self._conditional_delete(
             "release claim",
             Key={"pk": known_result_pk(tenant_id, fingerprint, sha256), "sk": KNOWN_RESULT_SK},
@@ -899,7 +901,9 @@ class DynamoBatchRepository:
             ExpressionAttributeValues={":claimed": "claimed", ":batch": batch_id, ":file": file_id},
         )
 
-    def forget_results(self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str) -> int:
+    def forget_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str
+    ) -> int:
         return sum(
             self._conditional_delete(
                 "forget result",
@@ -940,6 +944,8 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
     deserializer = TypeDeserializer()
     return {name: deserializer.deserialize(value) for name, value in item.items()}
+
+
 _FILTERED_ROUND_ITEMS = 100
 
 

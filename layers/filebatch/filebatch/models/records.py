@@ -49,8 +49,8 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
-    UploadMethod,
     KnownResult,
+    UploadMethod,
     WebhookSecret,
 )
 from filebatch.plans import DEFAULT_PLAN, PlanName
@@ -403,6 +403,8 @@ class KnownResultRecord(_Record):
             ),
             lease_until=from_epoch_seconds(self.lease_until),
             facts=FileFacts.model_validate_json(self.facts_json) if self.facts_json else None,
-            description=Description.model_validate_json(self.description_json) if self.description_json else None,
+            description=Description.model_validate_json(self.description_json)
+            if self.description_json
+            else None,
             expires_at=from_epoch_seconds(self.expires_at),
         )

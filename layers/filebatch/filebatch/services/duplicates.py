@@ -70,7 +70,10 @@ def skip_known(
     if not declared:
         return list(files)
     known = repo.known_results(files[0].tenant_id, fingerprint, declared, now=now)
-    return [_skipped(file, known[file.declared_sha256], now) if file.declared_sha256 in known else file for file in files]
+    return [
+        _skipped(file, known[file.declared_sha256], now) if file.declared_sha256 in known else file
+        for file in files
+    ]
 
 
 def _skipped(file: BatchFile, known: KnownResult, now: datetime) -> BatchFile:
@@ -149,7 +152,11 @@ def release_claim(repo: BatchRepository, file: FailedFile | DescribedFile) -> No
     if file.dedup_fingerprint is None or file.facts is None:
         return
     repo.release_claim(
-        file.tenant_id, file.dedup_fingerprint, file.facts.sha256, batch_id=file.batch_id, file_id=file.file_id
+        file.tenant_id,
+        file.dedup_fingerprint,
+        file.facts.sha256,
+        batch_id=file.batch_id,
+        file_id=file.file_id,
     )
 
 

@@ -203,7 +203,6 @@ class BatchRepository(Protocol):
         `name_prefix` when given: at most `limit`, and the position to continue after (an opaque
         text for `after`) when more may follow."""
 
-
     # -- issue 10: the hash index of results (services/duplicates.py) -----------------------------
     def known_results(
         self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, now: datetime
@@ -221,10 +220,14 @@ class BatchRepository(Protocol):
         """Make the entry `result` (state completed) unless another completed, unexpired file has it
         already (the first to complete stays). False when it did."""
 
-    def release_claim(self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str) -> bool:
+    def release_claim(
+        self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str
+    ) -> bool:
         """Delete the entry if it is this file's claim. False (nothing changed) otherwise."""
 
-    def forget_results(self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str) -> int:
+    def forget_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str
+    ) -> int:
         """Delete the entries of these hashes that files of `batch_id` own (claimed or completed);
         returns how many were."""
 
