@@ -467,6 +467,7 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
         "s3:GetObject",
         "s3:GetObjectVersion",
         "bedrock:InvokeModel",
+        "dynamodb:PutItem",
     }
     assert "states:StartExecution" in derived_actions("RecordUploadFunction")
     assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(
