@@ -160,6 +160,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a metadata pair stored with the batch (repeatable; the last value of a key wins)",
     )
     submit.add_argument("--webhook-url", help="https URL called when the batch ends")
+    submit.add_argument(
+        "--skip-duplicates",
+        action="store_true",
+        help="files whose declared sha256 you already had described are not uploaded (skipped)",
+    )
     submit.set_defaults(handler=_submit)
 
     status = commands.add_parser("status", parents=[common], help="show a batch's status")
@@ -295,6 +300,7 @@ def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
         name=args.name,
         metadata=dict(args.metadata) if args.metadata else None,
         webhook_url=args.webhook_url,
+        skip_duplicates=args.skip_duplicates,
         wait=not args.no_wait,
         timeout=args.timeout,
         poll_interval=args.poll_interval,
@@ -439,6 +445,8 @@ def _result_line(result: FileResult) -> str:
         detail = f"{result.error.code}: {result.error.message}{retry}"
     else:
         detail = ""
+    if result.duplicate_of is not None:
+        detail = f"(as {result.duplicate_of.batch_id}/{result.duplicate_of.file_id}) {detail}"
     return f"{result.file_id}  {result.status:<9}  {result.filename}  [{kind}]  {detail}".rstrip()
 
 

@@ -164,6 +164,9 @@ class FileSpec:
     filename: str
     size: int
     content_type: str
+    # The file's SHA-256 (hex), when the caller knows it: with `skip_duplicates`, a file whose hash
+    # the API already has a result for is not uploaded (issue 10).
+    sha256: str | None = None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], *, content_type: str | None = None) -> FileSpec:
@@ -185,7 +188,8 @@ class FileSpec:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"filename": self.filename, "size": self.size, "content_type": self.content_type}
+        declared = {"filename": self.filename, "size": self.size, "content_type": self.content_type}
+        return declared | ({"sha256": self.sha256} if self.sha256 is not None else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +212,28 @@ class UploadInstruction:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateOf:
+    """The earlier file (same bytes, same description settings) whose result a file took."""
+
+    batch_id: str
+    file_id: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> DuplicateOf | None:
+        return cls(batch_id=data["batch_id"], file_id=data["file_id"]) if data else None
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedFile:
-    """A file of a newly created batch. `file_id`s follow the order the files were declared in."""
+    """A file of a newly created batch. `file_id`s follow the order the files were declared in.
+    `upload` is None for a file skipped as a duplicate (`duplicate_of` says of which file)."""
 
     file_id: str
     filename: str
     size: int
     content_type: str
-    upload: UploadInstruction
+    upload: UploadInstruction | None
+    duplicate_of: DuplicateOf | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CreatedFile:
@@ -224,7 +242,8 @@ class CreatedFile:
             filename=data["filename"],
             size=data["size"],
             content_type=data["content_type"],
-            upload=UploadInstruction.from_json(data["upload"]),
+            upload=UploadInstruction.from_json(data["upload"]) if data.get("upload") else None,
+            duplicate_of=DuplicateOf.from_json(data.get("duplicate_of")),
         )
 
 
@@ -536,6 +555,8 @@ class FileResult:
     error: FileError | None
     uploaded_at: datetime | None
     finished_at: datetime | None
+    # Whose result this is when it was not made for this file (a skipped or reused duplicate).
+    duplicate_of: DuplicateOf | None = None
 
     @property
     def ok(self) -> bool:
@@ -567,6 +588,7 @@ class FileResult:
             error=FileError.from_json(error) if error else None,
             uploaded_at=_optional_datetime(data.get("uploaded_at")),
             finished_at=_optional_datetime(data.get("finished_at")),
+            duplicate_of=DuplicateOf.from_json(data.get("duplicate_of")),
         )
 
 
