@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from filebatch import runtime
@@ -54,7 +55,7 @@ def run(invoke: Invoke, created: dict[str, Any], contents: list[bytes]) -> str:
     for file, content in to_upload:
         invoke("record_upload", s3_event(batch_id, file["file_id"], len(content)))
     manifest = json.loads(
-        runtime.storage().stream(f"manifests/acme/{batch_id}.json").chunks.__next__()  # one small chunk
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=f"manifests/acme/{batch_id}.json")["Body"].read()
     )
     task = {"tenant_id": "acme", "batch_id": batch_id, "dedup_fingerprint": FINGERPRINT}
     for item in manifest:
