@@ -4,11 +4,12 @@ lifecycle of a batch with skipped files, the claim in the describe step, and the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from filebatch.errors import DuplicateInProgressError
+from filebatch.errors import DuplicateInProgressError, StorageUnavailableError
 from filebatch.media.source import MediaSource
 from filebatch.models.api import (
     CreateBatchRequest,
@@ -465,3 +466,30 @@ def test_a_skipped_file_counts_as_a_success_in_the_batchs_final_status() -> None
     assert batch.final_status() is BatchStatus.COMPLETED
     batch.counts = {FileStatus.SKIPPED: 1, FileStatus.FAILED: 1}
     assert batch.final_status() is BatchStatus.COMPLETED_WITH_ERRORS
+
+
+def test_an_all_skipped_batch_whose_end_fails_at_create_is_ended_by_the_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two completed files, and a bucket whose next write of an export fails
+    world = World()
+    world.submit([text(1), text(2)])
+    put_stream = world.storage.put_stream
+
+    def fail_once(key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
+        monkeypatch.setattr(world.storage, "put_stream", put_stream)
+        raise StorageUnavailableError("S3 put failed: SlowDown")
+
+    monkeypatch.setattr(world.storage, "put_stream", fail_once)
+    # When a batch declaring only those two is created
+    created = world.create([text(1), text(2)])
+    assert created.status is BatchStatus.AWAITING_UPLOAD
+    # Then the client still gets its batch (no error that would make it create another), due at once
+    batch = world.repo.get_batch("acme", created.batch_id)
+    assert batch is not None and batch.due_at is not None and batch.due_at <= NOW
+    # And the next sweep ends it completed and announces it
+    from filebatch.services.lifecycle import sweep
+
+    outcomes = sweep(world.repo, world.storage, world.starter, world.events, now=NOW, provider="local")
+    assert outcomes[created.batch_id] == "completed"
+    assert world.events.events[-1]["detail_type"] == "Batch Completed"

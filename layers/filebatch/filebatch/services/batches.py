@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from filebatch.services.duplicates import fingerprint, skip_known
 from filebatch.services.limits import check_batch_size, reserve_batch
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 from filebatch.services.webhooks import WebhookPolicy, accept_webhook_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,9 @@ def create_batch(
         # A skipped file needs no upload: counted as arrived, so the run starts when the others have.
         arrived=skipped,
         dedup_fingerprint=dedup_fingerprint,
-        due_at=limits.upload_deadline(now),
+        # A batch with nothing to upload is due at once: should its end below not be carried out
+        # (a crash, the bus unavailable), the sweep ends it within a minute.
+        due_at=limits.upload_deadline(now) if to_upload else now.replace(microsecond=0),
         created_at=now,
         updated_at=now,
         expires_at=expires_at,
@@ -175,16 +180,21 @@ def create_batch(
         # Every file skipped: the batch ends now, as any batch ends (export, status, announcement).
         from filebatch.services.lifecycle import end_batch  # lifecycle imports this module
 
-        batch = end_batch(
-            repo,
-            storage,
-            duplicates.events,
-            tenant.tenant_id,
-            batch_id,
-            expected=BatchStatus.AWAITING_UPLOAD,
-            now=now,
-            provider=duplicates.provider,
-        )
+        try:
+            batch = end_batch(
+                repo,
+                storage,
+                duplicates.events,
+                tenant.tenant_id,
+                batch_id,
+                expected=BatchStatus.AWAITING_UPLOAD,
+                now=now,
+                provider=duplicates.provider,
+            )
+        except Exception:
+            # The batch exists and is due now: the sweep carries its end out. The client gets its
+            # batch (a 5xx would make it create another).
+            log.exception("batch %s: every file skipped, its end is left to the sweep", batch_id)
 
     first_page = files[:UPLOADS_PER_PAGE]
     return CreateBatchResponse(
