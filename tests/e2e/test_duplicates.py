@@ -115,6 +115,19 @@ def test_a_batch_of_10_with_4_duplicates_of_an_earlier_batch_uploads_6_and_skips
     assert all(r["status"] == "completed" and r["duplicate_of"] is None for r in listed[4:])
     # And the provider was called for the 6 uploaded files only
     assert describe_log(stack, batch_id, "file described") == 6
+    # When a third batch declares only known pictures
+    again = create(stack, [(f"again-{n}.png", pictures[n]) for n in (7, 2)])
+    # Then it has ended at create, completed, with its export, nothing to upload
+    assert again["status"] == "completed" and [f["upload"] for f in again["files"]] == [None, None]
+    assert stack.status(again["batch_id"]).json()["counts"]["skipped"] == 2
+    export = requests.get(
+        f"{stack.api_url}/v1/batches/{again['batch_id']}/export", headers=stack.headers(), timeout=30
+    )
+    assert export.status_code == 200 and export.json()["files"] == 2
+    assert [r["duplicate_of"]["batch_id"] for r in results(stack, again["batch_id"])] == [
+        batch_id,
+        earlier["batch_id"],
+    ]
 
 
 def test_a_duplicate_found_after_upload_is_described_once(stack: Stack) -> None:

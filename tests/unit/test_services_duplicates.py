@@ -4,6 +4,7 @@ lifecycle of a batch with skipped files, the claim in the describe step, and the
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -493,3 +494,30 @@ def test_an_all_skipped_batch_whose_end_fails_at_create_is_ended_by_the_sweep(
     outcomes = sweep(world.repo, world.storage, world.starter, world.events, now=NOW, provider="local")
     assert outcomes[created.batch_id] == "completed"
     assert world.events.events[-1]["detail_type"] == "Batch Completed"
+
+
+def test_a_file_whose_wait_ran_out_is_failed_retryable_with_a_code_saying_so() -> None:
+    # Given a file whose describe kept finding its content claimed until the retrier gave up
+    world = World()
+    created = world.create([text(6)], declare=False)
+    world.upload(created, [text(6)])
+    processed = process_file(world.repo, world.storage, world.task(created, "f00001"), now=NOW)
+    waited = DuplicateInProgressError("file f00002 of batch b-x has the same content and is being described")
+    cause = {"errorType": "DuplicateInProgressError", "errorMessage": str(waited)}
+    # When the Catch records it
+    record_failure(
+        world.repo,
+        FailedFile(
+            **processed.model_dump(),
+            error=StepFunctionsError(Error="DuplicateInProgressError", Cause=json.dumps(cause)),
+        ),
+        now=NOW,
+    )
+    # Then it failed with duplicate_in_progress, retryable: a retry reuses the description
+    file = world.repo.get_file("acme", created.batch_id, "f00001")
+    assert file is not None and file.error is not None
+    assert (file.status, file.error.code, file.error.retryable) == (
+        FileStatus.FAILED,
+        "duplicate_in_progress",
+        True,
+    )
