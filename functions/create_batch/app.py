@@ -106,11 +106,14 @@ def _create(tenant: Tenant, request: CreateBatchRequest) -> CreateBatchResponse:
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
         webhooks=runtime.webhook_policy(),
+        # Built only when asked: the event bus client is not needed by other creates (cold start).
         duplicates=DuplicateSettings(
             provider=settings.description_provider,
             provider_identity=provider_identity(settings.description_provider, settings.bedrock_model_id),
             events=runtime.batch_events(),
-        ),
+        )
+        if request.skip_duplicates
+        else None,
     )
     logger.info("batch created", extra={"batch_id": created.batch_id, "files": len(created.files)})
     return created
