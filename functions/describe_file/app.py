@@ -28,7 +28,8 @@ def lambda_handler(event: DescribeFileInput, context: LambdaContext) -> dict[str
         runtime.description_provider(),
         event,
         faults=runtime.fault_injection(),
-        repo=runtime.repository(),
+        # Only a batch that skips duplicates asks the table (no DynamoDB client on other cold starts).
+        repo=runtime.repository() if event.file.dedup_fingerprint else None,
         now=datetime.now(UTC),
     )
     if described.duplicate_of is not None:
