@@ -21,8 +21,9 @@ from filebatch.errors import InvalidRequestError
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import CreateBatchRequest, CreateBatchResponse
 from filebatch.models.domain import Tenant
-from filebatch.services.batches import create_batch, replay_created_batch
+from filebatch.services.batches import DuplicateSettings, create_batch, replay_created_batch
 from filebatch.services.cursors import CursorSigner
+from filebatch.services.duplicates import provider_identity
 
 logger = Logger()
 tracer = Tracer(patch_modules=runtime.TRACED_MODULES)
@@ -105,6 +106,14 @@ def _create(tenant: Tenant, request: CreateBatchRequest) -> CreateBatchResponse:
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
         webhooks=runtime.webhook_policy(),
+        # Built only when asked: the event bus client is not needed by other creates (cold start).
+        duplicates=DuplicateSettings(
+            provider=settings.description_provider,
+            provider_identity=provider_identity(settings.description_provider, settings.bedrock_model_id),
+            events=runtime.batch_events(),
+        )
+        if request.skip_duplicates
+        else None,
     )
     logger.info("batch created", extra={"batch_id": created.batch_id, "files": len(created.files)})
     return created

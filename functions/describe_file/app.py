@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -23,6 +24,17 @@ def lambda_handler(event: DescribeFileInput, context: LambdaContext) -> dict[str
     logger.append_keys(batch_id=event.file.batch_id, file_id=event.file.file_id, attempt=event.attempt)
     logger.info("describing file")
     described = describe(
-        runtime.storage(), runtime.description_provider(), event, faults=runtime.fault_injection()
+        runtime.storage(),
+        runtime.description_provider(),
+        event,
+        faults=runtime.fault_injection(),
+        # Only a batch that skips duplicates asks the table (no DynamoDB client on other cold starts).
+        repo=runtime.repository() if event.file.dedup_fingerprint else None,
+        now=datetime.now(UTC),
     )
+    if described.duplicate_of is not None:
+        # Issue 10: another file's description, reused; the provider was not called.
+        logger.info("description reused", extra={"duplicate_of": described.duplicate_of.model_dump()})
+    else:
+        logger.info("file described", extra={"provider": described.description.provider})
     return described.model_dump(mode="json")

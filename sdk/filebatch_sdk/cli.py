@@ -166,6 +166,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="PUT",
         help="presigned PUTs (default) or browser-style form POSTs",
     )
+    submit.add_argument(
+        "--skip-duplicates",
+        action="store_true",
+        help="files whose SHA-256 you already had described are not uploaded (they end skipped)",
+    )
     submit.set_defaults(handler=_submit)
 
     status = commands.add_parser("status", parents=[common], help="show a batch's status")
@@ -302,6 +307,7 @@ def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
         metadata=dict(args.metadata) if args.metadata else None,
         webhook_url=args.webhook_url,
         upload_method=args.upload_method,
+        skip_duplicates=args.skip_duplicates,
         wait=not args.no_wait,
         timeout=args.timeout,
         poll_interval=args.poll_interval,
@@ -446,6 +452,8 @@ def _result_line(result: FileResult) -> str:
         detail = f"{result.error.code}: {result.error.message}{retry}"
     else:
         detail = ""
+    if result.duplicate_of is not None:
+        detail = f"(as {result.duplicate_of.batch_id}/{result.duplicate_of.file_id}) {detail}"
     return f"{result.file_id}  {result.status:<9}  {result.filename}  [{kind}]  {detail}".rstrip()
 
 

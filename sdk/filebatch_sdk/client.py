@@ -177,6 +177,7 @@ class FilebatchClient:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         upload_method: UploadMethod = "PUT",
+        skip_duplicates: bool = False,
     ) -> CreatedBatch:
         """Declare a batch of files; returns its id and one upload instruction per file.
 
@@ -193,6 +194,10 @@ class FilebatchClient:
         safe to repeat: the server answers every request with the same key, and the same body,
         with the batch the first one created. A fresh one is generated for each call when none
         is given; pass your own to repeat a create safely across processes.
+
+        `skip_duplicates`: files whose declared `sha256` matches a file of yours
+        already described get no upload instruction (`CreatedFile.upload` None, `duplicate_of` set);
+        `upload` leaves them out and their results are `skipped` with the earlier result.
         """
         specs = [item if isinstance(item, FileSpec) else FileSpec.from_path(item) for item in files]
         if not specs:
@@ -213,6 +218,8 @@ class FilebatchClient:
             raise ValueError('upload_method must be "PUT" or "POST"')
         if upload_method != "PUT":
             request["upload_method"] = upload_method
+        if skip_duplicates:
+            request["skip_duplicates"] = True
         # The key makes every attempt the same request, so it is retried like a read (see _send).
         body = self._call("POST", "/v1/batches", json_body=request, idempotency_key=key)
         # The answer carries the first page of upload instructions; larger batches page on.
@@ -436,15 +443,14 @@ class FilebatchClient:
             if size != created.size:
                 raise ValueError(f"{path}: size is {size} bytes, but {created.size} were declared")
 
-        bytes_total = sum(created.size for created in created_batch.files)
+        # A file skipped as a duplicate has no upload instruction: nothing to send.
+        to_send = [(c, p) for c, p in zip(created_batch.files, local, strict=True) if c.upload is not None]
+        bytes_total = sum(created.size for created, _ in to_send)
         files_done = bytes_done = 0
         failures: list[UploadFailure] = []
-        workers = max(1, min(concurrency, len(local)))
+        workers = max(1, min(concurrency, len(to_send)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="filebatch-upload") as pool:
-            futures = {
-                pool.submit(self._upload_file, created, path): created
-                for created, path in zip(created_batch.files, local, strict=True)
-            }
+            futures = {pool.submit(self._upload_file, created, path): created for created, path in to_send}
             for future in as_completed(futures):
                 created = futures[future]
                 failure = future.result()
@@ -459,7 +465,7 @@ class FilebatchClient:
                             file_id=created.file_id,
                             filename=created.filename,
                             files_done=files_done,
-                            files_total=len(local),
+                            files_total=len(to_send),
                             bytes_done=bytes_done,
                             bytes_total=bytes_total,
                         )
@@ -470,6 +476,7 @@ class FilebatchClient:
     def _upload_file(self, created: CreatedFile, path: Path) -> UploadFailure | None:
         """Upload one file (with retries); a failure is returned, not raised, to report them all."""
         instruction = created.upload
+        assert instruction is not None, "a skipped file has nothing to upload"
         # Exactly the headers the API returned: they are part of the signature. Setting
         # Authorization to None drops any default a caller's session carries, since S3 rejects a
         # presigned request that also carries another credential (and the key must not leak there).
@@ -562,6 +569,7 @@ class FilebatchClient:
         name: str | None = None,
         metadata: Mapping[str, str] | None = None,
         webhook_url: str | None = None,
+        skip_duplicates: bool = False,
         wait: bool = True,
         timeout: float = 600,
         poll_interval: float = 1.0,
@@ -573,15 +581,21 @@ class FilebatchClient:
     ) -> BatchRun:
         """Create a batch of `paths`, upload them, and (unless `wait=False`) wait for every result.
 
-        `name`, `metadata` and `webhook_url` are stored with the batch, and `upload_method` chooses
-        presigned PUTs or browser-style POSTs (see `create_batch`).
+        `name`, `metadata` and `webhook_url` are stored with the batch, `upload_method` chooses
+        presigned PUTs or browser-style POSTs, and `skip_duplicates` skips files already described
+        (their SHA-256 is declared from the file; see `create_batch`).
         Returns a `BatchRun` with `.results`, `.summary()`, `.failed()` and `.retryable()`. Files
         that failed are results, not exceptions; exceptions mean the batch itself could not be
         created, uploaded or followed.
         """
         local = [Path(path) for path in paths]
         created = self.create_batch(
-            local, name=name, metadata=metadata, webhook_url=webhook_url, upload_method=upload_method
+            local,
+            name=name,
+            metadata=metadata,
+            webhook_url=webhook_url,
+            upload_method=upload_method,
+            skip_duplicates=skip_duplicates,
         )
         logger.info("batch %s created with %d files", created.batch_id, len(created.files))
         self.upload(created, local, concurrency=concurrency, on_progress=on_upload_progress)

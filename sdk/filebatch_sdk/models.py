@@ -168,6 +168,7 @@ class FileSpec:
     filename: str
     size: int
     content_type: str
+    # With `skip_duplicates`, a file whose hash the API already has a result for is not uploaded.
     sha256: str | None = None
 
     @classmethod
@@ -231,14 +232,28 @@ class UploadInstruction:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateOf:
+    """The earlier file (same bytes, same description settings) whose result a file took."""
+
+    batch_id: str
+    file_id: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> DuplicateOf | None:
+        return cls(batch_id=data["batch_id"], file_id=data["file_id"]) if data else None
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedFile:
-    """A file of a newly created batch. `file_id`s follow the order the files were declared in."""
+    """A file of a newly created batch. `file_id`s follow the order the files were declared in.
+    `upload` is None for a file skipped as a duplicate (`duplicate_of` says of which file)."""
 
     file_id: str
     filename: str
     size: int
     content_type: str
-    upload: UploadInstruction
+    upload: UploadInstruction | None
+    duplicate_of: DuplicateOf | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CreatedFile:
@@ -247,7 +262,8 @@ class CreatedFile:
             filename=data["filename"],
             size=data["size"],
             content_type=data["content_type"],
-            upload=UploadInstruction.from_json(data["upload"]),
+            upload=UploadInstruction.from_json(data["upload"]) if data.get("upload") else None,
+            duplicate_of=DuplicateOf.from_json(data.get("duplicate_of")),
         )
 
 
@@ -561,6 +577,8 @@ class FileResult:
     finished_at: datetime | None
     # The SHA-256 the file declared (hex), if any; `sha256` is what was uploaded.
     declared_sha256: str | None = None
+    # Whose result this is when it was not made for this file (a skipped or reused duplicate).
+    duplicate_of: DuplicateOf | None = None
 
     @property
     def ok(self) -> bool:
@@ -593,6 +611,7 @@ class FileResult:
             uploaded_at=_optional_datetime(data.get("uploaded_at")),
             finished_at=_optional_datetime(data.get("finished_at")),
             declared_sha256=data.get("declared_sha256"),
+            duplicate_of=DuplicateOf.from_json(data.get("duplicate_of")),
         )
 
 

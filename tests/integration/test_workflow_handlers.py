@@ -107,6 +107,8 @@ def test_upload_events_count_once_and_the_last_starts_one_execution_named_after_
         "manifest_key": f"manifests/acme/{batch_id}.json",
         "retry": 0,
         "instructions": {"prompt": None, "language": None, "detail": "standard"},
+        # Not a batch that skips duplicates (issue 10)
+        "dedup_fingerprint": None,
     }
 
 

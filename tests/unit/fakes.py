@@ -13,9 +13,11 @@ from filebatch.models.domain import (
     BatchFile,
     BatchStatus,
     Description,
+    DuplicateOf,
     FileError,
     FileFacts,
     FileStatus,
+    KnownResult,
     TenantUsage,
     WebhookSecret,
     sha256_base64,
@@ -36,6 +38,9 @@ class InMemoryRepository:
         self.webhook_secrets: dict[str, WebhookSecret] = {}
         # (tenant, name) → (batch id, expires_at); see the names block below.
         self.name_claims: dict[tuple[str, str], tuple[str, datetime | None]] = {}
+        # -- issue 10: the hash index, (tenant, fingerprint, sha256) → entry; reads counted.
+        self.known: dict[tuple[str, str, str], KnownResult] = {}
+        self.known_reads = 0
 
     def create_batch(self, batch: Batch, files: Sequence[BatchFile]) -> None:
         if batch.name is not None:
@@ -129,6 +134,7 @@ class InMemoryRepository:
         description: Description | None = None,
         error: FileError | None = None,
         while_batch_runs: bool = False,
+        duplicate_of: DuplicateOf | None = None,
     ) -> bool:
         file = self.files.get((tenant_id, batch_id, file_id))
         batch = self.batches.get((tenant_id, batch_id))
@@ -144,8 +150,9 @@ class InMemoryRepository:
         file.facts = facts or file.facts
         file.description = description or file.description
         file.error = error or file.error
+        file.duplicate_of = duplicate_of or file.duplicate_of
         self._count(batch, expected, to)
-        if description is not None and description.invocation is not None:
+        if description is not None and description.invocation is not None and duplicate_of is None:
             batch.input_tokens += description.invocation.usage.input_tokens
             batch.output_tokens += description.invocation.usage.output_tokens
         batch.updated_at = at
@@ -350,6 +357,71 @@ class InMemoryRepository:
         ]
         page = matching[:limit]
         return [b.model_copy(deep=True) for _, b in page], (page[-1][0] if len(matching) > limit else None)
+
+    # -- issue 10: the hash index (the adapter's conditions, in memory) -----------------------------
+    def known_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, now: datetime
+    ) -> dict[str, KnownResult]:
+        assert len(set(sha256s)) == len(sha256s), "BatchGetItem refuses a key asked twice"
+        self.known_reads += len(sha256s)
+        found = {}
+        for sha256 in sha256s:
+            entry = self.known.get((tenant_id, fingerprint, sha256))
+            if entry and entry.state == "completed" and not _expired(entry.expires_at, now):
+                found[sha256] = entry.model_copy(deep=True)
+        return found
+
+    def claim_description(self, claim: KnownResult, *, now: datetime) -> KnownResult | None:
+        key = (claim.tenant_id, claim.fingerprint, claim.sha256)
+        held = self.known.get(key)
+        free = (
+            held is None
+            or _expired(held.expires_at, now)
+            or (
+                held.state == "claimed"
+                and (
+                    (held.lease_until is not None and held.lease_until < now)
+                    or (held.batch_id, held.file_id) == (claim.batch_id, claim.file_id)
+                )
+            )
+        )
+        if not free:
+            assert held is not None
+            return held.model_copy(deep=True)
+        self.known[key] = claim.model_copy(deep=True)
+        return None
+
+    def publish_result(self, result: KnownResult, *, now: datetime) -> bool:
+        key = (result.tenant_id, result.fingerprint, result.sha256)
+        held = self.known.get(key)
+        if held is not None and held.state == "completed" and not _expired(held.expires_at, now):
+            return False
+        self.known[key] = result.model_copy(deep=True)
+        return True
+
+    def release_claim(
+        self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str
+    ) -> bool:
+        held = self.known.get((tenant_id, fingerprint, sha256))
+        if held is None or held.state != "claimed" or (held.batch_id, held.file_id) != (batch_id, file_id):
+            return False
+        del self.known[(tenant_id, fingerprint, sha256)]
+        return True
+
+    def forget_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str
+    ) -> int:
+        forgotten = 0
+        for sha256 in sha256s:
+            held = self.known.get((tenant_id, fingerprint, sha256))
+            if held is not None and held.batch_id == batch_id:
+                del self.known[(tenant_id, fingerprint, sha256)]
+                forgotten += 1
+        return forgotten
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at < now
 
 
 class InMemoryStorage:

@@ -452,12 +452,24 @@ def test_the_derivation_follows_handlers_services_ports_and_adapters() -> None:
     # Given the code as it is, Then known paths come out: the authorizer only reads a key,
     # recording a result is a conditional transaction of updates, and describing reads a version
     assert derived_actions("AuthorizeRequestFunction") == {"dynamodb:GetItem"}
-    assert derived_actions("RecordResultFunction") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-    assert derived_actions("DescribeFileFunction") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert derived_actions("RecordResultFunction") == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        # Issue 10: the hash index (publish, release)
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    }
+    # (and, issue 10, claims the hash index entry of its content)
+    assert derived_actions("DescribeFileFunction") == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "dynamodb:PutItem",
+    }
     assert derived_actions("DescribeFileFunction", "bedrock") == {
         "s3:GetObject",
         "s3:GetObjectVersion",
         "bedrock:InvokeModel",
+        "dynamodb:PutItem",
     }
     assert "states:StartExecution" in derived_actions("RecordUploadFunction")
     assert {"s3:PutObject", "dynamodb:BatchWriteItem", "dynamodb:PutItem"} <= derived_actions(

@@ -127,6 +127,8 @@ class FakeApi:
         self._lost: dict[tuple[str, str], deque[Scripted | None]] = {}
         self._idempotent: dict[str, tuple[bytes, Scripted]] = {}
         self._lock = threading.Lock()
+        # Issue 10: sha256 → (batch id, file id) of a file already described; skip_duplicates skips it.
+        self.known_results: dict[str, tuple[str, str]] = {}
 
     def script(self, method: str, path: str, *responses: Scripted) -> None:
         """Answer the next requests to `method path` with `responses` before behaving normally."""
@@ -228,7 +230,12 @@ class FakeApi:
                 "metadata": batch.metadata,
                 "webhook_url": batch.webhook_url,
                 "total_files": len(files),
-                "files": [self._instruction(batch, f) for f in first],
+                "files": [
+                    self._skipped(f, self.known_results[spec["sha256"]])
+                    if body.get("skip_duplicates") and spec.get("sha256") in self.known_results
+                    else self._instruction(batch, f)
+                    for f, spec in zip(first, body["files"], strict=False)
+                ],
                 "next_uploads_cursor": str(len(first)) if len(files) > len(first) else None,
             },
         )
@@ -319,6 +326,16 @@ class FakeApi:
                 "next_cursor": str(start + limit) if more else None,
             },
         )
+
+    def _skipped(self, f: FakeFile, known: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "file_id": f.file_id,
+            "filename": f.filename,
+            "size": f.size,
+            "content_type": f.content_type,
+            "upload": None,
+            "duplicate_of": {"batch_id": known[0], "file_id": known[1]},
+        }
 
     def _instruction(self, batch: FakeBatch, f: FakeFile) -> dict[str, Any]:
         batch_id = batch.batch_id
@@ -981,6 +998,41 @@ def test_create_batch_collects_every_upload_instruction_across_pages(
     client.upload(created, sample_files)
     # And once uploaded, nothing is left to refresh
     assert client.refresh_uploads(created.batch_id) == []
+
+
+def test_skip_duplicates_sends_the_declared_hashes_and_uploads_only_files_with_an_instruction(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given an API that already described the bytes of the first file (issue 10)
+    import hashlib
+
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sample_files]
+    fake_api.known_results[digests[0]] = ("b-" + "e" * 32, "f00007")
+    # When a batch skipping duplicates is created from the paths (their hashes declared), and uploaded
+    progress: list[UploadProgress] = []
+    created = client.create_batch(sample_files, skip_duplicates=True)
+    client.upload(created, sample_files, on_progress=progress.append)
+    # Then the request carried the option and the hash, the first file has no instruction and says
+    # whose result it takes, and only the two others were sent
+    [create] = fake_api.calls("POST", "/v1/batches")
+    body = json.loads(create.body)
+    assert body["skip_duplicates"] is True
+    assert [f.get("sha256") for f in body["files"]] == digests
+    first = created.files[0]
+    assert first.upload is None and first.duplicate_of is not None
+    assert (first.duplicate_of.batch_id, first.duplicate_of.file_id) == ("b-" + "e" * 32, "f00007")
+    puts = [r.path for r in fake_api.requests if r.method == "PUT"]
+    assert sorted(puts) == [f"/upload/{created.batch_id}/f00002", f"/upload/{created.batch_id}/f00003"]
+    assert [p.files_total for p in progress] == [2, 2]
+
+
+def test_cli_submit_passes_skip_duplicates(fake_api: FakeApi, sample_files: list[Path]) -> None:
+    # When the CLI submits with --skip-duplicates
+    code = _cli(fake_api, "submit", "--no-wait", "--skip-duplicates", *[str(p) for p in sample_files])
+    # Then the create asked for it
+    assert code == 0
+    [create] = fake_api.calls("POST", "/v1/batches")
+    assert json.loads(create.body)["skip_duplicates"] is True
 
 
 def test_refresh_uploads_gives_fresh_instructions_for_files_not_yet_uploaded(

@@ -82,6 +82,8 @@ def test_last_file_starts_one_execution_named_after_the_batch_in_any_order() -> 
             "retry": 0,
             # No instructions were given: the providers' defaults
             "instructions": {"prompt": None, "language": None, "detail": "standard"},
+            # The batch does not skip duplicates (issue 10)
+            "dedup_fingerprint": None,
         }
     }
     batch = repo.get_batch("acme", BATCH_ID)

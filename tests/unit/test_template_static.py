@@ -178,7 +178,12 @@ def test_the_distributed_map_hands_batches_of_files_to_express_children() -> Non
     assert setting["Parameters"] == {"max_items_per_batch.$": "States.StringToJson('${MaxItemsPerBatch}')"}
     machine = STATE_MACHINES["ProcessBatchStateMachine"]["Properties"]
     assert machine["DefinitionSubstitutions"]["MaxItemsPerBatch"] == {"Ref": "MaxItemsPerBatch"}
-    assert set(batcher["BatchInput"]) == {"tenant_id.$", "batch_id.$", "instructions.$"}
+    assert set(batcher["BatchInput"]) == {
+        "tenant_id.$",
+        "batch_id.$",
+        "instructions.$",
+        "dedup_fingerprint.$",
+    }
     # Each child runs its files in one inline Map whose selector rebuilds a file task from both
     assert INLINE["Type"] == "Map" and INLINE["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
     assert {k: v for k, v in INLINE["ItemSelector"].items() if "BatchInput" in v} == {
@@ -239,6 +244,28 @@ def test_a_file_at_the_slowest_provider_latency_fits_an_express_childs_5_minutes
         + RECORD_S
     )
     assert rounds * throttled_file_s <= EXPRESS_LIMIT_S
+
+
+def test_a_file_waiting_for_its_duplicates_description_then_taking_over_still_fits_5_minutes() -> None:
+    # Issue 10: a file whose content another file is describing waits (DuplicateInProgressError's
+    # retrier); when that file fails it takes the claim over and calls the slowest provider itself
+    from filebatch.runtime import BEDROCK_CONNECT_TIMEOUT_S, BEDROCK_READ_TIMEOUT_S
+
+    describe = dict(ALL_STATES)["DescribeFile"]
+    waiting = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["DuplicateInProgressError"])
+    provider = next(r for r in describe["Retry"] if r["ErrorEquals"] == ["RetryableDescriptionError"])
+    waiter_s = (
+        PROCESS_S
+        + max_retry_wait_s(waiting)
+        + (1 + provider["MaxAttempts"]) * (BEDROCK_CONNECT_TIMEOUT_S + BEDROCK_READ_TIMEOUT_S)
+        + max_retry_wait_s(provider)
+        + RECORD_S
+    )
+    assert waiter_s <= EXPRESS_LIMIT_S
+    # And the wait outlasts a typical description of the file it waits for several times over
+    assert max_retry_wait_s(waiting) >= 3 * DESCRIBE_SECONDS
+    assert waiting["JitterStrategy"] == "FULL"
+    assert "DuplicateInProgressError" in RETRYABLE_ERROR_NAMES
 
 
 def test_the_workflow_logs_its_errors_to_a_retained_log_group_without_execution_data() -> None:

@@ -107,3 +107,13 @@ class ProviderBadOutputError(FilebatchError):
 
     code = "provider_bad_output"
     http_status = 502
+
+
+class DuplicateInProgressError(FilebatchError):
+    """Another file with the same bytes (same tenant, same description settings) is being described
+    right now (issue 10, skip duplicates): this one waits for its description rather than calling the
+    provider a second time. The class name is matched by the describe step's Retry (a bounded wait);
+    when the wait runs out the Catch records the file failed, retryable (a retry then reuses it)."""
+
+    code = "duplicate_in_progress"
+    http_status = 409

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,9 +17,11 @@ from filebatch.models.domain import (
     BatchFile,
     BatchStatus,
     Description,
+    DuplicateOf,
     FileError,
     FileFacts,
     FileStatus,
+    KnownResult,
     TenantUsage,
     WebhookSecret,
 )
@@ -28,12 +32,14 @@ from filebatch.models.records import (
     DUE_INDEX,
     DUE_PK,
     FILE_SK_PREFIX,
+    KNOWN_RESULT_SK,
     NAME_CLAIM_SK,
     USAGE_SK,
     WEBHOOK_SECRET_SK,
     ApiKeyRecord,
     BatchRecord,
     FileRecord,
+    KnownResultRecord,
     NameClaimRecord,
     WebhookSecretRecord,
     api_key_pk,
@@ -41,6 +47,7 @@ from filebatch.models.records import (
     batch_pk,
     due_stamp,
     file_sk,
+    known_result_pk,
     month_files_attribute,
     name_claim_pk,
     tenant_batches_pk,
@@ -48,6 +55,7 @@ from filebatch.models.records import (
     usage_pk,
 )
 
+log = logging.getLogger(__name__)
 # A transaction holds at most 100 actions: this many files, and their batch's counters.
 _FILES_PER_TRANSACTION = 99
 _TERMINAL_BATCH = [s.value for s in BatchStatus if s.is_terminal]
@@ -235,6 +243,7 @@ class DynamoBatchRepository:
         description: Description | None = None,
         error: FileError | None = None,
         while_batch_runs: bool = False,
+        duplicate_of: DuplicateOf | None = None,
     ) -> bool:
         pk = batch_pk(tenant_id, batch_id)
         stamp = at.isoformat()
@@ -250,6 +259,7 @@ class DynamoBatchRepository:
             ("facts_json", facts),
             ("description_json", description),
             ("error_json", error),
+            ("duplicate_of_json", duplicate_of),
         ):
             if value is not None:
                 assignments.append(f"{attribute} = :{attribute}")
@@ -258,7 +268,7 @@ class DynamoBatchRepository:
         batch_additions = f"ADD {to.counter} :one, {expected.counter} :minus_one"
         batch_values: dict[str, Any] = {":one": 1, ":minus_one": -1, ":at": stamp}
         usage = description.invocation.usage if description and description.invocation else None
-        if usage is not None:
+        if usage is not None and duplicate_of is None:
             # In the transaction of the file's terminal transition: counted exactly once.
             batch_additions += ", input_tokens :input_tokens, output_tokens :output_tokens"
             batch_values |= {":input_tokens": usage.input_tokens, ":output_tokens": usage.output_tokens}
@@ -805,6 +815,105 @@ class DynamoBatchRepository:
             raise StorageUnavailableError("DynamoDB get batches failed: keys left unprocessed")
         return [found[b] for b in batch_ids if b in found]
 
+    # -- issue 10: the hash index of results ------------------------------------------------------
+    def known_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, now: datetime
+    ) -> dict[str, KnownResult]:
+        """BatchGetItem, 100 keys a call, strongly consistent; keys left unprocessed (throttling, the
+        16 MB answer limit) are asked again with backoff within _KNOWN_RESULTS_BUDGET_S, then left
+        out: a create of 10,000 files stays well inside API Gateway's 29 s."""
+        deadline = time.monotonic() + _KNOWN_RESULTS_BUDGET_S
+        found: dict[str, KnownResult] = {}
+        for start in range(0, len(sha256s), _KEYS_PER_BATCH_GET):
+            wanted: list[dict[str, Any]] = [
+                {"pk": known_result_pk(tenant_id, fingerprint, sha256), "sk": KNOWN_RESULT_SK}
+                for sha256 in sha256s[start : start + _KEYS_PER_BATCH_GET]
+            ]
+            pause = 0.05
+            while wanted:
+                with _storage_errors("get known results"):
+                    answer = self._client.batch_get_item(
+                        RequestItems={self._table_name: {"Keys": wanted, "ConsistentRead": True}}
+                    )
+                for item in answer.get("Responses", {}).get(self._table_name, []):
+                    known = KnownResultRecord.model_validate(item).to_domain()
+                    if known.state == "completed" and not _expired(known.expires_at, now):
+                        found[known.sha256] = known
+                wanted = answer.get("UnprocessedKeys", {}).get(self._table_name, {}).get("Keys", [])
+                if wanted and time.monotonic() + pause > deadline:
+                    log.warning("known results: %d keys left unread: not skipped", len(wanted))
+                    break
+                if wanted:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+        return found
+
+    def claim_description(self, claim: KnownResult, *, now: datetime) -> KnownResult | None:
+        epoch = to_epoch_seconds(now)
+        request: dict[str, Any] = {
+            "Item": KnownResultRecord.from_domain(claim).to_item(),
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now OR (#state = :claimed "
+            "AND (lease_until < :now OR (batch_id = :batch AND file_id = :file)))",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {
+                ":now": epoch,
+                ":claimed": "claimed",
+                ":batch": claim.batch_id,
+                ":file": claim.file_id,
+            },
+            # The entry that holds it comes back with the refusal: no second read.
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        # A refusal without the entry means it was deleted since (released, purged): free again.
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                self._table.put_item(**request)
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    code = error.response.get("Error", {}).get("Code", "Unknown")
+                    raise StorageUnavailableError(f"DynamoDB claim description failed: {code}") from error
+                held: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+                if held:
+                    return KnownResultRecord.model_validate(_plain(held)).to_domain()
+                continue
+            return None
+        raise StorageUnavailableError("DynamoDB claim description failed: the entry kept changing")
+
+    def publish_result(self, result: KnownResult, *, now: datetime) -> bool:
+        return _conditional(
+            "publish result",
+            lambda: self._table.put_item(
+                Item=KnownResultRecord.from_domain(result).to_item(),
+                ConditionExpression="attribute_not_exists(pk) OR #state = :claimed OR expires_at < :now",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":claimed": "claimed", ":now": to_epoch_seconds(now)},
+            ),
+        )
+
+    def release_claim(
+        self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str
+    ) -> bool:
+        return self._conditional_delete(
+            "release claim",
+            Key={"pk": known_result_pk(tenant_id, fingerprint, sha256), "sk": KNOWN_RESULT_SK},
+            ConditionExpression="#state = :claimed AND batch_id = :batch AND file_id = :file",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":claimed": "claimed", ":batch": batch_id, ":file": file_id},
+        )
+
+    def forget_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str
+    ) -> int:
+        return sum(
+            self._conditional_delete(
+                "forget result",
+                Key={"pk": known_result_pk(tenant_id, fingerprint, sha256), "sk": KNOWN_RESULT_SK},
+                ConditionExpression="batch_id = :batch",
+                ExpressionAttributeValues={":batch": batch_id},
+            )
+            for sha256 in sha256s
+        )
+
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
         return _conditional(action, lambda: self._client.transact_write_items(TransactItems=items))
@@ -818,6 +927,25 @@ class DynamoBatchRepository:
 
 # Queries of the index per list page at most (and BatchGetItem retries of unprocessed keys).
 _LIST_ROUNDS = 5
+# BatchGetItem takes at most 100 keys; the known-results lookup of a create gives unprocessed keys
+# this long in all (10,000 files are 100 calls of ~10 ms when nothing is throttled).
+_KEYS_PER_BATCH_GET = 100
+_KNOWN_RESULTS_BUDGET_S = 8.0
+_CLAIM_ATTEMPTS = 3
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at < now
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's JSON (what an error response carries) as Python values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {name: deserializer.deserialize(value) for name, value in item.items()}
+
+
 _FILTERED_ROUND_ITEMS = 100
 
 

@@ -302,6 +302,16 @@ class MultipartUpload(BaseModel):
 UploadInstruction = Annotated[PutUpload | PostUpload | MultipartUpload, Field(discriminator="method")]
 
 
+class DuplicateOfBody(BaseModel):
+    """Issue 10: the earlier file of yours (same bytes, same description settings) whose result a
+    file took: `skipped` at create, or its description reused after upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    file_id: str
+
+
 class CreatedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -312,6 +322,8 @@ class CreatedFile(BaseModel):
     sha256: str | None = None
     # None only for a file that needs no upload (a skipped duplicate).
     upload: UploadInstruction | None
+    # -- issue 10: set (and `upload` null) for a file skipped as a duplicate.
+    duplicate_of: DuplicateOfBody | None = None
 
 
 class CreateBatchResponse(BaseModel):
@@ -446,6 +458,8 @@ class FileResult(BaseModel):
     error: ErrorDetail | None
     uploaded_at: datetime | None
     finished_at: datetime | None
+    # -- issue 10: whose result this is when it was not made for this file.
+    duplicate_of: DuplicateOfBody | None = None
 
 
 class ResultsPage(BaseModel):

@@ -64,7 +64,8 @@ class FileStatus(StrEnum):
     CANCELLED = "cancelled"
     # The batch's upload window closed (close, or the URLs expired) before this file arrived.
     UPLOAD_EXPIRED = "upload_expired"
-    # Not processed on purpose. Reserved for duplicate detection (issue 10); nothing sets it yet.
+    # Not uploaded on purpose: a duplicate of a file the tenant already completed (issue 10), its
+    # result copied from that file at create.
     SKIPPED = "skipped"
 
     @property
@@ -221,6 +222,36 @@ class FileError(BaseModel):
     retryable: bool
 
 
+# -- issue 10, skip duplicates (services/duplicates.py, docs/duplicates.md) --------------------------
+class DuplicateOf(BaseModel):
+    """The earlier file (same tenant, same bytes, same description settings) whose result a file took."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_id: str
+    file_id: str
+
+
+class KnownResult(BaseModel):
+    """One entry of the hash index (tenant, fingerprint, sha256): the file describing those bytes now
+    (`claimed`, until `lease_until`) or the file that completed with them (`completed`, its facts and
+    description copied here, so that a lookup is one read). Expires with its file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str
+    fingerprint: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    state: Literal["claimed", "completed"]
+    batch_id: str
+    file_id: str
+    lease_until: datetime | None = None
+    facts: FileFacts | None = None
+    description: Description | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
 DetailLevel = Literal["brief", "standard", "detailed"]
 # A well-formed BCP 47 tag without extensions or private use (RFC 5646 langtag): language, then
 # optional script, region and variants. "en", "pt-BR", "zh-Hant-TW", "sr-Latn".
@@ -317,6 +348,9 @@ class Batch(BaseModel):
     # whether files the tenant already had described are skipped (docs/uploads.md).
     upload_method: UploadMethod = "PUT"
     skip_duplicates: bool = False
+    # -- issue 10: set when the batch skips duplicates, the description settings' fingerprint
+    # (services/duplicates.py): the key of its files' entries in the hash index.
+    dedup_fingerprint: str | None = None
 
     @property
     def terminal_files(self) -> int:
@@ -348,10 +382,12 @@ class Batch(BaseModel):
 
     def final_status(self) -> BatchStatus:
         """The terminal status once every file is terminal: completed when none failed, failed
-        when none completed (a batch closed with nothing uploaded is `expired` instead)."""
-        if self.completed and self.failed:
+        when none succeeded (a batch closed with nothing uploaded is `expired` instead). A file
+        skipped as a duplicate has its result: it counts as one that completed."""
+        succeeded = self.completed + self.count(FileStatus.SKIPPED)
+        if succeeded and self.failed:
             return BatchStatus.COMPLETED_WITH_ERRORS
-        if self.completed:
+        if succeeded:
             return BatchStatus.COMPLETED
         return BatchStatus.FAILED if self.failed else BatchStatus.EXPIRED
 
@@ -378,6 +414,9 @@ class BatchFile(BaseModel):
     error: FileError | None = None
     # The batch's expiry: a file item goes when its batch does.
     expires_at: datetime | None = None
+    # -- issue 10: the earlier file whose result this one took (skipped at create, or its
+    # description reused after upload).
+    duplicate_of: DuplicateOf | None = None
 
     @property
     def object_key(self) -> str:

@@ -13,6 +13,8 @@ add up to `total`. While something is due for a batch (the end of its upload win
 cancel being carried out) it carries `due_pk` = "DUE" and `due_at`: the sparse index ByDueTime
 that the sweep queries holds exactly those batches.
     TENANT#<tenant>#NAME#<name>          NAME            a batch name's claim: the batch holding it
+    DEDUP#<tenant>#<fingerprint>#<sha256> DEDUP          the hash index (issue 10): the file describing
+                                                         or the file that completed those bytes
 
 Index ByTenant (sparse: only batch items carry its keys) lists a tenant's batches newest first:
 partition `tenant_pk` = TENANT#<tenant>, sort `created_sk` = <created_at, UTC, microseconds>#<batch>.
@@ -43,9 +45,11 @@ from filebatch.models.domain import (
     BatchStatus,
     Description,
     DescriptionInstructions,
+    DuplicateOf,
     FileError,
     FileFacts,
     FileStatus,
+    KnownResult,
     UploadMethod,
     WebhookSecret,
 )
@@ -179,6 +183,8 @@ class BatchRecord(_Record):
     # ByTenant index keys; absent on items written before the index existed (not listed).
     tenant_pk: str | None = None
     created_sk: str | None = None
+    # -- issue 10: present when the batch skips duplicates.
+    dedup_fingerprint: str | None = None
 
     @classmethod
     def from_domain(cls, batch: Batch) -> BatchRecord:
@@ -267,13 +273,16 @@ class FileRecord(_Record):
     error_json: str | None = None
     # Optional only because items written before retention existed lack it.
     expires_at: int | None = None
+    # -- issue 10: the file whose result this one took, as JSON text ({"batch_id", "file_id"}).
+    duplicate_of_json: str | None = None
 
     @classmethod
     def from_domain(cls, file: BatchFile) -> FileRecord:
         return cls(
             pk=batch_pk(file.tenant_id, file.batch_id),
             sk=file_sk(file.file_id),
-            **file.model_dump(exclude={"facts", "description", "error", "expires_at"}),
+            **file.model_dump(exclude={"facts", "description", "error", "expires_at", "duplicate_of"}),
+            duplicate_of_json=file.duplicate_of.model_dump_json() if file.duplicate_of else None,
             facts_json=file.facts.model_dump_json() if file.facts else None,
             description_json=file.description.model_dump_json() if file.description else None,
             error_json=file.error.model_dump_json() if file.error else None,
@@ -292,8 +301,12 @@ class FileRecord(_Record):
                     "description_json",
                     "error_json",
                     "expires_at",
+                    "duplicate_of_json",
                 }
             ),
+            duplicate_of=DuplicateOf.model_validate_json(self.duplicate_of_json)
+            if self.duplicate_of_json
+            else None,
             facts=FileFacts.model_validate_json(self.facts_json) if self.facts_json else None,
             description=(
                 Description.model_validate_json(self.description_json) if self.description_json else None
@@ -341,3 +354,57 @@ class WebhookSecretRecord(_Record):
 
     def to_domain(self) -> WebhookSecret:
         return WebhookSecret(**self.model_dump(exclude={"pk", "sk", "entity"}))
+
+
+# -- issue 10: the hash index of results (services/duplicates.py, docs/duplicates.md) ---------------
+KNOWN_RESULT_SK = "DEDUP"
+
+
+def known_result_pk(tenant_id: str, fingerprint: str, sha256: str) -> str:
+    """One item per tenant, description settings and content: a lookup is one GetItem (or one key
+    of a BatchGetItem), strongly consistent, and a claim is one conditional write on it."""
+    return f"DEDUP#{tenant_id}#{fingerprint}#{sha256}"
+
+
+class KnownResultRecord(_Record):
+    """An index entry: a claim (`lease_until`) or a completed file's facts and description. Its TTL
+    is its file's expiry; a lookup also ignores one whose expiry has passed (TTL deletes late)."""
+
+    pk: str
+    sk: Literal["DEDUP"] = "DEDUP"
+    entity: Literal["known_result"] = "known_result"
+    tenant_id: str
+    fingerprint: str
+    sha256: str
+    state: Literal["claimed", "completed"]
+    batch_id: str
+    file_id: str
+    lease_until: int | None = None
+    facts_json: str | None = None
+    description_json: str | None = None
+    finished_at: datetime | None = None
+    expires_at: int | None = None
+
+    @classmethod
+    def from_domain(cls, known: KnownResult) -> KnownResultRecord:
+        return cls(
+            pk=known_result_pk(known.tenant_id, known.fingerprint, known.sha256),
+            **known.model_dump(exclude={"facts", "description", "lease_until", "expires_at"}),
+            lease_until=to_epoch_seconds(known.lease_until),
+            facts_json=known.facts.model_dump_json() if known.facts else None,
+            description_json=known.description.model_dump_json() if known.description else None,
+            expires_at=to_epoch_seconds(known.expires_at),
+        )
+
+    def to_domain(self) -> KnownResult:
+        return KnownResult(
+            **self.model_dump(
+                exclude={"pk", "sk", "entity", "lease_until", "facts_json", "description_json", "expires_at"}
+            ),
+            lease_until=from_epoch_seconds(self.lease_until),
+            facts=FileFacts.model_validate_json(self.facts_json) if self.facts_json else None,
+            description=Description.model_validate_json(self.description_json)
+            if self.description_json
+            else None,
+            expires_at=from_epoch_seconds(self.expires_at),
+        )

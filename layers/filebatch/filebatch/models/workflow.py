@@ -7,6 +7,7 @@ Everything here stays small: the state machine never carries the file list (see 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,7 @@ from filebatch.models.domain import (
     TENANT_ID_PATTERN,
     Description,
     DescriptionInstructions,
+    DuplicateOf,
     FileFacts,
 )
 
@@ -32,6 +34,8 @@ class ExecutionInput(BaseModel):
     retry: int = Field(default=0, ge=0)
     # The batch's description instructions: read once here, handed to every Map item.
     instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
+    # Issue 10: the batch's fingerprint when it skips duplicates (Batch.dedup_fingerprint), else None.
+    dedup_fingerprint: str | None = None
 
 
 class FileTask(BaseModel):
@@ -43,6 +47,8 @@ class FileTask(BaseModel):
     batch_id: str
     file_id: str
     instructions: DescriptionInstructions = Field(default_factory=DescriptionInstructions)
+    # Issue 10: set when the batch skips duplicates: the describe step looks the content up first.
+    dedup_fingerprint: str | None = None
 
 
 class ProcessedFile(FileTask):
@@ -52,6 +58,8 @@ class ProcessedFile(FileTask):
     filename: str
     version_id: str | None = None
     facts: FileFacts
+    # The file's expiry: what an index entry it owns expires with (issue 10).
+    expires_at: datetime | None = None
 
 
 class DescribeFileInput(BaseModel):
@@ -64,6 +72,8 @@ class DescribeFileInput(BaseModel):
 
 class DescribedFile(ProcessedFile):
     description: Description
+    # Issue 10: the description was not made for this file but reused from this one (same bytes).
+    duplicate_of: DuplicateOf | None = None
 
 
 class StepFunctionsError(BaseModel):
@@ -82,6 +92,7 @@ class FailedFile(FileTask):
     filename: str | None = None
     version_id: str | None = None
     facts: FileFacts | None = None
+    expires_at: datetime | None = None
     error: StepFunctionsError
 
 

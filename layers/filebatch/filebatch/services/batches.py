@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from filebatch.models.api import (
     CreatedFile,
     DescriptionBody,
     DescriptionSettingsBody,
+    DuplicateOfBody,
     ErrorDetail,
     FileResult,
     PageQuery,
@@ -43,9 +45,12 @@ from filebatch.models.domain import (
 )
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import abilities_of
+from filebatch.services.duplicates import fingerprint, skip_known
 from filebatch.services.limits import check_batch_size, reserve_batch
-from filebatch.services.ports import BatchRepository, ObjectStorage
+from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 from filebatch.services.webhooks import WebhookPolicy, accept_webhook_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,17 @@ class UploadLimits:
     def upload_deadline(self, now: datetime) -> datetime:
         # Whole seconds: the sweep's index sorts deadlines as text (records.due_stamp).
         return now.replace(microsecond=0) + timedelta(seconds=self.url_ttl_seconds + self.grace_seconds + 1)
+
+
+@dataclass(frozen=True)
+class DuplicateSettings:
+    """What create needs to skip duplicates (issue 10): the deployment's description provider (its
+    name, as the status names it) and its identity with the model (what the fingerprint hashes), and
+    the bus that announces a batch ended at create because every file was skipped."""
+
+    provider: str
+    provider_identity: str
+    events: BatchEvents
 
 
 def new_batch_id() -> str:
@@ -78,7 +94,10 @@ def create_batch(
     now: datetime,
     make_batch_id: Callable[[], str] = new_batch_id,
     webhooks: WebhookPolicy | None = None,
+    duplicates: DuplicateSettings | None = None,
 ) -> CreateBatchResponse:
+    """`duplicates`: what a batch that skips duplicates needs (issue 10): the deployment's provider
+    and the event bus that announces a batch whose every file was skipped (it ends at once)."""
     check_batch_size(tenant, len(request.files), deployment_max=limits.max_files)
     too_big = [f.filename for f in request.files if f.size > limits.max_file_bytes]
     if too_big:
@@ -113,14 +132,29 @@ def create_batch(
         )
         for position, spec in enumerate(request.files, start=1)
     ]
+    instructions = request.description.to_domain() if request.description else DEFAULT_INSTRUCTIONS
+    dedup_fingerprint = None
+    if request.skip_duplicates:
+        if duplicates is None:
+            raise TypeError("create_batch needs `duplicates` for a batch that skips duplicates")
+        dedup_fingerprint = fingerprint(duplicates.provider_identity, instructions)
+        # Files the tenant already has a result for are skipped: created ended, never uploaded.
+        files = skip_known(repo, files, fingerprint=dedup_fingerprint, now=now)
+    to_upload = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
+    skipped = len(files) - len(to_upload)
     batch = Batch(
         tenant_id=tenant.tenant_id,
         batch_id=batch_id,
-        instructions=request.description.to_domain() if request.description else DEFAULT_INSTRUCTIONS,
+        instructions=instructions,
         status=BatchStatus.AWAITING_UPLOAD,
         total=len(files),
-        counts={FileStatus.AWAITING_UPLOAD: len(files)},
-        due_at=limits.upload_deadline(now),
+        counts={FileStatus.AWAITING_UPLOAD: len(to_upload), FileStatus.SKIPPED: skipped},
+        # A skipped file needs no upload: counted as arrived, so the run starts when the others have.
+        arrived=skipped,
+        dedup_fingerprint=dedup_fingerprint,
+        # A batch with nothing to upload is due at once: should its end below not be carried out
+        # (a crash, the bus unavailable), the sweep ends it within a minute.
+        due_at=limits.upload_deadline(now) if to_upload else now.replace(microsecond=0),
         created_at=now,
         updated_at=now,
         expires_at=expires_at,
@@ -136,11 +170,33 @@ def create_batch(
     try:
         # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
         # complete, and the batch record (written last by create_batch) is the commit point.
-        storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
+        # Only the files to process: a skipped one has its result already.
+        storage.put_json(
+            manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in to_upload]
+        )
         repo.create_batch(batch, files)
     except BaseException:
         repo.release_batch(tenant.tenant_id, month=month, files=len(files))
         raise
+    if not to_upload and duplicates is not None:
+        # Every file skipped: the batch ends now, as any batch ends (export, status, announcement).
+        from filebatch.services.lifecycle import end_batch  # lifecycle imports this module
+
+        try:
+            batch = end_batch(
+                repo,
+                storage,
+                duplicates.events,
+                tenant.tenant_id,
+                batch_id,
+                expected=BatchStatus.AWAITING_UPLOAD,
+                now=now,
+                provider=duplicates.provider,
+            )
+        except Exception:
+            # The batch exists and is due now: the sweep carries its end out. The client gets its
+            # batch (a 5xx would make it create another).
+            log.exception("batch %s: every file skipped, its end is left to the sweep", batch_id)
 
     first_page = files[:UPLOADS_PER_PAGE]
     return CreateBatchResponse(
@@ -212,6 +268,9 @@ def upload_instructions(
     expires_at = now + timedelta(seconds=ttl_seconds)
     created = []
     for file in files:
+        if file.status is FileStatus.SKIPPED:
+            created.append(skipped_file(file))
+            continue
         created.append(
             CreatedFile(
                 file_id=file.file_id,
@@ -248,6 +307,19 @@ def signed_upload(
         sha256=file.declared_sha256,
     )
     return PutUpload(url=url, headers=headers, expires_at=expires_at)
+
+
+def skipped_file(file: BatchFile) -> CreatedFile:
+    """A file skipped as a duplicate (issue 10): no upload instruction, and whose result it has."""
+    return CreatedFile(
+        file_id=file.file_id,
+        filename=file.filename,
+        size=file.declared_size,
+        content_type=file.declared_content_type,
+        sha256=file.declared_sha256,
+        upload=None,
+        duplicate_of=DuplicateOfBody(**file.duplicate_of.model_dump()) if file.duplicate_of else None,
+    )
 
 
 def list_uploads(
@@ -361,6 +433,7 @@ def to_file_result(file: BatchFile) -> FileResult:
         error=ErrorDetail(**file.error.model_dump()) if file.error else None,
         uploaded_at=file.uploaded_at,
         finished_at=file.finished_at,
+        duplicate_of=DuplicateOfBody(**file.duplicate_of.model_dump()) if file.duplicate_of else None,
     )
 
 

@@ -110,20 +110,43 @@ def carry_out_close(
     )
     arrived = [f.file_id for f in files if f.status is FileStatus.UPLOADED]
     if not arrived:
-        write_export(repo, storage, tenant_id, batch_id)
-        repo.finish_batch(
+        # expired, or completed when files skipped as duplicates (issue 10) have their results.
+        return end_batch(
+            repo,
+            storage,
+            events,
             tenant_id,
             batch_id,
-            status=BatchStatus.EXPIRED,
-            expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
-            at=now,
+            expected=BatchStatus.AWAITING_UPLOAD,
+            now=now,
+            provider=provider,
         )
-        return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
     key = manifest_key(tenant_id, batch_id, "-closed")
     storage.put_json(key, [{"file_id": file_id} for file_id in arrived])
     _start(workflow, batch, key, run=0)
     repo.start_run(tenant_id, batch_id, files=len(arrived), at=now)
     return _read(repo, tenant_id, batch_id)
+
+
+def end_batch(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    events: BatchEvents,
+    tenant_id: str,
+    batch_id: str,
+    *,
+    expected: BatchStatus,
+    now: datetime,
+    provider: str,
+    status: BatchStatus | None = None,
+) -> Batch:
+    """End a batch whose every file is terminal, from `expected`: its export, then its terminal
+    status (`status`, else what its counts say: Batch.final_status), then its announcement.
+    Repeatable: each step is idempotent or conditional."""
+    write_export(repo, storage, tenant_id, batch_id)
+    final = status or _read(repo, tenant_id, batch_id).final_status()
+    repo.finish_batch(tenant_id, batch_id, status=final, expected=frozenset({expected}), at=now)
+    return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
 
 
 def _start(workflow: WorkflowStarter, batch: Batch, key: str, *, run: int) -> None:
@@ -133,6 +156,7 @@ def _start(workflow: WorkflowStarter, batch: Batch, key: str, *, run: int) -> No
         manifest_key=key,
         retry=run,
         instructions=batch.instructions,
+        dedup_fingerprint=batch.dedup_fingerprint,
     )
     # Named after the batch (and the retry): a second start is refused, so at most one runs.
     workflow.start(execution_name(batch.batch_id, run), execution_input.model_dump(mode="json"))
@@ -222,15 +246,17 @@ def carry_out_cancel(
         # Still moving: the sweep comes back (the batch stays due) rather than ending it half done.
         return _read(repo, tenant_id, batch_id)
     # Every file is terminal: the export is final (as finalize writes it for a batch that ran).
-    write_export(repo, storage, tenant_id, batch_id)
-    repo.finish_batch(
+    return end_batch(
+        repo,
+        storage,
+        events,
         tenant_id,
         batch_id,
+        expected=BatchStatus.CANCELLING,
         status=BatchStatus.CANCELLED,
-        expected=frozenset({BatchStatus.CANCELLING}),
-        at=now,
+        now=now,
+        provider=provider,
     )
-    return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
 
 
 # -- retry ------------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ from filebatch.models.domain import (
     BatchFile,
     BatchStatus,
     Description,
+    DuplicateOf,
     FileError,
     FileFacts,
     FileStatus,
+    KnownResult,
     TenantUsage,
     WebhookSecret,
 )
@@ -82,11 +84,14 @@ class BatchRepository(Protocol):
         description: Description | None = None,
         error: FileError | None = None,
         while_batch_runs: bool = False,
+        duplicate_of: DuplicateOf | None = None,
     ) -> bool:
         """`expected` → `to` and the batch's counts with it, atomically (model tokens are added when
         a description is recorded). Leaving a terminal state clears the earlier outcome. False, and
         nothing changed, when the file was not in `expected` (or, with `while_batch_runs`, when the
-        batch is no longer awaiting upload or processing)."""
+        batch is no longer awaiting upload or processing). `duplicate_of`: the description is
+        another file's, reused (issue 10): recorded with it, and its model tokens are not counted
+        again."""
 
     def move_files(
         self,
@@ -197,6 +202,34 @@ class BatchRepository(Protocol):
         """The tenant's batches newest first, those with `status` and a name starting with
         `name_prefix` when given: at most `limit`, and the position to continue after (an opaque
         text for `after`) when more may follow."""
+
+    # -- issue 10: the hash index of results (services/duplicates.py) -----------------------------
+    def known_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, now: datetime
+    ) -> dict[str, KnownResult]:
+        """The completed entries, not expired at `now`, of these distinct hashes, by hash: one
+        strongly consistent read each (in as few requests as the store allows). A hash the store
+        could not read in a bounded time is left out: its file is then simply not skipped."""
+
+    def claim_description(self, claim: KnownResult, *, now: datetime) -> KnownResult | None:
+        """Write `claim` (state claimed) if its entry is free: absent, expired at `now`, or a claim
+        whose lease has passed or that is this file's own (renewed). None when written; otherwise
+        the entry that holds it (completed, or another file's live claim), unchanged."""
+
+    def publish_result(self, result: KnownResult, *, now: datetime) -> bool:
+        """Make the entry `result` (state completed) unless another completed, unexpired file has it
+        already (the first to complete stays). False when it did."""
+
+    def release_claim(
+        self, tenant_id: str, fingerprint: str, sha256: str, *, batch_id: str, file_id: str
+    ) -> bool:
+        """Delete the entry if it is this file's claim. False (nothing changed) otherwise."""
+
+    def forget_results(
+        self, tenant_id: str, fingerprint: str, sha256s: Sequence[str], *, batch_id: str
+    ) -> int:
+        """Delete the entries of these hashes that files of `batch_id` own (claimed or completed);
+        returns how many were."""
 
 
 class StoredObject(NamedTuple):

@@ -17,6 +17,7 @@ from filebatch.models.domain import (
     BatchFile,
     BatchStatus,
     Description,
+    DuplicateOf,
     FileError,
     FileFacts,
     FileStatus,
@@ -33,6 +34,7 @@ from filebatch.models.workflow import (
     error_cause,
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
+from filebatch.services.duplicates import release_claim, reuse_or_claim, settle_claim
 from filebatch.services.events import announce_batch_ended
 from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
@@ -57,6 +59,8 @@ RETRYABLE_ERROR_NAMES = frozenset(
     {
         "RetryableDescriptionError",
         "StorageUnavailableError",
+        # Issue 10: the wait for another file's description ran out; a retry reuses it.
+        "DuplicateInProgressError",
         "Lambda.ServiceException",
         *THROTTLING_ERROR_CODES,
         *INFRASTRUCTURE_ERROR_CODES,
@@ -97,7 +101,11 @@ def process_file(
         if detected in RANDOM_ACCESS_TYPES:
             facts.metadata = basic_metadata(spool, detected)
     return ProcessedFile(
-        **task.model_dump(), filename=file.filename, version_id=stored.version_id, facts=facts
+        **task.model_dump(),
+        filename=file.filename,
+        version_id=stored.version_id,
+        facts=facts,
+        expires_at=file.expires_at,
     )
 
 
@@ -170,8 +178,16 @@ def describe(
     request: DescribeFileInput,
     *,
     faults: FaultInjection | None = None,
+    repo: BatchRepository | None = None,
+    now: datetime | None = None,
 ) -> DescribedFile:
+    """`repo` and `now`: for a batch that skips duplicates, the hash index is asked first (issue 10):
+    a file of the same bytes that completed gives its description and the provider is not called."""
     file = request.file
+    if file.dedup_fingerprint is not None and repo is not None and now is not None:
+        reused = reuse_or_claim(repo, file, now=now)
+        if reused is not None:
+            return reused
     # Exactly the bytes the process step verified: bytes written to the key since then are not these.
     media = StoredMedia(
         storage,
@@ -224,7 +240,12 @@ def record_success(repo: BatchRepository, described: DescribedFile, *, now: date
         facts=described.facts,
         description=described.description,
         error=None,
+        duplicate_of=described.duplicate_of,
     )
+    if described.dedup_fingerprint is not None and described.duplicate_of is None:
+        # Recorded by an earlier attempt of this step (at least once) counts as completed too.
+        completed = recorded or _status_of(repo, described) is FileStatus.COMPLETED
+        settle_claim(repo, described, completed=completed, now=now)
     return RecordResultOutput(file_id=described.file_id, status=FileStatus.COMPLETED.value, recorded=recorded)
 
 
@@ -241,6 +262,8 @@ def record_failure(repo: BatchRepository, failed: FailedFile, *, now: datetime) 
         description=None,
         error=failure_from(failed),
     )
+    # A file waiting for this one's description takes the claim over at once, not after the lease.
+    release_claim(repo, failed)
     return RecordResultOutput(file_id=failed.file_id, status=FileStatus.FAILED.value, recorded=recorded)
 
 
@@ -257,6 +280,7 @@ def _record(
     facts: FileFacts | None,
     description: Description | None,
     error: FileError | None,
+    duplicate_of: DuplicateOf | None = None,
 ) -> bool:
     """The file's first terminal state, from whichever state it is in: False if it had one already.
     A result comes for a file the process step moved to processing: that is tried first, with no
@@ -273,6 +297,7 @@ def _record(
             facts=facts,
             description=description,
             error=error,
+            duplicate_of=duplicate_of,
         ):
             return True
         file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
@@ -280,6 +305,11 @@ def _record(
             return False
         seen = file.status
     return False
+
+
+def _status_of(repo: BatchRepository, task: FileTask) -> FileStatus | None:
+    file = repo.get_file(task.tenant_id, task.batch_id, task.file_id)
+    return file.status if file else None
 
 
 NOT_PROCESSED_ERROR = FileError(

@@ -14,6 +14,7 @@ from filebatch.errors import ConflictError, NotFoundError
 from filebatch.models.api import DeleteBatchResponse
 from filebatch.models.domain import BATCH_ID_PATTERN, Batch, Tenant, batch_object_prefixes
 from filebatch.models.workflow import PurgeBatchJob
+from filebatch.services.duplicates import forget_batch_results
 from filebatch.services.ports import BatchRepository, JobQueue, ObjectStorage
 
 
@@ -70,6 +71,8 @@ def purge_batch(repo: BatchRepository, storage: ObjectStorage, tenant_id: str, b
         return PurgeOutcome(batch_id, "refused")
     objects = sum(storage.delete_prefix(prefix) for prefix in batch_object_prefixes(tenant_id, batch_id))
     release_batch_name(repo, batch)
+    # Before the file items go: they say which hashes the batch's files own (issue 10).
+    forget_batch_results(repo, batch)
     items = repo.delete_batch_items(tenant_id, batch_id)
     return PurgeOutcome(batch_id, "purged", objects=objects, items=items)
 

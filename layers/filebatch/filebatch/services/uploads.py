@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from filebatch.models.domain import BatchStatus, manifest_key, parse_upload_key
+from filebatch.models.domain import BatchStatus, FileStatus, manifest_key, parse_upload_key
 from filebatch.models.workflow import ExecutionInput
 from filebatch.services.ports import BatchRepository, WorkflowStarter
 
@@ -52,8 +52,11 @@ def record_upload(
         batch_id=ref.batch_id,
         manifest_key=manifest_key(ref.tenant_id, ref.batch_id),
         instructions=batch.instructions,
+        dedup_fingerprint=batch.dedup_fingerprint,
     )
     # Named after the batch: a second start is refused by Step Functions, so at most one runs.
     workflow.start(batch.execution_name, execution_input.model_dump(mode="json"))
-    repo.start_run(ref.tenant_id, ref.batch_id, files=batch.total, at=now)
+    # Files skipped at create (issue 10) are not in the run: they ended before it.
+    run_files = batch.total - batch.count(FileStatus.SKIPPED)
+    repo.start_run(ref.tenant_id, ref.batch_id, files=run_files, at=now)
     return UploadOutcome.STARTED
