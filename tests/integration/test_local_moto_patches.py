@@ -197,6 +197,7 @@ def child_outputs_of(
         "batch_id": "b-1",
         "manifest_key": "manifests/acme/b-1.json",
         "instructions": {"language": "en"},
+        "dedup_fingerprint": "f" * 32,
         "batching": {"max_items_per_batch": 3},
     }
     install_moto_patches()
@@ -214,7 +215,12 @@ def test_the_real_item_batcher_hands_each_child_up_to_max_items_per_batch_files_
     # When the Distributed Map runs
     children = child_outputs_of(real_state("ProcessFiles")["ItemBatcher"], files)
     # Then the children got the files in order, 3, 3 and 1, each with the batch's own fields
-    batch_input = {"tenant_id": "acme", "batch_id": "b-1", "instructions": {"language": "en"}}
+    batch_input = {
+        "tenant_id": "acme",
+        "batch_id": "b-1",
+        "instructions": {"language": "en"},
+        "dedup_fingerprint": "f" * 32,
+    }
     assert children == [
         {"Items": files[0:3], "BatchInput": batch_input},
         {"Items": files[3:6], "BatchInput": batch_input},
