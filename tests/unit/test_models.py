@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +17,7 @@ from filebatch.models.domain import (
     BatchStatus,
     FileStatus,
     parse_upload_key,
+    sha256_base64,
     upload_key,
 )
 from filebatch.models.records import TTL_ATTRIBUTE, ApiKeyRecord, BatchRecord, FileRecord, api_key_pk
@@ -32,6 +35,13 @@ from filebatch.models.records import TTL_ATTRIBUTE, ApiKeyRecord, BatchRecord, F
         {"files": [{"filename": "a.jpg", "size": 10, "content_type": "image/jpeg", "colour": "red"}]},
         {"files": [{"filename": "a.jpg", "size": "ten", "content_type": "image/jpeg"}]},
         {"files": [{"filename": "a.jpg", "size": 10, "content_type": "image/jpeg"}] * 10_001},
+        # A declared SHA-256 is 64 hex digits or the base64 of 32 bytes, nothing else.
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain", "sha256": "ab" * 31}]},
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain", "sha256": "zz" * 32}]},
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain", "sha256": "A" * 43 + "=="}]},
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain", "sha256": "A" * 43 + "!"}]},
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain"}], "upload_method": "GET"},
+        {"files": [{"filename": "a", "size": 1, "content_type": "text/plain"}], "skip_duplicates": "yes"},
     ],
 )
 def test_create_request_refuses_bad_input(body: dict[str, object]) -> None:
@@ -59,6 +69,19 @@ def test_upload_keys_round_trip_and_other_keys_are_not_uploads() -> None:
         assert parse_upload_key(key) is None
 
 
+def test_a_declared_sha256_is_kept_as_lowercase_hex_whether_given_as_hex_or_base64() -> None:
+    # Given the SHA-256 of b"abc" in three spellings
+    digest = hashlib.sha256(b"abc")
+    spellings = [digest.hexdigest().upper(), digest.hexdigest(), base64.b64encode(digest.digest()).decode()]
+    # When each is declared, Then each reads as the same lowercase hex, and S3's form is the base64
+    for spelling in spellings:
+        request = CreateBatchRequest.model_validate(
+            {"files": [{"filename": "a", "size": 3, "content_type": "text/plain", "sha256": spelling}]}
+        )
+        assert request.files[0].sha256 == digest.hexdigest()
+    assert sha256_base64(digest.hexdigest()) == spellings[2]
+
+
 def test_batch_record_round_trips() -> None:
     now = datetime(2026, 11, 22, tzinfo=UTC)
     batch = Batch(
@@ -72,6 +95,8 @@ def test_batch_record_round_trips() -> None:
         due_at=datetime(2026, 11, 22, 0, 15, tzinfo=UTC),
         created_at=now,
         updated_at=now,
+        upload_method="POST",
+        skip_duplicates=True,
     )
     item = BatchRecord.from_domain(batch).to_item()
     # Counts are one attribute per file state; a due batch is in the sweep's sparse index
@@ -105,6 +130,7 @@ def test_batch_and_file_items_carry_their_expiry_as_epoch_seconds_for_the_ttl() 
         filename="cat.png",
         declared_size=5,
         declared_content_type="image/png",
+        declared_sha256="ab" * 32,
         status=FileStatus.AWAITING_UPLOAD,
         expires_at=EXPIRES,
     )

@@ -21,6 +21,8 @@ from filebatch.models.domain import (
     DescriptionInstructions,
     DetailLevel,
     FileStatus,
+    UploadMethod,
+    sha256_hex,
 )
 
 MAX_FILES_PER_BATCH = 10_000
@@ -29,6 +31,9 @@ MAX_FILES_PER_BATCH = 10_000
 UPLOADS_PER_PAGE = 1000
 CONTENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$"
 
+
+# A declared SHA-256: 64 hex digits (any case), or standard base64 of the 32 bytes (S3's own form).
+SHA256_INPUT_PATTERN = r"^(?:[0-9A-Fa-f]{64}|[A-Za-z0-9+/]{43}=)$"
 
 # S3's largest object; the deployment's MaxFileBytes is checked by the service.
 MAX_DECLARED_FILE_BYTES = 5 * 1024**4
@@ -51,6 +56,13 @@ class FileSpec(BaseModel):
         ge=1, le=MAX_DECLARED_FILE_BYTES, description="Exact size in bytes; the upload is checked against it."
     )
     content_type: str = Field(pattern=CONTENT_TYPE_PATTERN)
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_INPUT_PATTERN,
+        description="The file's SHA-256, as 64 hex digits or the base64 of its 32 bytes. S3 refuses an "
+        "upload whose bytes do not match it, and the process step checks it again (`checksum_mismatch`).",
+        json_schema_extra={"examples": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]},
+    )
 
     @field_validator("size", mode="before")
     @classmethod
@@ -64,6 +76,11 @@ class FileSpec(BaseModel):
     @classmethod
     def _normalise_content_type(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_as_hex(cls, value: str | None) -> str | None:
+        return sha256_hex(value) if value is not None else None
 
     @field_validator("filename")
     @classmethod
@@ -207,6 +224,19 @@ class CreateBatchRequest(BaseModel):
         f"characters, values up to {MAX_METADATA_VALUE_CHARS}), stored with the batch and echoed back.",
     )
 
+    # -- issue 10 (docs/uploads.md)
+    upload_method: UploadMethod = Field(
+        default="PUT",
+        description="`PUT`: a presigned PUT per file (multipart above the deployment's threshold). "
+        "`POST`: presigned browser form uploads (`url` + `fields`), for HTML forms and `fetch` without "
+        "custom headers.",
+    )
+    skip_duplicates: bool = Field(
+        default=False,
+        description="Files whose declared `sha256` matches a file of yours that was already described get "
+        "no upload instruction and end `skipped` with `duplicate_of` and the earlier result.",
+    )
+
     @field_validator("name")
     @classmethod
     def _encodable_name(cls, value: str | None) -> str | None:
@@ -221,13 +251,55 @@ class CreateBatchRequest(BaseModel):
         return value
 
 
-class UploadInstruction(BaseModel):
+class PutUpload(BaseModel):
+    """One presigned PUT of the whole file, with the headers it was signed for."""
+
     model_config = ConfigDict(extra="forbid")
 
-    method: str = "PUT"
+    method: Literal["PUT"] = "PUT"
     url: str
     headers: dict[str, str]
     expires_at: datetime
+
+
+class PostUpload(BaseModel):
+    """A presigned browser form upload: POST multipart/form-data to `url` with `fields`, then the file
+    as the last field (`file`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["POST"] = "POST"
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+class UploadPart(BaseModel):
+    """A presigned PUT of one part of a multipart upload (bytes (n-1)*part_size to n*part_size-1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: int
+    url: str
+    headers: dict[str, str]
+
+
+class MultipartUpload(BaseModel):
+    """A multipart upload for a large file: PUT each part to its URL (the first page of parts is here,
+    the rest and fresh URLs at GET .../files/{file_id}/parts), then POST .../files/{file_id}/complete."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["MULTIPART"] = "MULTIPART"
+    upload_id: str
+    part_size: int
+    part_count: int
+    parts: list[UploadPart]
+    next_parts_cursor: str | None
+    expires_at: datetime
+
+
+UploadInstruction = Annotated[PutUpload | PostUpload | MultipartUpload, Field(discriminator="method")]
 
 
 class CreatedFile(BaseModel):
@@ -237,7 +309,9 @@ class CreatedFile(BaseModel):
     filename: str
     size: int
     content_type: str
-    upload: UploadInstruction
+    sha256: str | None = None
+    # None only for a file that needs no upload (a skipped duplicate).
+    upload: UploadInstruction | None
 
 
 class CreateBatchResponse(BaseModel):
@@ -364,6 +438,7 @@ class FileResult(BaseModel):
     status: FileStatus
     declared_size: int
     declared_content_type: str
+    declared_sha256: str | None = None
     size_bytes: int | None
     sha256: str | None
     detected_content_type: str | None

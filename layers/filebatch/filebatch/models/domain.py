@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -127,6 +129,28 @@ def batch_object_prefixes(tenant_id: str, batch_id: str) -> list[str]:
         workflow_results_prefix(tenant_id, batch_id),
         f"{EXPORT_PREFIX}{tenant_id}/{batch_id}",
     ]
+
+
+UploadMethod = Literal["PUT", "POST"]
+
+
+def sha256_hex(declared: str) -> str:
+    """A SHA-256 given as 64 hex digits or as the base64 of its 32 bytes, as lowercase hex."""
+    if len(declared) == 64:
+        bytes.fromhex(declared)  # ValueError for a non-hex digit
+        return declared.lower()
+    try:
+        digest = base64.b64decode(declared, validate=True)
+    except binascii.Error as error:
+        raise ValueError("sha256 must be 64 hex digits or the base64 of 32 bytes") from error
+    if len(digest) != 32:
+        raise ValueError("sha256 must be 64 hex digits or the base64 of 32 bytes")
+    return digest.hex()
+
+
+def sha256_base64(hex_digest: str) -> str:
+    """What S3's x-amz-checksum-sha256 header carries: the base64 of the digest's bytes."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
 class FileRef(BaseModel):
@@ -289,6 +313,10 @@ class Batch(BaseModel):
     # The client's name for the batch (unique per tenant while the batch exists) and its metadata.
     name: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # -- issue 10: how the batch's files are uploaded (POST: presigned browser form uploads), and
+    # whether files the tenant already had described are skipped (docs/uploads.md).
+    upload_method: UploadMethod = "PUT"
+    skip_duplicates: bool = False
 
     @property
     def terminal_files(self) -> int:
@@ -337,6 +365,9 @@ class BatchFile(BaseModel):
     filename: str
     declared_size: int
     declared_content_type: str
+    # The client's SHA-256 of the bytes (lowercase hex), when it declared one: signed into the upload
+    # so that S3 refuses other bytes, and checked again by the process step.
+    declared_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     status: FileStatus
     uploaded_at: datetime | None = None
     # The S3 object version the upload event announced: the bytes that are verified and described.

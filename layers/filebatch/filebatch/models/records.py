@@ -46,6 +46,7 @@ from filebatch.models.domain import (
     FileError,
     FileFacts,
     FileStatus,
+    UploadMethod,
     WebhookSecret,
 )
 from filebatch.plans import DEFAULT_PLAN, PlanName
@@ -172,6 +173,9 @@ class BatchRecord(_Record):
     # The client's name and metadata (a map of strings); absent on older items.
     name: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # How files are uploaded and whether duplicates are skipped (issue 10); absent on older items.
+    upload_method: UploadMethod = "PUT"
+    skip_duplicates: bool = False
     # ByTenant index keys; absent on items written before the index existed (not listed).
     tenant_pk: str | None = None
     created_sk: str | None = None
@@ -252,6 +256,7 @@ class FileRecord(_Record):
     filename: str
     declared_size: int
     declared_content_type: str
+    declared_sha256: str | None = None
     status: FileStatus
     uploaded_at: datetime | None = None
     uploaded_size: int | None = None

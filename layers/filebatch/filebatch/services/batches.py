@@ -23,9 +23,9 @@ from filebatch.models.api import (
     ErrorDetail,
     FileResult,
     PageQuery,
+    PutUpload,
     ResultsPage,
     TokenUsageBody,
-    UploadInstruction,
     UploadsPage,
 )
 from filebatch.models.domain import (
@@ -105,6 +105,7 @@ def create_batch(
             filename=spec.filename,
             declared_size=spec.size,
             declared_content_type=spec.content_type,
+            declared_sha256=spec.sha256,
             status=FileStatus.AWAITING_UPLOAD,
             expires_at=expires_at,
         )
@@ -124,6 +125,8 @@ def create_batch(
         webhook_url=request.webhook_url,
         name=request.name,
         metadata=dict(request.metadata or {}),
+        upload_method=request.upload_method,
+        skip_duplicates=request.skip_duplicates,
     )
     # Counted against the plan first (open batches, files this month); given back if the batch is
     # not created after all. The batch's end (finish_batch) gives the open slot back.
@@ -209,7 +212,8 @@ def upload_instructions(
                 filename=file.filename,
                 size=file.declared_size,
                 content_type=file.declared_content_type,
-                upload=UploadInstruction(url=url, headers=headers, expires_at=expires_at),
+                sha256=file.declared_sha256,
+                upload=PutUpload(url=url, headers=headers, expires_at=expires_at),
             )
         )
     return created
@@ -316,6 +320,7 @@ def to_file_result(file: BatchFile) -> FileResult:
         status=file.status,
         declared_size=file.declared_size,
         declared_content_type=file.declared_content_type,
+        declared_sha256=file.declared_sha256,
         size_bytes=file.facts.size_bytes if file.facts else None,
         sha256=file.facts.sha256 if file.facts else None,
         detected_content_type=file.facts.detected_content_type if file.facts else None,
