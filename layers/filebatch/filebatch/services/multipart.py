@@ -16,6 +16,7 @@ CREATE_UPLOAD_THREADS at a time (docs/uploads.md).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from filebatch.models.api import (
     PartsPage,
     UploadPart,
 )
-from filebatch.models.domain import BatchFile, FileStatus, Tenant
+from filebatch.models.domain import FILE_ID_PATTERN, BatchFile, FileStatus, Tenant
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.ports import BatchRepository, ObjectStorage, StoredPart
 
@@ -164,14 +165,36 @@ def multipart_instruction(
     )
 
 
+@dataclass(frozen=True)
+class MultipartUploads:
+    """What a page of upload instructions needs to hand out MULTIPART ones."""
+
+    repo: BatchRepository
+    cursors: CursorSigner
+    policy: MultipartPolicy
+
+    def instructions(
+        self, storage: ObjectStorage, files: Sequence[BatchFile], *, ttl_seconds: int, now: datetime
+    ) -> dict[str, MultipartUpload]:
+        """file id → MULTIPART instruction, for the files of `files` above the threshold (the page
+        was cut by page_cut, so there are at most MULTIPART_FILES_PER_PAGE of them)."""
+        in_parts = [f for f in files if self.policy.applies_to(f)]
+        ensure_uploads(self.repo, storage, in_parts)
+        return {
+            f.file_id: multipart_instruction(storage, self.cursors, f, ttl_seconds=ttl_seconds, now=now)
+            for f in in_parts
+        }
+
+
 def page_cut(files: Sequence[BatchFile], policy: MultipartPolicy | None) -> int:
     """How many of `files` (a page of upload instructions) to answer: all of them, or up to and
-    including the MULTIPART_FILES_PER_PAGE-th multipart one (the page's cursor continues after it)."""
+    including the MULTIPART_FILES_PER_PAGE-th multipart one still awaiting upload (the page's
+    cursor continues after it)."""
     if policy is None:
         return len(files)
     seen = 0
     for index, file in enumerate(files):
-        if policy.applies_to(file):
+        if policy.applies_to(file) and file.status is FileStatus.AWAITING_UPLOAD:
             seen += 1
             if seen == MULTIPART_FILES_PER_PAGE:
                 return index + 1
@@ -241,9 +264,7 @@ def list_parts(
         part_size=part_size_for(file.declared_size),
         part_count=count,
         uploaded=[
-            HeldPart(
-                part_number=p.part_number, etag=p.etag, size=p.size, checksum_sha256=p.checksum_sha256
-            )
+            HeldPart(part_number=p.part_number, etag=p.etag, size=p.size, checksum_sha256=p.checksum_sha256)
             for p in held
             if p.part_number in numbers
         ],
@@ -277,7 +298,8 @@ def complete_upload(
     upload_id = file.multipart_upload_id
     if upload_id is None:
         raise ConflictError(
-            f"file {file_id} has no upload in progress: ask GET .../parts for one", code="no_upload_in_progress"
+            f"file {file_id} has no upload in progress: ask GET .../parts for one",
+            code="no_upload_in_progress",
         )
     done = _completed(storage, file, upload_id)
     if done is not None:
@@ -349,7 +371,9 @@ def _check_parts(file: BatchFile, request: CompleteUploadRequest, held: dict[int
     count = part_count_for(file.declared_size)
     numbers = [p.part_number for p in request.parts]
     if numbers != sorted(set(numbers)):
-        raise InvalidRequestError("list the parts once each, in ascending part number", code="invalid_part_order")
+        raise InvalidRequestError(
+            "list the parts once each, in ascending part number", code="invalid_part_order"
+        )
     beyond = [n for n in numbers if n > count]
     if beyond:
         raise InvalidRequestError(
@@ -394,10 +418,6 @@ def _not_awaiting(file_id: str) -> ConflictError:
 
 
 def _is_file_id(file_id: str) -> bool:
-    import re
-
-    from filebatch.models.domain import FILE_ID_PATTERN
-
     return re.match(FILE_ID_PATTERN, file_id) is not None
 
 
