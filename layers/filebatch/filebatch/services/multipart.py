@@ -45,7 +45,7 @@ S3_MAX_PART_BYTES = 5 * 1024 * MIB
 # Our smallest part: 16 MiB. Fewer, larger requests (a 1 GiB file is 64 parts, not 205) keep
 # per-request overhead (TLS, signing, latency) small next to the transfer, while a part lost to a
 # broken connection costs at most 16 MiB to resend. Parts grow (in whole MiB) only when a file
-# would otherwise need more than 10,000 of them: above 160 GiB.
+# would otherwise need more than 10,000 of them: above 156.25 GiB.
 MIN_PART_BYTES = 16 * MIB
 # Part URLs per file per response (a page of GET .../parts), ~150 KB of URLs: 1.6 GiB of parts at
 # the smallest part size, more than most clients have in flight.
