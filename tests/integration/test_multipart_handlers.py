@@ -15,6 +15,7 @@ from filebatch import runtime
 from filebatch.adapters.s3 import S3ObjectStorage
 from filebatch.errors import InvalidRequestError, NotFoundError
 from filebatch.services.multipart import MIB
+from tests.conftest import load_event
 from tests.integration.conftest import BUCKET, Aws, api_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -235,3 +236,37 @@ def test_the_claim_of_an_upload_id_is_conditional_in_dynamodb(multipart_env: Aws
         "acme", batch_id, file["file_id"], upload_id=stored.multipart_upload_id
     )
     assert repo.claim_multipart_upload("acme", batch_id, file["file_id"], upload_id="fresh") is True
+
+
+def test_the_upload_event_of_a_completed_multipart_object_records_the_file_as_a_puts_does(
+    multipart_env: Aws, invoke: Invoke
+) -> None:
+    # Given a one-file batch whose 20 MiB file was uploaded in parts and completed
+    created = create(invoke, SIZE)
+    batch_id, [file] = created["batch_id"], created["files"]
+    key = f"uploads/acme/{batch_id}/{file['file_id']}"
+    upload_id = file["upload"]["upload_id"]
+    parts = [{"part_number": n, "etag": put_part(multipart_env.s3, key, upload_id, n)} for n in (1, 2)]
+    done = file_route(invoke, "complete_upload", batch_id, file["file_id"], "complete", body={"parts": parts})
+    assert done["statusCode"] == 202
+    # When its S3 event arrives, in the shape S3 sends for CompleteMultipartUpload (via EventBridge, SQS)
+    event = load_event("sqs_s3_complete_multipart_upload_via_eventbridge")
+    record = event["Records"][0]
+    body = json.loads(record["body"])
+    assert body["detail"]["reason"] == "CompleteMultipartUpload"
+    version_id = multipart_env.s3.head_object(Bucket=BUCKET, Key=key)["VersionId"]
+    body["detail"]["bucket"]["name"] = BUCKET
+    body["detail"]["object"].update({"key": key, "size": SIZE, "version-id": version_id})
+    record["body"] = json.dumps(body)
+    assert invoke("record_upload", event) == {"batchItemFailures": []}
+    # Then the file is recorded uploaded (that version), and the batch's run started
+    stored = runtime.repository().get_file("acme", batch_id, file["file_id"])
+    assert stored is not None and stored.status.value == "uploaded"
+    assert stored.uploaded_version_id == version_id
+    batch = runtime.repository().get_batch("acme", batch_id, consistent=True)
+    assert batch is not None and batch.status.value == "processing"
+    # and a late repeat of the complete still answers its success
+    again = file_route(
+        invoke, "complete_upload", batch_id, file["file_id"], "complete", body={"parts": parts}
+    )
+    assert (again["statusCode"], body_of(again)) == (202, body_of(done))
