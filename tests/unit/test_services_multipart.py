@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
+from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError, StorageUnavailableError
 from filebatch.models.api import (
     CompletedPart,
     CompleteUploadRequest,
@@ -417,3 +417,37 @@ def test_abort_drops_the_upload_and_the_next_parts_request_starts_a_fresh_one() 
     # Aborting twice is harmless
     abort_upload(repo, storage, ACME, BATCH_ID, file.file_id, policy=POLICY)
     assert abort_upload(repo, storage, ACME, BATCH_ID, file.file_id, policy=POLICY).aborted_upload_id is None
+
+
+def test_a_create_whose_upload_cannot_start_creates_nothing_and_aborts_the_uploads_it_started() -> None:
+    # Given S3 starting the first multipart upload and failing the second
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    original = storage.create_multipart_upload
+    calls: list[str] = []
+
+    def flaky_create(key: str, *, content_type: str) -> str:
+        calls.append(key)
+        if len(calls) == 2:
+            raise StorageUnavailableError("S3 create multipart upload failed: SlowDown")
+        return original(key, content_type=content_type)
+
+    storage.create_multipart_upload = flaky_create  # type: ignore[method-assign]
+    # When a batch of two large files is created
+    with pytest.raises(StorageUnavailableError):
+        create(repo, storage, GIB, GIB)
+    # Then no batch exists (a retry creates it afresh), its plan reservation is given back, and the
+    # upload that did start is aborted
+    assert repo.batches == {} and repo.open_batches.get("acme", 0) == 0
+    assert storage.multipart == {} and len(storage.aborted) == 1
+
+
+def test_a_create_starts_its_uploads_before_the_batch_is_written() -> None:
+    # The ids are on the file items as written: no claim after the commit
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    claims: list[str] = []
+    repo.claim_multipart_upload = lambda *args, **kwargs: claims.append(args[2]) or True  # type: ignore[method-assign]
+    created = create(repo, storage, GIB, 1000)
+    assert claims == []
+    upload = created.files[0].upload
+    assert isinstance(upload, MultipartUpload)
+    assert repo.files[("acme", BATCH_ID, "f00001")].multipart_upload_id == upload.upload_id

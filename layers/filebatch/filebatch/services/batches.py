@@ -42,7 +42,13 @@ from filebatch.models.domain import (
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import abilities_of
 from filebatch.services.limits import check_batch_size, reserve_batch
-from filebatch.services.multipart import MultipartPolicy, MultipartUploads, page_cut
+from filebatch.services.multipart import (
+    MultipartPolicy,
+    MultipartUploads,
+    abort_uploads,
+    page_cut,
+    start_uploads,
+)
 from filebatch.services.ports import BatchRepository, ObjectStorage
 from filebatch.services.webhooks import WebhookPolicy, accept_webhook_url
 
@@ -137,18 +143,24 @@ def create_batch(
     # Counted against the plan first (open batches, files this month); given back if the batch is
     # not created after all. The batch's end (finish_batch) gives the open slot back.
     month = reserve_batch(repo, tenant, len(files), now=now)
+    policy = limits.multipart_policy()
+    first_page = files[:UPLOADS_PER_PAGE]
+    first_page = first_page[: page_cut(first_page, policy)]
+    # -- issue 10: the first page's multipart uploads are started before the commit, their ids
+    # written with the file items, so that a failed S3 call fails the create (not yet committed,
+    # safe to retry) instead of a created batch's answer.
+    in_parts = [f for f in first_page if policy.applies_to(f)] if policy else []
     try:
+        start_uploads(storage, in_parts)
         # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
         # complete, and the batch record (written last by create_batch) is the commit point.
         storage.put_json(manifest_key(tenant.tenant_id, batch_id), [{"file_id": f.file_id} for f in files])
         repo.create_batch(batch, files)
     except BaseException:
         repo.release_batch(tenant.tenant_id, month=month, files=len(files))
+        abort_uploads(storage, in_parts)
         raise
 
-    policy = limits.multipart_policy()
-    first_page = files[:UPLOADS_PER_PAGE]
-    first_page = first_page[: page_cut(first_page, policy)]
     return CreateBatchResponse(
         batch_id=batch_id,
         status=batch.status,

@@ -19,10 +19,11 @@ import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
+from filebatch.errors import ConflictError, FilebatchError, InvalidRequestError, NotFoundError
 from filebatch.models.api import (
     AbortUploadResponse,
     CompleteUploadRequest,
@@ -120,6 +121,30 @@ def ensure_uploads(repo: BatchRepository, storage: ObjectStorage, files: Sequenc
     with ThreadPoolExecutor(max_workers=min(CREATE_UPLOAD_THREADS, len(missing))) as pool:
         # list() re-raises the first failure after every call has finished (nothing left running).
         list(pool.map(lambda f: ensure_upload(repo, storage, f), missing))
+
+
+def start_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
+    """Start the multipart uploads of files not written yet (a batch being created): each file gets
+    its upload id before its record is written, so no claim is needed. CREATE_UPLOAD_THREADS at a
+    time; the first failure is raised once every call has finished."""
+
+    def start(file: BatchFile) -> None:
+        file.multipart_upload_id = storage.create_multipart_upload(
+            file.object_key, content_type=file.declared_content_type
+        )
+
+    if files:
+        with ThreadPoolExecutor(max_workers=min(CREATE_UPLOAD_THREADS, len(files))) as pool:
+            list(pool.map(start, files))
+
+
+def abort_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
+    """Abort the uploads start_uploads began, for a create that failed after them. Best effort: an
+    upload left behind is aborted by the bucket's lifecycle rule a day later."""
+    for file in files:
+        if file.multipart_upload_id is not None:
+            with suppress(FilebatchError):
+                storage.abort_multipart_upload(file.object_key, file.multipart_upload_id)
 
 
 def sign_parts(
