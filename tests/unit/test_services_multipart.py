@@ -306,10 +306,17 @@ def test_the_parts_route_refuses_an_unknown_batch_an_uploaded_file_and_a_closed_
     with pytest.raises(ConflictError) as closed:
         parts(repo, storage, file.file_id)
     assert closed.value.code == "uploads_closed"
-    repo.files[("acme", BATCH_ID, file.file_id)].status = FileStatus.UPLOADED
+    # (in an open batch) a file already uploaded, and one that no longer takes an upload
+    repo.batches[("acme", BATCH_ID)].closed_at = None
+    record = repo.files[("acme", BATCH_ID, file.file_id)]
+    record.status, record.uploaded_at = FileStatus.UPLOADED, NOW
     with pytest.raises(ConflictError) as uploaded:
         parts(repo, storage, file.file_id)
     assert uploaded.value.code == "already_uploaded"
+    record.status, record.uploaded_at = FileStatus.CANCELLED, None
+    with pytest.raises(ConflictError) as cancelled:
+        parts(repo, storage, file.file_id)
+    assert cancelled.value.code == "file_not_awaiting_upload"
 
 
 def test_an_upload_gone_from_s3_is_replaced_by_a_fresh_one() -> None:

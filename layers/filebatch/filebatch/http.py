@@ -58,8 +58,9 @@ _ERROR_MEANINGS = {
     "`batch_not_ended`: only an ended batch can be deleted, exported or retried; `export_not_ready`: the "
     "export is written when the batch ends; `batch_not_open`, `uploads_closed`, `nothing_to_retry`, "
     "`retry_in_progress`; multipart uploads: `not_multipart`, `already_uploaded`, "
-    "`no_upload_in_progress`, `upload_not_found`), or the request conflicts with an earlier one "
-    "(`name_taken`, `idempotency_key_reused`, `request_in_progress`, `rotation_in_progress`).",
+    "`file_not_awaiting_upload`, `no_upload_in_progress`, `upload_not_found`), or the request conflicts "
+    "with an earlier one (`name_taken`, `idempotency_key_reused`, `request_in_progress`, "
+    "`rotation_in_progress`).",
     413: "The request body is over the size limit (`payload_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
     429: "A limit of the API key's plan: requests per second (`throttled`, from the gateway, with "

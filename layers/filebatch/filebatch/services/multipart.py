@@ -33,7 +33,7 @@ from filebatch.models.api import (
     PartsPage,
     UploadPart,
 )
-from filebatch.models.domain import FILE_ID_PATTERN, BatchFile, FileStatus, Tenant
+from filebatch.models.domain import FILE_ID_PATTERN, Batch, BatchFile, FileStatus, Tenant
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.ports import BatchRepository, ObjectStorage, StoredPart
 
@@ -105,7 +105,7 @@ def ensure_upload(repo: BatchRepository, storage: ObjectStorage, file: BatchFile
     current = repo.get_file(file.tenant_id, file.batch_id, file.file_id)
     if current is None or current.multipart_upload_id is None:
         # The claim failed because the file is no longer awaiting upload.
-        raise _not_awaiting(file.file_id)
+        raise _not_awaiting(current or file)
     file.multipart_upload_id = current.multipart_upload_id
     return current.multipart_upload_id
 
@@ -227,10 +227,12 @@ def page_cut(files: Sequence[BatchFile], policy: MultipartPolicy | None) -> int:
 
 
 # -- the routes -------------------------------------------------------------------------------------
-def _require_multipart_file(
+def _multipart_file(
     repo: BatchRepository, tenant: Tenant, batch_id: str, file_id: str, policy: MultipartPolicy
-) -> BatchFile:
-    from filebatch.services.batches import require_batch, require_open_for_uploads
+) -> tuple[Batch, BatchFile]:
+    """The caller's batch and its multipart file: 404 for an unknown batch or file, 409
+    not_multipart for a file that uploads with one PUT."""
+    from filebatch.services.batches import require_batch
 
     batch = require_batch(repo, tenant, batch_id)
     file = repo.get_file(tenant.tenant_id, batch_id, file_id) if _is_file_id(file_id) else None
@@ -242,9 +244,24 @@ def _require_multipart_file(
             f"{policy.threshold_bytes} bytes)",
             code="not_multipart",
         )
-    if file.status is not FileStatus.AWAITING_UPLOAD:
-        raise _not_awaiting(file_id)
+    return batch, file
+
+
+def _require_awaiting_upload(batch: Batch, file: BatchFile) -> None:
+    """409 when the file takes no upload: its batch ended or was closed (as GET .../uploads says),
+    or the file itself is past awaiting upload."""
+    from filebatch.services.batches import require_open_for_uploads
+
     require_open_for_uploads(batch)
+    if file.status is not FileStatus.AWAITING_UPLOAD:
+        raise _not_awaiting(file)
+
+
+def _require_multipart_file(
+    repo: BatchRepository, tenant: Tenant, batch_id: str, file_id: str, policy: MultipartPolicy
+) -> BatchFile:
+    batch, file = _multipart_file(repo, tenant, batch_id, file_id, policy)
+    _require_awaiting_upload(batch, file)
     return file
 
 
@@ -275,7 +292,7 @@ def list_parts(
         # The upload is gone (completed, aborted behind our back, or expired by the bucket's
         # lifecycle rule): completed if the object is there, else start a fresh one.
         if storage.head(file.object_key) is not None:
-            raise _not_awaiting(file_id) from None
+            raise _already_uploaded(file.file_id) from None
         repo.release_multipart_upload(tenant.tenant_id, batch_id, file_id, upload_id=upload_id)
         file.multipart_upload_id = None
         upload_id = ensure_upload(repo, storage, file)
@@ -312,14 +329,7 @@ def complete_upload(
     """CompleteMultipartUpload, after checking the parts against what S3 holds and the declared size
     (a wrong list is refused with a code before S3 is asked). Idempotent: completing again after a
     success answers the same success."""
-    from filebatch.services.batches import require_batch
-
-    batch = require_batch(repo, tenant, batch_id)
-    file = repo.get_file(tenant.tenant_id, batch_id, file_id) if _is_file_id(file_id) else None
-    if file is None:
-        raise NotFoundError(f"file {file_id} of batch {batch_id} not found", code="file_not_found")
-    if not policy.applies_to(file):
-        raise ConflictError(f"file {file_id} uploads with one PUT, not in parts", code="not_multipart")
+    batch, file = _multipart_file(repo, tenant, batch_id, file_id, policy)
     upload_id = file.multipart_upload_id
     if upload_id is None:
         raise ConflictError(
@@ -329,11 +339,7 @@ def complete_upload(
     done = _completed(storage, file, upload_id)
     if done is not None:
         return done
-    if file.status is not FileStatus.AWAITING_UPLOAD:
-        raise _not_awaiting(file_id)
-    from filebatch.services.batches import require_open_for_uploads
-
-    require_open_for_uploads(batch)
+    _require_awaiting_upload(batch, file)
     try:
         held = {p.part_number: p for p in storage.list_parts(file.object_key, upload_id)}
     except NotFoundError:
@@ -438,8 +444,16 @@ def _unquoted(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-def _not_awaiting(file_id: str) -> ConflictError:
-    return ConflictError(f"file {file_id} is not awaiting upload (already uploaded)", code="already_uploaded")
+def _already_uploaded(file_id: str) -> ConflictError:
+    return ConflictError(f"file {file_id} is already uploaded", code="already_uploaded")
+
+
+def _not_awaiting(file: BatchFile) -> ConflictError:
+    if file.status is FileStatus.UPLOADED or file.uploaded_at is not None:
+        return _already_uploaded(file.file_id)
+    return ConflictError(
+        f"file {file.file_id} takes no upload ({file.status.value})", code="file_not_awaiting_upload"
+    )
 
 
 def _is_file_id(file_id: str) -> bool:
