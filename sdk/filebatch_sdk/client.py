@@ -544,42 +544,39 @@ class FilebatchClient:
         def failure(reason: str, status: int | None = None, retryable: bool = False) -> UploadFailure:
             return UploadFailure(created.file_id, created.filename, reason, status, retryable)
 
-        # The parts route, from its first page: which parts the storage holds (a resumed upload
-        # skips them) and fresh URLs for the others.
-        held: list[HeldPart] = []
-        to_send: list[UploadPart] = []
+        # A page of the parts route at a time (100 parts): which parts the storage holds (a resumed
+        # upload skips them) and fresh URLs for the others, sent before the next page is asked for,
+        # so that URLs are used minutes after they were signed however large the file.
+        done: list[HeldPart] = []
         cursor: str | None = None
-        try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="filebatch-part") as pool:
             while True:
-                page = self.list_parts(batch_id, created.file_id, cursor=cursor)
-                held += page.uploaded
-                to_send += page.parts
+                try:
+                    page = self.list_parts(batch_id, created.file_id, cursor=cursor)
+                except FilebatchApiError as error:
+                    return failure(f"{error.code}: {error.message}", error.status, error.retryable)
+                except FilebatchConnectionError as error:
+                    return failure(str(error), retryable=True)
+                done += page.uploaded
+                futures = [
+                    pool.submit(self._send_part, part, path, page.part_size, created.size)
+                    for part in page.parts
+                ]
+                failures: list[UploadFailure] = []
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    if isinstance(outcome, HeldPart):
+                        done.append(outcome)
+                    else:
+                        failures.append(failure(*outcome))
+                if failures:
+                    # One failure per file (the parts that arrived stay held for a resume).
+                    return failures[0]
                 if not page.next_cursor:
                     break
                 cursor = page.next_cursor
-        except FilebatchApiError as error:
-            return failure(f"{error.code}: {error.message}", error.status, error.retryable)
-        except FilebatchConnectionError as error:
-            return failure(str(error), retryable=True)
-        part_size = page.part_size
-        sent: list[HeldPart] = []
-        failures: list[UploadFailure] = []
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(concurrency, len(to_send))), thread_name_prefix="filebatch-part"
-        ) as pool:
-            futures = [pool.submit(self._send_part, part, path, part_size, created.size) for part in to_send]
-            for future in as_completed(futures):
-                outcome = future.result()
-                if isinstance(outcome, HeldPart):
-                    sent.append(outcome)
-                else:
-                    reason, status, retryable = outcome
-                    failures.append(failure(reason, status, retryable))
-        if failures:
-            # One failure per file: the first one's reason (the other parts stay held for a resume).
-            return failures[0]
         try:
-            self.complete_upload(batch_id, created.file_id, held + sent)
+            self.complete_upload(batch_id, created.file_id, done)
         except FilebatchApiError as error:
             return failure(f"{error.code}: {error.message}", error.status, error.retryable)
         except FilebatchConnectionError as error:

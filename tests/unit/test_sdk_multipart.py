@@ -194,6 +194,18 @@ def test_a_large_file_goes_up_in_parallel_parts_streamed_with_their_lengths_and_
     assert 2 <= fake.max_in_flight <= 3
     completed = fake.completed[(created.batch_id, large.file_id)]
     assert [p["part_number"] for p in completed] == [1, 2, 3, 4, 5]
+    # and each page of the parts route was sent before the next was asked for (fresh URLs however
+    # long the whole upload takes)
+    file_requests = [
+        r
+        for r in fake.requests
+        if r.path.endswith(f"/files/{large.file_id}/parts") or r.path.startswith(f"/part/{created.batch_id}/")
+    ]
+    pages = [i for i, r in enumerate(file_requests) if r.path.endswith("/parts")]
+    assert len(pages) == 3
+    for page, (start, end) in enumerate(zip(pages, [*pages[1:], len(file_requests)], strict=True)):
+        sent = sorted(int(r.path.rsplit("/", 1)[1]) for r in file_requests[start + 1 : end])
+        assert sent == [n for n in (2 * page + 1, 2 * page + 2) if n <= 5]
 
 
 def test_a_resumed_upload_sends_only_the_parts_the_storage_does_not_hold(
@@ -239,5 +251,5 @@ def test_a_refused_part_fails_the_file_without_completing_it(
     [failure] = failed.value.failures
     assert (failure.file_id, failure.status) == (large.file_id, 403)
     assert (created.batch_id, large.file_id) not in fake.completed
-    # and the parts that did arrive are kept for a resume
-    assert sorted(fake.held[(created.batch_id, large.file_id)]) == [1, 2, 4, 5]
+    # and the parts that did arrive are kept for a resume (the next page was not asked for)
+    assert sorted(fake.held[(created.batch_id, large.file_id)]) == [1, 2, 4]
