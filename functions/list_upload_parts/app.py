@@ -12,7 +12,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
-from filebatch.config import get_settings
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import PartsPage
 from filebatch.services.cursors import CursorSigner
@@ -48,7 +47,7 @@ def get_parts(
         cursor=cursor,
         cursors=CursorSigner(runtime.cursor_keys()),
         policy=runtime.multipart_policy(),
-        ttl_seconds=get_settings().upload_url_ttl_seconds,
+        limits=runtime.upload_limits(),
         now=datetime.now(UTC),
     )
 

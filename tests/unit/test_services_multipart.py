@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -241,7 +241,7 @@ def parts(repo: InMemoryRepository, storage: InMemoryStorage, file_id: str, curs
         cursor=cursor,
         cursors=CURSORS,
         policy=POLICY,
-        ttl_seconds=TTL,
+        limits=LIMITS,
         now=NOW,
     )
 
@@ -300,7 +300,7 @@ def test_the_parts_route_refuses_an_unknown_batch_an_uploaded_file_and_a_closed_
     with pytest.raises(NotFoundError):
         list_parts(
             repo, storage, ACME, "b-" + "2" * 32, file.file_id, cursor=None, cursors=CURSORS,
-            policy=POLICY, ttl_seconds=TTL, now=NOW,
+            policy=POLICY, limits=LIMITS, now=NOW,
         )  # fmt: skip
     repo.batches[("acme", BATCH_ID)].closed_at = NOW
     with pytest.raises(ConflictError) as closed:
@@ -458,3 +458,19 @@ def test_a_create_starts_its_uploads_before_the_batch_is_written() -> None:
     upload = created.files[0].upload
     assert isinstance(upload, MultipartUpload)
     assert repo.files[("acme", BATCH_ID, "f00001")].multipart_upload_id == upload.upload_id
+
+
+def test_the_parts_route_keeps_the_upload_window_open_while_a_large_file_arrives() -> None:
+    # Given a batch whose upload window ends when its first URLs expire
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 20 * GIB).files
+    first_deadline = repo.batches[("acme", BATCH_ID)].due_at
+    assert first_deadline is not None
+    # When the client asks for the next page of parts ten minutes later
+    later = NOW + timedelta(minutes=10)
+    list_parts(
+        repo, storage, ACME, BATCH_ID, file.file_id, cursor=None, cursors=CURSORS, policy=POLICY,
+        limits=LIMITS, now=later,
+    )  # fmt: skip
+    # Then the window lasts as long as the URLs it was just given
+    assert repo.batches[("acme", BATCH_ID)].due_at == LIMITS.upload_deadline(later) > first_deadline

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from filebatch.errors import ConflictError, FilebatchError, InvalidRequestError, NotFoundError
 from filebatch.models.api import (
@@ -36,6 +37,9 @@ from filebatch.models.api import (
 from filebatch.models.domain import FILE_ID_PATTERN, Batch, BatchFile, FileStatus, Tenant
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.ports import BatchRepository, ObjectStorage, StoredPart
+
+if TYPE_CHECKING:
+    from filebatch.services.batches import UploadLimits
 
 MIB = 1024 * 1024
 # S3's limits (Amazon S3 user guide, "Amazon S3 multipart upload limits"): at most 10,000 parts, each
@@ -275,13 +279,17 @@ def list_parts(
     cursor: str | None,
     cursors: CursorSigner,
     policy: MultipartPolicy,
-    ttl_seconds: int,
+    limits: UploadLimits,
     now: datetime,
 ) -> PartsPage:
     """One page of a multipart file's parts (PART_URLS_PER_PAGE part numbers): the parts S3 already
     holds (ListParts), and fresh URLs for the others, so that an interrupted upload resumes without
-    re-sending what arrived. Starts the file's upload when it has none (or after an abort)."""
+    re-sending what arrived. Starts the file's upload when it has none (or after an abort). The
+    batch's upload window lasts as long as the new URLs (as GET .../uploads does): a large file
+    still arriving, page after page, is not expired under its client."""
     file = _require_multipart_file(repo, tenant, batch_id, file_id, policy)
+    ttl_seconds = limits.url_ttl_seconds
+    repo.extend_upload_window(tenant.tenant_id, batch_id, due_at=limits.upload_deadline(now))
     first = int(cursors.decode_key(tenant.tenant_id, _parts_scope(file), cursor)) if cursor else 1
     count = part_count_for(file.declared_size)
     numbers = range(first, min(count, first + PART_URLS_PER_PAGE - 1) + 1)
