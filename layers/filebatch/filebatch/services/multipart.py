@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -115,31 +115,31 @@ def ensure_upload(repo: BatchRepository, storage: ObjectStorage, file: BatchFile
 
 
 def ensure_uploads(repo: BatchRepository, storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
-    """ensure_upload for several files, CREATE_UPLOAD_THREADS S3 calls at a time (boto3 clients are
-    thread-safe); each file's record gets its upload id."""
-    missing = [f for f in files if f.multipart_upload_id is None]
-    if len(missing) <= 1:
-        for file in missing:
-            ensure_upload(repo, storage, file)
-        return
-    with ThreadPoolExecutor(max_workers=min(CREATE_UPLOAD_THREADS, len(missing))) as pool:
-        # list() re-raises the first failure after every call has finished (nothing left running).
-        list(pool.map(lambda f: ensure_upload(repo, storage, f), missing))
+    """ensure_upload for several files (those of a page of instructions), concurrently."""
+    _concurrently(
+        [f for f in files if f.multipart_upload_id is None], lambda f: ensure_upload(repo, storage, f)
+    )
 
 
 def start_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
-    """Start the multipart uploads of files not written yet (a batch being created): each file gets
-    its upload id before its record is written, so no claim is needed. CREATE_UPLOAD_THREADS at a
-    time; the first failure is raised once every call has finished."""
+    """Start the multipart uploads of files not written yet (a batch being created), concurrently:
+    each file gets its upload id before its record is written, so no claim is needed."""
 
     def start(file: BatchFile) -> None:
         file.multipart_upload_id = storage.create_multipart_upload(
             file.object_key, content_type=file.declared_content_type
         )
 
-    if files:
-        with ThreadPoolExecutor(max_workers=min(CREATE_UPLOAD_THREADS, len(files))) as pool:
-            list(pool.map(start, files))
+    _concurrently(files, start)
+
+
+def _concurrently(files: Sequence[BatchFile], call: Callable[[BatchFile], object]) -> None:
+    """`call` for each file, CREATE_UPLOAD_THREADS at a time (boto3 clients are thread-safe). The
+    first failure is raised once every call has finished (nothing is left running)."""
+    if not files:
+        return
+    with ThreadPoolExecutor(max_workers=min(CREATE_UPLOAD_THREADS, len(files))) as pool:
+        list(pool.map(call, files))
 
 
 def abort_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
