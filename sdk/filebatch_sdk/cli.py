@@ -160,6 +160,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a metadata pair stored with the batch (repeatable; the last value of a key wins)",
     )
     submit.add_argument("--webhook-url", help="https URL called when the batch ends")
+    submit.add_argument(
+        "--upload-method",
+        choices=["PUT", "POST"],
+        default="PUT",
+        help="presigned PUTs (default) or browser-style form POSTs",
+    )
     submit.set_defaults(handler=_submit)
 
     status = commands.add_parser("status", parents=[common], help="show a batch's status")
@@ -295,6 +301,7 @@ def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
         name=args.name,
         metadata=dict(args.metadata) if args.metadata else None,
         webhook_url=args.webhook_url,
+        upload_method=args.upload_method,
         wait=not args.no_wait,
         timeout=args.timeout,
         poll_interval=args.poll_interval,

@@ -48,12 +48,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from filebatch_sdk._multipart import MultipartFormFile
 from filebatch_sdk._retry import NOT_APPLIED_STATUSES, RETRYABLE_STATUSES, Backoff, parse_retry_after
 from filebatch_sdk._version import __version__
 from filebatch_sdk.errors import (
@@ -92,6 +93,8 @@ PathLike = str | os.PathLike[str]
 FileInput = FileSpec | str | os.PathLike[str]
 UploadProgressCallback = Callable[[UploadProgress], None]
 StatusCallback = Callable[[BatchStatus], None]
+# PUT: presigned PUTs (scripts); POST: browser-style presigned form uploads.
+UploadMethod = Literal["PUT", "POST"]
 
 USER_AGENT = f"filebatch-sdk-python/{__version__}"
 # Big enough for the default upload concurrency plus the caller's API calls, so urllib3 reuses
@@ -179,11 +182,16 @@ class FilebatchClient:
         metadata: Mapping[str, str] | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        upload_method: UploadMethod = "PUT",
     ) -> CreatedBatch:
         """Declare a batch of files; returns its id and one upload instruction per file.
 
-        Paths are declared with their name, size on disk and a content type guessed from the
-        extension (see `guess_content_type`); pass a `FileSpec` to choose these yourself.
+        Paths are declared with their name, size on disk, a content type guessed from the
+        extension (see `guess_content_type`) and their SHA-256 (S3 then refuses bytes that differ;
+        see `FileSpec.from_path`); pass a `FileSpec` to choose these yourself.
+
+        `upload_method` "POST" asks for browser-style form uploads (presigned POST: fields, then
+        the file) instead of presigned PUTs; `upload` follows whichever the instructions are.
 
         `name` (unique among the API key's batches; 409 `NameTakenError` otherwise), `metadata`
         (up to 16 string pairs) and `webhook_url` (https; called when the batch ends) are stored
@@ -207,6 +215,10 @@ class FilebatchClient:
             request["metadata"] = dict(metadata)
         if webhook_url is not None:
             request["webhook_url"] = webhook_url
+        if upload_method not in ("PUT", "POST"):
+            raise ValueError('upload_method must be "PUT" or "POST"')
+        if upload_method != "PUT":
+            request["upload_method"] = upload_method
         # The key makes every attempt the same request, so it is retried like a read (see _send).
         body = self._call("POST", "/v1/batches", json_body=request, idempotency_key=key)
         # The answer carries the first page of upload instructions; larger batches page on.
@@ -485,12 +497,28 @@ class FilebatchClient:
             # Reopened on every attempt so a retry sends the file from its first byte. An open
             # file streams as the raw body with its Content-Length: never form-encoded, never
             # fully loaded in memory.
+            if instruction.method == "POST":
+                return send_form()
             with path.open("rb") as body:
                 return self._session.request(
                     instruction.method,
                     instruction.url,
                     data=body,
                     headers=headers,
+                    timeout=self.timeout,
+                )
+
+        def send_form() -> requests.Response:
+            # A browser-style POST: the signed fields in order, then the file, streamed as
+            # multipart/form-data with its Content-Length (S3 refuses chunked POSTs).
+            form = MultipartFormFile(
+                instruction.fields, path, filename=created.filename, file_content_type=created.content_type
+            )
+            with form:
+                return self._session.post(
+                    instruction.url,
+                    data=form,
+                    headers={**headers, "Content-Type": form.content_type},
                     timeout=self.timeout,
                 )
 
@@ -661,16 +689,20 @@ class FilebatchClient:
         page_size: int = 100,
         on_upload_progress: UploadProgressCallback | None = None,
         on_progress: StatusCallback | None = None,
+        upload_method: UploadMethod = "PUT",
     ) -> BatchRun:
         """Create a batch of `paths`, upload them, and (unless `wait=False`) wait for every result.
 
-        `name`, `metadata` and `webhook_url` are stored with the batch (see `create_batch`).
+        `name`, `metadata` and `webhook_url` are stored with the batch, and `upload_method` chooses
+        presigned PUTs or browser-style POSTs (see `create_batch`).
         Returns a `BatchRun` with `.results`, `.summary()`, `.failed()` and `.retryable()`. Files
         that failed are results, not exceptions; exceptions mean the batch itself could not be
         created, uploaded or followed.
         """
         local = [Path(path) for path in paths]
-        created = self.create_batch(local, name=name, metadata=metadata, webhook_url=webhook_url)
+        created = self.create_batch(
+            local, name=name, metadata=metadata, webhook_url=webhook_url, upload_method=upload_method
+        )
         logger.info("batch %s created with %d files", created.batch_id, len(created.files))
         self.upload(created, local, concurrency=concurrency, on_progress=on_upload_progress)
         run = BatchRun(batch=created, paths=local)

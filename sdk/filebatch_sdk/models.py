@@ -11,6 +11,7 @@ older SDK keeps working when the service adds a field or a status. Compare statu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
 import os
@@ -159,15 +160,20 @@ def to_json(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class FileSpec:
-    """One file to declare in `POST /v1/batches`. Usually built with `FileSpec.from_path`."""
+    """One file to declare in `POST /v1/batches`. Usually built with `FileSpec.from_path`.
+
+    `sha256` (hex) is the digest of the bytes that will be uploaded: S3 refuses an upload whose
+    bytes differ from it, and the service fails such a file with `checksum_mismatch`."""
 
     filename: str
     size: int
     content_type: str
+    sha256: str | None = None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], *, content_type: str | None = None) -> FileSpec:
-        """Declare a local file: its name, its size on disk, and a content type from its extension."""
+        """Declare a local file: its name, its size on disk, a content type from its extension, and
+        its SHA-256 (read through once, a block at a time: never the whole file in memory)."""
         local = Path(path)
         try:
             stat = local.stat()
@@ -178,24 +184,40 @@ class FileSpec:
         if stat.st_size == 0:
             # The API requires size >= 1; failing here names the file instead of a schema error.
             raise InvalidFileError(f"{local}: empty files cannot be submitted")
+        try:
+            with local.open("rb") as content:
+                digest = hashlib.file_digest(content, "sha256").hexdigest()
+        except OSError as error:
+            raise InvalidFileError(f"{local}: cannot read file ({error.strerror or error})") from error
         return cls(
             filename=local.name,
             size=stat.st_size,
             content_type=content_type or guess_content_type(local.name),
+            sha256=digest,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"filename": self.filename, "size": self.size, "content_type": self.content_type}
+        body: dict[str, Any] = {
+            "filename": self.filename,
+            "size": self.size,
+            "content_type": self.content_type,
+        }
+        if self.sha256 is not None:
+            body["sha256"] = self.sha256
+        return body
 
 
 @dataclass(frozen=True, slots=True)
 class UploadInstruction:
-    """How to upload one file: send its raw bytes with exactly these method, URL and headers."""
+    """How to upload one file. PUT: send its raw bytes to `url` with exactly these `headers`.
+    POST (a batch created with upload_method "POST", for browsers): send `fields`, in order, then
+    the file as the form field `file`, as multipart/form-data to `url`."""
 
     method: str
     url: str
     headers: dict[str, str]
     expires_at: datetime
+    fields: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UploadInstruction:
@@ -204,6 +226,7 @@ class UploadInstruction:
             url=data["url"],
             headers=dict(data.get("headers") or {}),
             expires_at=_datetime(data["expires_at"]),
+            fields=dict(data.get("fields") or {}),
         )
 
 
@@ -629,6 +652,8 @@ class FileResult:
     error: FileError | None
     uploaded_at: datetime | None
     finished_at: datetime | None
+    # The SHA-256 the file declared (hex), if any; `sha256` is what was uploaded.
+    declared_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -660,6 +685,7 @@ class FileResult:
             error=FileError.from_json(error) if error else None,
             uploaded_at=_optional_datetime(data.get("uploaded_at")),
             finished_at=_optional_datetime(data.get("finished_at")),
+            declared_sha256=data.get("declared_sha256"),
         )
 
 

@@ -18,6 +18,7 @@ from filebatch.models.domain import (
     FileStatus,
     TenantUsage,
     WebhookSecret,
+    sha256_base64,
 )
 from filebatch.models.records import ApiKeyRecord
 from filebatch.models.workflow import BatchJob
@@ -391,12 +392,20 @@ class InMemoryStorage:
         return f"v{len(self.versions[key])}"
 
     def presign_put(
-        self, key: str, *, content_type: str, size: int, expires_in: int
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
     ) -> tuple[str, dict[str, str]]:
-        return f"https://uploads.example/{key}?expires={expires_in}", {
-            "Content-Type": content_type,
-            "If-None-Match": "*",
-        }
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if sha256 is not None:
+            headers["x-amz-checksum-sha256"] = sha256_base64(sha256)
+        return f"https://uploads.example/{key}?expires={expires_in}", headers
+
+    def presign_post(
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        fields = {"key": key, "Content-Type": content_type, "policy": f"size={size}"}
+        if sha256 is not None:
+            fields["x-amz-checksum-sha256"] = sha256_base64(sha256)
+        return f"https://uploads.example/?expires={expires_in}", fields
 
     def put_json(self, key: str, document: Any) -> None:
         self.documents[key] = document

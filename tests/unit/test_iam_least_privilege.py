@@ -61,6 +61,8 @@ SPECIAL_OPERATIONS = {
     # A presigned URL is a request signed with the signer's permissions: the action of the operation
     # it names (the first argument) is what the function must be granted.
     "generate_presigned_url": None,
+    # A browser POST upload is authorised as PutObject (S3 API reference, "POST Object").
+    "generate_presigned_post": "PutObject",
     # S3 operations authorised under another action's name (S3 API reference, each operation's
     # "Permissions"): listing versions is ListBucketVersions, a multi-object delete is DeleteObject
     # per key, HEAD is GetObject.

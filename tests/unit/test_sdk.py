@@ -7,8 +7,12 @@ and polls run instantly and the delays it chose can be asserted.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import hashlib
 import json
 import threading
+import tracemalloc
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -35,6 +39,7 @@ from filebatch_sdk import (
     ExportNotReadyError,
     FilebatchApiError,
     FilebatchClient,
+    FileResult,
     FileSpec,
     FileState,
     IdempotencyKeyReusedError,
@@ -47,6 +52,7 @@ from filebatch_sdk import (
     guess_content_type,
     iter_export_file,
 )
+from filebatch_sdk._multipart import MultipartFormFile
 from filebatch_sdk._retry import Backoff, parse_retry_after
 from filebatch_sdk.cli import main
 
@@ -70,6 +76,8 @@ class FakeFile:
     size: int
     content_type: str
     uploaded: bytes | None = None
+    # What a form POST upload sent besides the file (field name → value, in order).
+    posted_fields: dict[str, str] | None = None
 
 
 @dataclass
@@ -83,6 +91,7 @@ class FakeBatch:
     # Set by the lifecycle routes (close, cancel, retry); None: the polls decide, as before.
     state: str | None = None
     retries: int = 0
+    upload_method: str = "PUT"
 
 
 # The fake plays the server, which knows its own terminal states.
@@ -148,6 +157,8 @@ class FakeApi:
         parts = request.path.strip("/").split("/")
         if parts[0] == "upload" and request.method == "PUT":
             return self._put(parts[1], parts[2], request.body)
+        if parts[0] == "form-upload" and request.method == "POST":
+            return self._form_post(parts[1], parts[2], request)
         if parts[0] == "exports" and request.method == "GET":
             return self._download(parts[1].removesuffix(".jsonl"))
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
@@ -201,6 +212,7 @@ class FakeApi:
             name=body.get("name"),
             metadata=body.get("metadata", {}),
             webhook_url=body.get("webhook_url"),
+            upload_method=body.get("upload_method", "PUT"),
         )
         if batch.name is not None and any(b.name == batch.name for b in self.batches.values()):
             return _error(409, "name_taken", f"a batch is already named {batch.name!r}")
@@ -216,7 +228,7 @@ class FakeApi:
                 "metadata": batch.metadata,
                 "webhook_url": batch.webhook_url,
                 "total_files": len(files),
-                "files": [self._instruction(batch_id, f) for f in first],
+                "files": [self._instruction(batch, f) for f in first],
                 "next_uploads_cursor": str(len(first)) if len(files) > len(first) else None,
             },
         )
@@ -303,25 +315,57 @@ class FakeApi:
             200,
             {
                 "batch_id": batch.batch_id,
-                "items": [self._instruction(batch.batch_id, f) for f in page if f.uploaded is None],
+                "items": [self._instruction(batch, f) for f in page if f.uploaded is None],
                 "next_cursor": str(start + limit) if more else None,
             },
         )
 
-    def _instruction(self, batch_id: str, f: FakeFile) -> dict[str, Any]:
+    def _instruction(self, batch: FakeBatch, f: FakeFile) -> dict[str, Any]:
+        batch_id = batch.batch_id
+        upload: dict[str, Any] = {
+            "method": "PUT",
+            "url": f"{self.base_url}/upload/{batch_id}/{f.file_id}?X-Amz-Signature=abc123",
+            # A second header proves the SDK sends all of them, not only Content-Type.
+            "headers": {"Content-Type": f.content_type, "x-amz-meta-batch": batch_id},
+            "expires_at": TIMESTAMP,
+        }
+        if batch.upload_method == "POST":
+            # As S3's presigned POST: the fields a form sends before the file (the key, the signed
+            # policy and signature, the pinned Content-Type), to the bucket's URL.
+            upload = {
+                "method": "POST",
+                "url": f"{self.base_url}/form-upload/{batch_id}/{f.file_id}",
+                "fields": {
+                    "key": f"uploads/{batch_id}/{f.file_id}",
+                    "Content-Type": f.content_type,
+                    "policy": "eyJjb25kaXRpb25zIjogW119",
+                    "x-amz-signature": "abc123",
+                },
+                "expires_at": TIMESTAMP,
+            }
         return {
             "file_id": f.file_id,
             "filename": f.filename,
             "size": f.size,
             "content_type": f.content_type,
-            "upload": {
-                "method": "PUT",
-                "url": f"{self.base_url}/upload/{batch_id}/{f.file_id}?X-Amz-Signature=abc123",
-                # A second header proves the SDK sends all of them, not only Content-Type.
-                "headers": {"Content-Type": f.content_type, "x-amz-meta-batch": batch_id},
-                "expires_at": TIMESTAMP,
-            },
+            "upload": upload,
         }
+
+    def _form_post(self, batch_id: str, file_id: str, request: Recorded) -> Scripted:
+        # Parsed as S3 would: a multipart/form-data body, fields first, the file last.
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode() + request.body
+        )
+        parts = list(message.iter_parts())
+        file = next(f for f in self.batches[batch_id].files if f.file_id == file_id)
+        file.posted_fields = {
+            str(p.get_param("name", header="content-disposition")): p.get_content() for p in parts[:-1]
+        }
+        last = parts[-1]
+        assert last.get_param("name", header="content-disposition") == "file"
+        assert last.get_filename() == file.filename
+        file.uploaded = last.get_payload(decode=True)
+        return Scripted(204, None)
 
     def _put(self, batch_id: str, file_id: str, body: bytes) -> Scripted:
         file = next(f for f in self.batches[batch_id].files if f.file_id == file_id)
@@ -519,11 +563,17 @@ def test_submit_creates_uploads_waits_and_pages_results(
         sample_files, page_size=2, on_upload_progress=uploads.append, on_progress=statuses.append
     )
 
-    # Then the batch declared each file's name, size and a content type from its extension
+    # Then the batch declared each file's name, size, a content type from its extension and its
+    # SHA-256 (so that S3 refuses other bytes), and no upload method (PUT is the default)
     created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
     assert created == {
         "files": [
-            {"filename": p.name, "size": p.stat().st_size, "content_type": guess_content_type(p.name)}
+            {
+                "filename": p.name,
+                "size": p.stat().st_size,
+                "content_type": guess_content_type(p.name),
+                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+            }
             for p in sample_files
         ]
     }
@@ -1602,3 +1652,125 @@ def test_cli_webhook_secret_rotate_prints_only_the_secret_on_stdout(
     assert "24 hours" in text.err
     assert document["secret"].startswith("whsec_")
     assert document["created_at"] == TIMESTAMP
+
+
+# ---- integrity and browser-style uploads (issue 10, stream INTEGRITY) ----------------------------
+
+
+def test_post_uploads_send_the_signed_fields_then_the_streamed_file_as_form_data(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a service that finishes batches on the first poll
+    fake_api.polls_until_done = 1
+    # When files are submitted asking for browser-style POST uploads
+    run = client.submit(sample_files, upload_method="POST")
+    # Then the create asked for POST uploads, and declared each file's SHA-256
+    created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
+    assert created["upload_method"] == "POST"
+    assert [f["sha256"] for f in created["files"]] == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in sample_files
+    ]
+    # And each file was POSTed once as multipart/form-data: the instruction's fields in their
+    # order, then the file's raw bytes, with a Content-Length (never chunked) and no API key
+    batch = fake_api.batches[run.batch_id]
+    for created_file, path, fake_file in zip(run.batch.files, sample_files, batch.files, strict=True):
+        (post,) = fake_api.calls("POST", f"/form-upload/{run.batch_id}/{created_file.file_id}")
+        assert post.headers["content-type"].startswith("multipart/form-data; boundary=")
+        assert post.headers["content-length"] == str(len(post.body))
+        assert "transfer-encoding" not in post.headers
+        assert "authorization" not in post.headers
+        assert fake_file.posted_fields is not None
+        assert list(fake_file.posted_fields.items()) == list(created_file.upload.fields.items())
+        assert fake_file.uploaded == path.read_bytes()
+    assert not fake_api.calls("PUT", f"/upload/{run.batch_id}/f00001")
+    assert run.summary() == {"completed": 2, "failed": 1}
+
+
+def test_cli_submit_can_choose_post_uploads(
+    fake_api: FakeApi, sample_files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a service that finishes batches on the first poll
+    fake_api.polls_until_done = 1
+    # When a file is submitted from the command line with --upload-method POST
+    code = _cli(fake_api, "submit", str(sample_files[0]), "--upload-method", "POST", "--json")
+    # Then it was created for POST uploads and its bytes arrived by form POST
+    assert code == 0
+    assert json.loads(fake_api.calls("POST", "/v1/batches")[0].body)["upload_method"] == "POST"
+    [batch] = fake_api.batches.values()
+    assert batch.files[0].uploaded == sample_files[0].read_bytes()
+
+
+def test_an_unknown_upload_method_is_refused_before_any_request(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    with pytest.raises(ValueError, match="upload_method"):
+        client.create_batch(sample_files, upload_method="GET")  # type: ignore[arg-type]
+    assert fake_api.requests == []
+
+
+def test_the_form_body_streams_in_the_readers_blocks_and_parses_as_the_fields_then_the_file(
+    tmp_path: Path,
+) -> None:
+    # Given a 4 MiB file and fields whose values need quoting care
+    path = tmp_path / 'scan "final".bin'
+    content = bytes(range(256)) * (16 * 1024)
+    path.write_bytes(content)
+    fields = {"key": "uploads/acme/b-1/f00001", "Content-Type": "application/octet-stream", "policy": "e30="}
+    form = MultipartFormFile(fields, path, filename=path.name, file_content_type="application/octet-stream")
+    # When it is read through in 64 KiB blocks, as an HTTP client sends a body
+    received = hashlib.sha256()
+    blocks = []
+    tracemalloc.start()
+    with form:
+        while block := form.read(65536):
+            assert len(block) <= 65536
+            blocks.append(len(block))
+            received.update(block)
+        _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Then it never held more than a few blocks (not the 4 MiB file), its length was known up front
+    assert peak < 1024 * 1024
+    assert sum(blocks) == len(form)
+    # And read whole, it is a multipart/form-data body of the fields in order, then the file
+    with form:
+        body = form.read()
+    assert hashlib.sha256(body).hexdigest() == received.hexdigest()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {form.content_type}\r\n\r\n".encode() + body
+    )
+    parts = list(message.iter_parts())
+    assert [p.get_param("name", header="content-disposition") for p in parts] == [*fields, "file"]
+    assert [p.get_content() for p in parts[:-1]] == list(fields.values())
+    assert parts[-1].get_payload(decode=True) == content
+    assert parts[-1].get_content_type() == "application/octet-stream"
+
+
+def test_declaring_a_file_hashes_it_a_block_at_a_time(tmp_path: Path) -> None:
+    # Given a 16 MiB file
+    path = tmp_path / "video.bin"
+    with path.open("wb") as out:
+        for _ in range(16):
+            out.write(bytes(range(256)) * 4096)
+    # When it is declared
+    tracemalloc.start()
+    spec = FileSpec.from_path(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Then its SHA-256 is declared, computed without reading the file into memory
+    assert spec.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert spec.to_json()["sha256"] == spec.sha256
+    assert peak < 2 * 1024 * 1024
+    # And a spec built by hand declares none unless given one
+    assert "sha256" not in FileSpec("a.png", 3, "image/png").to_json()
+
+
+def test_a_result_reads_the_declared_sha256_next_to_the_uploaded_one(
+    client: FilebatchClient, fake_api: FakeApi, sample_files: list[Path]
+) -> None:
+    # Given a finished batch whose results carry the declared hash (servers before issue 10 do not)
+    fake_api.polls_until_done = 1
+    run = client.submit(sample_files[:1])
+    body = {**_result(fake_api.batches[run.batch_id].files[0]), "declared_sha256": "ab" * 32}
+    # When results are read, Then the declared hash is there, and absent it reads as None
+    assert FileResult.from_json(body).declared_sha256 == "ab" * 32
+    assert run.results[0].declared_sha256 is None

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
 
 from filebatch.errors import InvalidRequestError, NotFoundError
-from filebatch.models.api import CreateBatchRequest, FileSpec, PageQuery
-from filebatch.models.domain import BatchStatus, FileStatus, Tenant, manifest_key
+from filebatch.models.api import CreateBatchRequest, FileSpec, PageQuery, PostUpload, PutUpload
+from filebatch.models.domain import BatchStatus, FileStatus, Tenant, manifest_key, sha256_base64
 from filebatch.services.batches import (
     UploadLimits,
     create_batch,
     get_batch_status,
     list_results,
+    list_uploads,
 )
 from filebatch.services.cursors import CursorSigner
 from tests.unit.fakes import InMemoryRepository, InMemoryStorage, StaticCursorKeys
@@ -256,3 +259,78 @@ def test_results_filtered_by_status_page_through_only_those_files() -> None:
     # And without a status every file does
     every = list_results(repo, ACME, batch_id, PageQuery(limit=10), cursors=CURSORS)
     assert len(every.items) == 7
+
+
+# -- issue 10, stream INTEGRITY: declared checksums are signed; browser POST uploads ---------------
+def test_a_declared_sha256_is_signed_into_each_files_put() -> None:
+    # Given a batch whose first file declares its SHA-256 (base64) and whose second does not
+    digest = hashlib.sha256(b"0123456789")
+    files = [
+        FileSpec(
+            filename="a.jpg",
+            size=10,
+            content_type="image/jpeg",
+            sha256=base64.b64encode(digest.digest()).decode(),
+        ),
+        FileSpec(filename="b.jpg", size=10, content_type="image/jpeg"),
+    ]
+    # When it is created
+    created = create_batch(
+        InMemoryRepository(),
+        InMemoryStorage(),
+        ACME,
+        CreateBatchRequest(files=files),
+        limits=LIMITS,
+        retention_days=RETENTION_DAYS,
+        cursors=CURSORS,
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
+    )
+    # Then the first file's PUT carries the checksum header S3 checks, and echoes the hash as hex;
+    # the second's PUT is as before
+    first, second = (f.upload for f in created.files)
+    assert isinstance(first, PutUpload) and isinstance(second, PutUpload)
+    assert first.headers["x-amz-checksum-sha256"] == base64.b64encode(digest.digest()).decode()
+    assert created.files[0].sha256 == digest.hexdigest()
+    assert second.headers == {"Content-Type": "image/jpeg", "If-None-Match": "*"}
+    assert created.files[1].sha256 is None
+
+
+def test_a_post_batch_gets_browser_form_uploads_at_create_and_when_uploads_are_asked_again() -> None:
+    # Given a batch created for POST uploads, one file declaring its SHA-256
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    digest = hashlib.sha256(b"abc").hexdigest()
+    created = create_batch(
+        repo,
+        storage,
+        ACME,
+        CreateBatchRequest(
+            files=[
+                FileSpec(filename="a.png", size=3, content_type="image/png", sha256=digest),
+                FileSpec(filename="b.png", size=5, content_type="image/png"),
+            ],
+            upload_method="POST",
+        ),
+        limits=LIMITS,
+        retention_days=RETENTION_DAYS,
+        cursors=CURSORS,
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
+    )
+    # When the first file is uploaded and the client asks for fresh instructions
+    repo.mark_uploaded("acme", BATCH_ID, "f00001", size=3, version_id="v1", at=NOW)
+    page = list_uploads(repo, storage, ACME, BATCH_ID, PageQuery(), cursors=CURSORS, limits=LIMITS, now=NOW)
+    # Then every instruction, at create and again, is a form POST whose fields were signed for the
+    # file's key, type and (when declared) checksum, expiring with the URL's lifetime
+    for created_file in [*created.files, *page.items]:
+        upload = created_file.upload
+        assert isinstance(upload, PostUpload)
+        assert upload.fields["key"] == f"uploads/acme/{BATCH_ID}/{created_file.file_id}"
+        assert upload.fields["Content-Type"] == "image/png"
+        assert upload.fields["policy"] == f"size={created_file.size}"
+        assert upload.expires_at == datetime(2026, 11, 22, 2, 15, tzinfo=UTC)
+    assert created.files[0].upload.fields["x-amz-checksum-sha256"] == sha256_base64(digest)  # type: ignore[union-attr]
+    assert "x-amz-checksum-sha256" not in created.files[1].upload.fields  # type: ignore[union-attr]
+    assert [f.file_id for f in page.items] == ["f00002"]
+    batch = repo.get_batch("acme", BATCH_ID)
+    assert batch is not None and batch.upload_method == "POST"

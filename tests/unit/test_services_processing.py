@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -525,3 +526,65 @@ def test_a_retryable_failure_is_run_again_by_a_later_run_only(new_run: bool) -> 
             process_file(repo, storage, task(), now=later)
         file = repo.get_file("acme", BATCH_ID, "f00001")
         assert file is not None and file.status is FileStatus.FAILED and file.finished_at == NOW
+
+
+# -- issue 10, stream INTEGRITY: a declared SHA-256 is checked against the bytes ------------------
+def declared_batch(content: bytes, sha256: str) -> tuple[InMemoryRepository, InMemoryStorage]:
+    """A one-file batch declaring `sha256` for a PNG of len(content) bytes, `content` uploaded."""
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    create_batch(
+        repo,
+        storage,
+        Tenant(tenant_id="acme"),
+        CreateBatchRequest(
+            files=[FileSpec(filename="x.png", size=len(content), content_type="image/png", sha256=sha256)]
+        ),
+        limits=UploadLimits(max_files=100, max_file_bytes=10**7, url_ttl_seconds=60),
+        retention_days=30,
+        cursors=CursorSigner(StaticCursorKeys()),
+        now=NOW,
+        make_batch_id=lambda: BATCH_ID,
+    )
+    storage.put(upload_key("acme", BATCH_ID, "f00001"), content)
+    repo.mark_uploaded("acme", BATCH_ID, "f00001", size=len(content), version_id="v1", at=NOW)
+    repo.start_run("acme", BATCH_ID, files=1, at=NOW)
+    return repo, storage
+
+
+def test_process_accepts_bytes_whose_sha256_is_the_declared_one_in_any_spelling() -> None:
+    # Given a PNG whose SHA-256 was declared as upper-case hex, and another as base64
+    content = png_bytes()
+    digest = hashlib.sha256(content)
+    for spelling in (digest.hexdigest().upper(), base64.b64encode(digest.digest()).decode()):
+        repo, storage = declared_batch(content, spelling)
+        # When the process step runs
+        processed = process_file(repo, storage, task(), now=NOW)
+        # Then the file goes on, its hash the declared one
+        assert processed.facts.sha256 == digest.hexdigest()
+        assert repo.get_file("acme", BATCH_ID, "f00001").declared_sha256 == digest.hexdigest()  # type: ignore[union-attr]
+
+
+def test_process_fails_bytes_whose_sha256_differs_from_the_declared_one_permanently() -> None:
+    # Given a file of the declared size and type whose bytes are not the ones whose hash was declared
+    # (S3 would have refused them; an emulation that does not enforce checksums let them through)
+    content = png_bytes()
+    declared = hashlib.sha256(png_bytes(41, 20)).hexdigest()
+    repo, storage = declared_batch(content, declared)
+    # When the process step runs
+    with pytest.raises(FileRejectedError) as raised:
+        process_file(repo, storage, task(), now=NOW)
+    # Then it is rejected with checksum_mismatch, naming both digests
+    actual = hashlib.sha256(content).hexdigest()
+    assert raised.value.code == "checksum_mismatch"
+    assert declared in str(raised.value) and actual in str(raised.value)
+    # And recorded from what the state machine's Catch hands on, the failure is coded and permanent
+    cause = {"errorType": "FileRejectedError", "errorMessage": str(raised.value)}
+    failed = FailedFile(
+        **task().model_dump(), error=StepFunctionsError(Error="FileRejectedError", Cause=json.dumps(cause))
+    )
+    error = failure_from(failed)
+    assert (error.code, error.retryable) == ("checksum_mismatch", False)
+    assert record_failure(repo, failed, now=NOW).recorded
+    file = repo.get_file("acme", BATCH_ID, "f00001")
+    assert file is not None and file.status is FileStatus.FAILED
+    assert file.error is not None and file.error.code == "checksum_mismatch"

@@ -47,9 +47,17 @@ def _client_config(service: str) -> Any:
     from botocore.config import Config
 
     # Presigned URLs must be SigV4; standard retry mode backs off on throttling.
-    return Config(
-        retries={"mode": "standard", "max_attempts": 3}, signature_version="s3v4" if service == "s3" else None
-    )
+    if service == "s3":
+        # The process step hashes every byte it reads and compares a declared SHA-256 itself
+        # (checksum_mismatch). botocore validating the object's stored checksum on GET as well would
+        # hash the object twice, and where the store kept a declared checksum without verifying it
+        # (moto) would turn a mismatch into a retryable read error before the process step can say so.
+        return Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            signature_version="s3v4",
+            response_checksum_validation="when_required",
+        )
+    return Config(retries={"mode": "standard", "max_attempts": 3})
 
 
 @cache

@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from filebatch.errors import InvalidRequestError, NotFoundError, StorageUnavailableError
+from filebatch.models.domain import sha256_base64
 from filebatch.services.ports import ObjectHead, StoredObject, StoredPart
 
 # What a streamed read holds in memory at a time.
@@ -35,25 +36,55 @@ class S3ObjectStorage:
         self._client = client
 
     def presign_put(
-        self, key: str, *, content_type: str, size: int, expires_in: int
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
     ) -> tuple[str, dict[str, str]]:
         # Content-Type and Content-Length are signed: S3 refuses a PUT whose headers differ.
         # The process step still re-checks size and type, since not every S3 emulation enforces it.
         # If-None-Match: * is signed too: S3 refuses (412) a PUT to a key that already holds an
         # object, so the same URL cannot replace bytes once they are uploaded (and maybe verified).
+        params: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": size,
+            "IfNoneMatch": "*",
+        }
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if sha256 is not None:
+            # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm
+            # named): S3 computes the digest of the bytes it receives and refuses (400 BadDigest) a
+            # body that does not match. As headers, not query parameters: S3 ignores a checksum
+            # hoisted into the query string. Given both, botocore neither computes a checksum of
+            # its own nor moves it to a trailer, so the URL works with a plain HTTP client.
+            checksum = sha256_base64(sha256)
+            params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
+            headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
         url = self._client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "ContentType": content_type,
-                "ContentLength": size,
-                "IfNoneMatch": "*",
-            },
-            ExpiresIn=expires_in,
-            HttpMethod="PUT",
+            "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
         )
-        return url, {"Content-Type": content_type, "If-None-Match": "*"}
+        return url, headers
+
+    def presign_post(
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        # A browser form (or fetch with FormData) sends these fields, then the file, as
+        # multipart/form-data: no custom header, so no CORS preflight. The signed policy pins what
+        # a PUT URL signs as headers: the key (botocore adds it), the Content-Type field, the size
+        # (content-length-range of exactly the declared size) and, when declared, the SHA-256
+        # (the x-amz-checksum-sha256 field: botocore signs it as any field, whether S3 checks it is
+        # S3's POST Object's to say; the process step checks it again either way). A POST cannot
+        # carry If-None-Match: a second POST within the URL's lifetime writes a new version, and
+        # the workflow reads the version the first upload event announced (docs/uploads.md).
+        fields = {"Content-Type": content_type}
+        conditions: list[Any] = [{"Content-Type": content_type}, ["content-length-range", size, size]]
+        if sha256 is not None:
+            checksum = sha256_base64(sha256)
+            fields["x-amz-checksum-sha256"] = checksum
+            conditions.append({"x-amz-checksum-sha256": checksum})
+        post = self._client.generate_presigned_post(
+            self._bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return str(post["url"]), {str(name): str(value) for name, value in post["fields"].items()}
 
     def put_json(self, key: str, document: Any) -> None:
         try:

@@ -23,6 +23,7 @@ from filebatch.models.api import (
     ErrorDetail,
     FileResult,
     PageQuery,
+    PostUpload,
     PutUpload,
     ResultsPage,
     TokenUsageBody,
@@ -36,6 +37,7 @@ from filebatch.models.domain import (
     BatchStatus,
     FileStatus,
     Tenant,
+    UploadMethod,
     file_id_for,
     manifest_key,
 )
@@ -171,6 +173,7 @@ def create_batch(
             first_page,
             ttl_seconds=limits.url_ttl_seconds,
             now=now,
+            method=batch.upload_method,
             multipart=MultipartUploads(repo, cursors, policy) if policy else None,
         ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
@@ -209,6 +212,7 @@ def replay_created_batch(
             first_page,
             ttl_seconds=url_ttl_seconds,
             now=now,
+            method=batch.upload_method,
             multipart=MultipartUploads(repo, cursors, multipart) if multipart else None,
         ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
@@ -233,32 +237,17 @@ def upload_instructions(
     *,
     ttl_seconds: int,
     now: datetime,
+    method: UploadMethod = "PUT",
     multipart: MultipartUploads | None = None,
 ) -> list[CreatedFile]:
-    """A presigned PUT per file, signed for its declared type and size; a MULTIPART instruction for
-    a file above the multipart threshold (its S3 upload started, or reused, here)."""
+    """A presigned upload per file, signed for its declared type, size and (when declared) SHA-256:
+    a PUT, or with `method` POST (the batch's upload_method) a browser form upload; a MULTIPART
+    instruction, whatever the method, for a file above the multipart threshold (its S3 upload
+    started, or reused, here)."""
     expires_at = now + timedelta(seconds=ttl_seconds)
     in_parts = multipart.instructions(storage, files, ttl_seconds=ttl_seconds, now=now) if multipart else {}
     created = []
     for file in files:
-        if file.file_id in in_parts:
-            created.append(
-                CreatedFile(
-                    file_id=file.file_id,
-                    filename=file.filename,
-                    size=file.declared_size,
-                    content_type=file.declared_content_type,
-                    sha256=file.declared_sha256,
-                    upload=in_parts[file.file_id],
-                )
-            )
-            continue
-        url, headers = storage.presign_put(
-            file.object_key,
-            content_type=file.declared_content_type,
-            size=file.declared_size,
-            expires_in=ttl_seconds,
-        )
         created.append(
             CreatedFile(
                 file_id=file.file_id,
@@ -266,10 +255,37 @@ def upload_instructions(
                 size=file.declared_size,
                 content_type=file.declared_content_type,
                 sha256=file.declared_sha256,
-                upload=PutUpload(url=url, headers=headers, expires_at=expires_at),
+                upload=in_parts[file.file_id]
+                if file.file_id in in_parts
+                else signed_upload(
+                    storage, file, method=method, ttl_seconds=ttl_seconds, expires_at=expires_at
+                ),
             )
         )
     return created
+
+
+def signed_upload(
+    storage: ObjectStorage, file: BatchFile, *, method: UploadMethod, ttl_seconds: int, expires_at: datetime
+) -> PutUpload | PostUpload:
+    """One file's single-request upload: a presigned PUT, or a browser form POST."""
+    if method == "POST":
+        url, fields = storage.presign_post(
+            file.object_key,
+            content_type=file.declared_content_type,
+            size=file.declared_size,
+            expires_in=ttl_seconds,
+            sha256=file.declared_sha256,
+        )
+        return PostUpload(url=url, fields=fields, expires_at=expires_at)
+    url, headers = storage.presign_put(
+        file.object_key,
+        content_type=file.declared_content_type,
+        size=file.declared_size,
+        expires_in=ttl_seconds,
+        sha256=file.declared_sha256,
+    )
+    return PutUpload(url=url, headers=headers, expires_at=expires_at)
 
 
 def list_uploads(
@@ -305,6 +321,7 @@ def list_uploads(
             waiting,
             ttl_seconds=limits.url_ttl_seconds,
             now=now,
+            method=batch.upload_method,
             multipart=MultipartUploads(repo, cursors, policy) if policy else None,
         ),
         next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,

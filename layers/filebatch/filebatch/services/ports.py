@@ -235,10 +235,18 @@ class ObjectHead(NamedTuple):
 
 class ObjectStorage(Protocol):
     def presign_put(
-        self, key: str, *, content_type: str, size: int, expires_in: int
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
     ) -> tuple[str, dict[str, str]]:
         """A URL and the headers the client must send with its PUT. The PUT only creates the
-        object: once a file is uploaded, its key can no longer be written through such a URL."""
+        object: once a file is uploaded, its key can no longer be written through such a URL.
+        With `sha256` (hex), the digest is signed too: S3 refuses bytes whose digest differs."""
+
+    def presign_post(
+        self, key: str, *, content_type: str, size: int, expires_in: int, sha256: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """A URL and the form fields of a browser POST upload (the fields, then the file, as
+        multipart/form-data), under a signed policy pinning the key, type, exact size and, with
+        `sha256` (hex), the digest."""
 
     def put_json(self, key: str, document: Any) -> None: ...
 
