@@ -86,11 +86,18 @@ def api(stack: Stack, method: str, path: str, **kwargs: Any) -> requests.Respons
 def test_a_300_mib_file_uploaded_in_parts_with_curl_interrupted_resumed_completed_and_processed(
     multipart_stack: Stack, tmp_path: Path
 ) -> None:
-    # Given a 300 MiB file, and a batch that declares it
+    # Given a 300 MiB file, and a batch that declares it (with its SHA-256)
     source = tmp_path / "scan.bin"
     expected_sha256 = write_file(source, SIZE)
     response = multipart_stack.post_batch(
-        [{"filename": "scan.bin", "size": SIZE, "content_type": "application/octet-stream"}]
+        [
+            {
+                "filename": "scan.bin",
+                "size": SIZE,
+                "content_type": "application/octet-stream",
+                "sha256": expected_sha256,
+            }
+        ]
     )
     assert response.status_code == 201, response.text
     created = response.json()
@@ -151,6 +158,43 @@ def test_a_300_mib_file_uploaded_in_parts_with_curl_interrupted_resumed_complete
     [result] = multipart_stack.results(batch_id)
     assert result["status"] == "completed", result
     assert (result["size_bytes"], result["sha256"]) == (SIZE, expected_sha256)
+    assert result["declared_sha256"] == expected_sha256
+
+
+def test_a_multipart_file_whose_bytes_differ_from_its_declared_sha256_fails_checksum_mismatch(
+    multipart_stack: Stack, tmp_path: Path
+) -> None:
+    # Given a 120 MiB file declared with another file's SHA-256 (part URLs carry no checksum: the
+    # process step checks the whole object)
+    source = tmp_path / "video.bin"
+    actual = write_file(source, 120 * MIB)
+    declared = hashlib.sha256(b"some other bytes").hexdigest()
+    response = multipart_stack.post_batch(
+        [
+            {
+                "filename": "video.bin",
+                "size": 120 * MIB,
+                "content_type": "application/octet-stream",
+                "sha256": declared,
+            }
+        ]
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    batch_id, [file] = created["batch_id"], created["files"]
+    # When it is uploaded in parts and completed
+    upload_parts(file["upload"]["parts"], source, 120 * MIB, tmp_path)
+    file_path = f"/v1/batches/{batch_id}/files/{file['file_id']}"
+    held = api(multipart_stack, "GET", f"{file_path}/parts").json()["uploaded"]
+    listed = [{"part_number": p["part_number"], "etag": p["etag"]} for p in held]
+    completed = api(multipart_stack, "POST", f"{file_path}/complete", json={"parts": listed})
+    assert completed.status_code == 202, completed.text
+    # Then the process step refuses it: checksum_mismatch, naming the digest it computed
+    status = multipart_stack.wait_terminal(batch_id, timeout=600)
+    [result] = multipart_stack.results(batch_id)
+    assert status["status"] == "failed", status
+    assert result["error"]["code"] == "checksum_mismatch", result
+    assert result["sha256"] in (None, actual)
 
 
 def test_abort_drops_the_parts_and_the_next_parts_request_starts_a_new_upload(
