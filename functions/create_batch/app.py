@@ -129,6 +129,7 @@ def _replay(tenant: Tenant, batch_id: str) -> CreateBatchResponse:
         url_ttl_seconds=get_settings().upload_url_ttl_seconds,
         cursors=CursorSigner(runtime.cursor_keys()),
         now=datetime.now(UTC),
+        multipart=runtime.multipart_policy(),
     )
 
 

@@ -19,6 +19,7 @@ import string
 import sys
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,7 @@ def install_moto_patches() -> None:
         _sqs_scans_in_linear_time()
         _result_writer_reads_the_state_input()
         _item_batcher_and_express_children()
+        _s3_events_in_eventbridges_shape()
         _patches_installed = True
 
 
@@ -277,6 +279,71 @@ def _sqs_scans_in_linear_time() -> None:
 
     sqs_models.unix_time = unix_time  # type: ignore[attr-defined]
     sqs_models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
+
+
+# The `reason` S3 gives each "Object Created" event on EventBridge (S3 user guide, "EventBridge event
+# message structure"), by the notification event moto raises.
+S3_CREATED_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+
+def _s3_events_in_eventbridges_shape() -> None:
+    # moto sends S3's EventBridge events with `reason` set to the event's category ("ObjectCreated"
+    # for a PUT and a CompleteMultipartUpload alike) and the ETag under "eTag"; S3 sends the
+    # operation ("PutObject", "CompleteMultipartUpload") and "etag" (tests/fixtures/events).
+    # Object Created events are sent in S3's shape, the others as moto sends them; moto's rule
+    # matching and targets deliver them, as before.
+    from moto.events.models import events_backends
+    from moto.s3 import notifications
+
+    original = notifications._send_event_bridge_message
+
+    def send(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        reason = S3_CREATED_REASONS.get(event_name)
+        if reason is None:
+            original(account_id, bucket, event_name, key)
+            return
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": account_id,
+            # Epoch seconds here: moto's delivery to SQS writes it as ISO text, as EventBridge does.
+            "time": time.time(),
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket.name},
+                "object": {
+                    "key": key.name,
+                    "size": key.size,
+                    "etag": key.etag.replace('"', ""),
+                    "version-id": key.version_id,
+                    "sequencer": "617f08299329d189",
+                },
+                "request-id": "N4N7GDK58NMKJ12R",
+                "requester": account_id,
+                "source-ip-address": "127.0.0.1",
+                "reason": reason,
+            },
+        }
+        # Delivery is asynchronous on AWS: a target that cannot take the event does not fail the
+        # S3 request (moto's own sender swallows the same errors).
+        try:
+            backend = events_backends[account_id][bucket.region_name]
+            for bus in list(backend.event_buses.values()):
+                for rule in list(bus.rules.values()):
+                    rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
+        except Exception:
+            logging.getLogger(__name__).exception("S3 event for %s not delivered", key.name)
+
+    notifications._send_event_bridge_message = send
 
 
 def _result_writer_reads_the_state_input() -> None:

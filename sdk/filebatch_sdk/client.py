@@ -78,7 +78,11 @@ from filebatch_sdk.models import (
     ExportInfo,
     FileResult,
     FileSpec,
+    HeldPart,
+    MultipartInstruction,
+    PartsPage,
     ResultsPage,
+    UploadPart,
     UploadProgress,
     WebhookSecret,
 )
@@ -100,6 +104,8 @@ _S3_ERROR_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 # What the API accepts in an Idempotency-Key header: 1 to 255 printable ASCII characters.
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _DOWNLOAD_CHUNK = 1 << 16
+# What a part upload reads from its file at a time (a part is never held in memory whole).
+_UPLOAD_BLOCK = 1 << 16
 
 
 class FilebatchClient:
@@ -426,8 +432,14 @@ class FilebatchClient:
         *,
         concurrency: int = 8,
         on_progress: UploadProgressCallback | None = None,
+        part_concurrency: int = 4,
     ) -> None:
         """Upload each file's bytes to its presigned URL, `concurrency` files at a time.
+
+        A file with a MULTIPART instruction (above the deployment's multipart threshold) goes up in
+        parts, `part_concurrency` at a time, each streamed from its byte range of the file. It is
+        resumable: the parts the storage already holds (an earlier, interrupted upload) are not
+        sent again. Then the upload is completed.
 
         `paths[i]` is the file declared i-th in `create_batch`. `on_progress` is called in the
         calling thread after each file finished, so it needs no locking. Files that still fail
@@ -450,7 +462,12 @@ class FilebatchClient:
         failures: list[UploadFailure] = []
         workers = max(1, min(concurrency, len(to_send)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="filebatch-upload") as pool:
-            futures = {pool.submit(self._upload_file, created, path): created for created, path in to_send}
+            futures = {
+                pool.submit(
+                    self._upload_file, created, path, batch_id=created_batch.batch_id, parts=part_concurrency
+                ): created
+                for created, path in to_send
+            }
             for future in as_completed(futures):
                 created = futures[future]
                 failure = future.result()
@@ -473,10 +490,14 @@ class FilebatchClient:
         if failures:
             raise UploadError(created_batch.batch_id, sorted(failures, key=lambda f: f.file_id))
 
-    def _upload_file(self, created: CreatedFile, path: Path) -> UploadFailure | None:
+    def _upload_file(
+        self, created: CreatedFile, path: Path, *, batch_id: str, parts: int = 4
+    ) -> UploadFailure | None:
         """Upload one file (with retries); a failure is returned, not raised, to report them all."""
         instruction = created.upload
         assert instruction is not None, "a skipped file has nothing to upload"
+        if isinstance(instruction, MultipartInstruction):
+            return self._upload_in_parts(batch_id, created, path, instruction, concurrency=parts)
         # Exactly the headers the API returned: they are part of the signature. Setting
         # Authorization to None drops any default a caller's session carries, since S3 rejects a
         # presigned request that also carries another credential (and the key must not leak there).
@@ -526,6 +547,108 @@ class FilebatchClient:
             return failure(
                 _storage_reason(response), response.status_code, response.status_code in RETRYABLE_STATUSES
             )
+
+    # ---- multipart uploads (issue 10) ------------------------------------------------------
+
+    def list_parts(self, batch_id: str, file_id: str, *, cursor: str | None = None) -> PartsPage:
+        """One page of a multipart file's parts: those the storage holds, fresh URLs for the rest."""
+        path = f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/parts"
+        return PartsPage.from_json(self._call("GET", path, params={"cursor": cursor} if cursor else None))
+
+    def complete_upload(self, batch_id: str, file_id: str, parts: Sequence[HeldPart]) -> None:
+        """Complete a multipart upload from every part's number and ETag. Safe to repeat: the
+        server answers a completed upload's success again."""
+        path = f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/complete"
+        listed = [
+            {"part_number": p.part_number, "etag": p.etag} for p in sorted(parts, key=lambda p: p.part_number)
+        ]
+        self._call("POST", path, json_body={"parts": listed})
+
+    def abort_upload(self, batch_id: str, file_id: str) -> None:
+        """Abort a file's multipart upload: its parts are dropped, and the next upload starts afresh."""
+        self._call(
+            "POST", f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/abort", idempotent=False
+        )
+
+    def _upload_in_parts(
+        self,
+        batch_id: str,
+        created: CreatedFile,
+        path: Path,
+        instruction: MultipartInstruction,
+        *,
+        concurrency: int,
+    ) -> UploadFailure | None:
+        def failure(reason: str, status: int | None = None, retryable: bool = False) -> UploadFailure:
+            return UploadFailure(created.file_id, created.filename, reason, status, retryable)
+
+        # A page of the parts route at a time (100 parts): which parts the storage holds (a resumed
+        # upload skips them) and fresh URLs for the others, sent before the next page is asked for,
+        # so that URLs are used minutes after they were signed however large the file.
+        done: list[HeldPart] = []
+        cursor: str | None = None
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="filebatch-part") as pool:
+            while True:
+                try:
+                    page = self.list_parts(batch_id, created.file_id, cursor=cursor)
+                except FilebatchApiError as error:
+                    return failure(f"{error.code}: {error.message}", error.status, error.retryable)
+                except FilebatchConnectionError as error:
+                    return failure(str(error), retryable=True)
+                done += page.uploaded
+                futures = [
+                    pool.submit(self._send_part, part, path, page.part_size, created.size)
+                    for part in page.parts
+                ]
+                failures: list[UploadFailure] = []
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    if isinstance(outcome, HeldPart):
+                        done.append(outcome)
+                    else:
+                        failures.append(failure(*outcome))
+                if failures:
+                    # One failure per file (the parts that arrived stay held for a resume).
+                    return failures[0]
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+        try:
+            self.complete_upload(batch_id, created.file_id, done)
+        except FilebatchApiError as error:
+            return failure(f"{error.code}: {error.message}", error.status, error.retryable)
+        except FilebatchConnectionError as error:
+            return failure(str(error), retryable=True)
+        return None
+
+    def _send_part(
+        self, part: UploadPart, path: Path, part_size: int, size: int
+    ) -> HeldPart | tuple[str, int | None, bool]:
+        """PUT one part from its byte range of the file (with retries): the part with the ETag the
+        storage answered, or (reason, status, retryable)."""
+        start = (part.part_number - 1) * part_size
+        length = min(part_size, size - start)
+        headers: dict[str, Any] = {**part.headers, "Authorization": None}
+
+        def send() -> requests.Response:
+            # Reopened on every attempt: a retry sends the part from its first byte.
+            with _FileRange(path, start, length) as body:
+                return self._session.put(part.url, data=body, headers=headers, timeout=self.timeout)
+
+        try:
+            response = self._send(send, f"upload of part {part.part_number} of {path.name}")
+        except FilebatchConnectionError as error:
+            return str(error), None, True
+        except (OSError, requests.RequestException) as error:
+            return f"{type(error).__name__}: {error}", None, False
+        with response:
+            if response.status_code >= 300:
+                return (
+                    _storage_reason(response),
+                    response.status_code,
+                    response.status_code in RETRYABLE_STATUSES,
+                )
+            return HeldPart(part.part_number, response.headers.get("ETag", "").strip('"'), length)
 
     def _download(self, url: str, path: Path) -> None:
         """GET a presigned URL into `path`, retrying from the first byte when the transfer breaks."""
@@ -709,6 +832,38 @@ class FilebatchClient:
                 response.close()
             self._sleep(delay)
             attempt += 1
+
+
+class _FileRange:
+    """Bytes [start, start + length) of a file as a request body: a known length (requests sends
+    it as Content-Length, which the part URL is signed for) and read a block at a time."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self._file = path.open("rb")
+        self._file.seek(start)
+        self._left = self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(wanted) if wanted else b""
+        self._left -= len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self.read(_UPLOAD_BLOCK):
+            yield block
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _FileRange:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _new_session() -> requests.Session:

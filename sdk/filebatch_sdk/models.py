@@ -244,6 +244,99 @@ class DuplicateOf:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadPart:
+    """A presigned PUT of one part: bytes (part_number - 1) * part_size onwards, part_size of them
+    (the last part: what is left)."""
+
+    part_number: int
+    url: str
+    headers: dict[str, str]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UploadPart:
+        return cls(part_number=data["part_number"], url=data["url"], headers=dict(data.get("headers") or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartInstruction:
+    """How to upload a large file: in `part_count` parts of `part_size` bytes, PUT to presigned
+    URLs (the first page is here, the rest at the parts route), then completed (issue 10)."""
+
+    method: str
+    upload_id: str
+    part_size: int
+    part_count: int
+    parts: list[UploadPart]
+    next_parts_cursor: str | None
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MultipartInstruction:
+        return cls(
+            method=data["method"],
+            upload_id=data["upload_id"],
+            part_size=data["part_size"],
+            part_count=data["part_count"],
+            parts=[UploadPart.from_json(p) for p in data.get("parts") or []],
+            next_parts_cursor=data.get("next_parts_cursor"),
+            expires_at=_datetime(data["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPart:
+    """A part the storage already holds: not sent again."""
+
+    part_number: int
+    etag: str
+    size: int
+    checksum_sha256: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HeldPart:
+        return cls(
+            part_number=data["part_number"],
+            etag=data["etag"],
+            size=data["size"],
+            checksum_sha256=data.get("checksum_sha256"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartsPage:
+    """One page of GET /v1/batches/{id}/files/{file_id}/parts."""
+
+    batch_id: str
+    file_id: str
+    upload_id: str
+    part_size: int
+    part_count: int
+    uploaded: list[HeldPart]
+    parts: list[UploadPart]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PartsPage:
+        return cls(
+            batch_id=data["batch_id"],
+            file_id=data["file_id"],
+            upload_id=data["upload_id"],
+            part_size=data["part_size"],
+            part_count=data["part_count"],
+            uploaded=[HeldPart.from_json(p) for p in data.get("uploaded") or []],
+            parts=[UploadPart.from_json(p) for p in data.get("parts") or []],
+            next_cursor=data.get("next_cursor"),
+        )
+
+
+def upload_instruction(data: Mapping[str, Any]) -> UploadInstruction | MultipartInstruction:
+    """The instruction for its `method`: one request of the whole file, or a multipart upload."""
+    if data.get("method") == "MULTIPART":
+        return MultipartInstruction.from_json(data)
+    return UploadInstruction.from_json(data)
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedFile:
     """A file of a newly created batch. `file_id`s follow the order the files were declared in.
     `upload` is None for a file skipped as a duplicate (`duplicate_of` says of which file)."""
@@ -252,7 +345,7 @@ class CreatedFile:
     filename: str
     size: int
     content_type: str
-    upload: UploadInstruction | None
+    upload: UploadInstruction | MultipartInstruction | None
     duplicate_of: DuplicateOf | None = None
 
     @classmethod
@@ -262,7 +355,7 @@ class CreatedFile:
             filename=data["filename"],
             size=data["size"],
             content_type=data["content_type"],
-            upload=UploadInstruction.from_json(data["upload"]) if data.get("upload") else None,
+            upload=upload_instruction(data["upload"]) if data.get("upload") else None,
             duplicate_of=DuplicateOf.from_json(data.get("duplicate_of")),
         )
 

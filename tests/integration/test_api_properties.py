@@ -73,6 +73,10 @@ ROUTES = [
     ("delete_batch", "DELETE", "/v1/batches/{id}", True),
     ("export_results", "GET", "/v1/batches/{id}/export", True),
     ("list_batches", "GET", "/v1/batches", False),
+    # -- issue 10, stream MULTIPART
+    ("list_upload_parts", "GET", "/v1/batches/{id}/files/f00001/parts", True),
+    ("complete_upload", "POST", "/v1/batches/{id}/files/f00001/complete", True),
+    ("abort_upload", "POST", "/v1/batches/{id}/files/f00001/abort", True),
 ]
 
 
@@ -109,7 +113,9 @@ def test_no_input_makes_a_handler_fail_or_write_on_refusal(
         method,
         path,
         body=body,
-        path_parameters={"batch_id": batch_id} if has_id else None,
+        path_parameters=({"batch_id": batch_id} | ({"file_id": "f00001"} if "/files/" in path else {}))
+        if has_id
+        else None,
         query=query or None,
     )
     event["headers"] = {**event["headers"], "Content-Type": content_type}

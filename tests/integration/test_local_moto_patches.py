@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from filebatch.models.domain import workflow_results_prefix
 from filebatch_local.provision import install_moto_patches
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, load_event
 
 
 @pytest.fixture
@@ -475,3 +475,68 @@ def test_sqs_receive_still_drops_expired_and_holds_delayed_messages_without_a_sc
         assert sorted(bodies) == sorted(f"m{index}" for index in range(2, 30))
         # and no receive computed the queue's attributes to check a message's retention
         assert computed == []
+
+
+def test_s3_object_created_events_reach_eventbridge_in_s3s_shape_for_a_put_and_a_multipart_upload() -> None:
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
+    install_moto_patches()
+    with mock_aws():
+        # Given a versioned bucket sending its events to EventBridge, and the template's upload rule
+        # delivering them to a queue
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="uploads-bucket")
+        s3.put_bucket_versioning(Bucket="uploads-bucket", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_notification_configuration(
+            Bucket="uploads-bucket", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="upload-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        events = boto3.client("events", region_name="us-east-1")
+        pattern = {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": ["uploads-bucket"]}, "object": {"key": [{"prefix": "uploads/"}]}},
+        }
+        events.put_rule(Name="uploads", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="uploads", Targets=[{"Id": "q", "Arn": queue_arn["QueueArn"]}])
+        # When one object is PUT and another completed from two parts (and a manifest is written)
+        s3.put_object(Bucket="uploads-bucket", Key="uploads/a", Body=b"x")
+        s3.put_object(Bucket="uploads-bucket", Key="manifests/m", Body=b"[]")
+        upload_id = s3.create_multipart_upload(Bucket="uploads-bucket", Key="uploads/b")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(
+                    Bucket="uploads-bucket", Key="uploads/b", UploadId=upload_id, PartNumber=n, Body=body
+                )["ETag"],
+            }
+            for n, body in ((1, b"p" * 5 * 1024 * 1024), (2, b"q"))
+        ]
+        s3.complete_multipart_upload(
+            Bucket="uploads-bucket", Key="uploads/b", UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        # Then each upload's event says what S3 says: the operation, the ETag, the version
+        received = [json.loads(m["Body"]) for m in messages]
+        by_key = {event["detail"]["object"]["key"]: event for event in received}
+        assert sorted(by_key) == ["uploads/a", "uploads/b"]
+        assert by_key["uploads/a"]["detail"]["reason"] == "PutObject"
+        completed = by_key["uploads/b"]["detail"]
+        assert completed["reason"] == "CompleteMultipartUpload"
+        assert completed["object"]["size"] == 5 * 1024 * 1024 + 1
+        head = s3.head_object(Bucket="uploads-bucket", Key="uploads/b")
+        assert completed["object"]["etag"] == head["ETag"].strip('"')
+        assert completed["object"]["version-id"] == head["VersionId"]
+        assert isinstance(by_key["uploads/b"]["time"], str)
+        # and the shape is the one the record step parses, as the fixture's is
+        fixture = json.loads(
+            load_event("sqs_s3_complete_multipart_upload_via_eventbridge")["Records"][0]["body"]
+        )
+        for event in (by_key["uploads/b"], fixture):
+            parsed = S3EventNotificationEventBridgeModel.model_validate(event)
+            assert parsed.detail.reason == "CompleteMultipartUpload"
+            assert parsed.detail.object.etag is not None
+        assert set(completed["object"]) == set(fixture["detail"]["object"])
+        assert set(by_key["uploads/b"]) == set(fixture)

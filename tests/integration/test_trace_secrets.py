@@ -19,13 +19,14 @@ from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from filebatch.services.processing import finalize_batch
 from tests.integration.conftest import Aws, api_event, load_handler
 from tests.integration.test_api_handlers import FILES, body_of
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 SECRET_MARK = "X-Amz-Signature"
-TRACED_HANDLERS = ("create_batch", "list_uploads", "get_batch", "export_results")
+TRACED_HANDLERS = ("create_batch", "list_uploads", "get_batch", "export_results", "list_upload_parts")
 
 
 class RecordingEmitter:
@@ -197,5 +198,30 @@ def test_an_idempotent_create_and_its_replay_leak_no_presigned_url(
     assert SECRET_MARK in replay["body"]
     # Then neither the traces nor the logs carry a presigned URL
     assert any(name.endswith(".post_batch") for name in subsegment_names(xray.documents))
+    assert SECRET_MARK not in "\n".join(xray.documents)
+    assert SECRET_MARK not in log_stream.getvalue()
+
+
+def test_part_urls_of_a_multipart_upload_reach_neither_traces_nor_logs(
+    aws: Aws, invoke: Invoke, xray: RecordingEmitter, log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file above the multipart threshold (issue 10), created and its parts asked for, traced
+    monkeypatch.setenv("MULTIPART_THRESHOLD_BYTES", str(5 * 1024 * 1024))
+    get_settings.cache_clear()
+    files = [{"filename": "scan.tif", "size": 20 * 1024 * 1024, "content_type": "image/tiff"}]
+    created = traced(xray, invoke, "create_batch", api_event("POST", "/v1/batches", body={"files": files}))
+    batch_id = body_of(created)["batch_id"]
+    path = f"/v1/batches/{batch_id}/files/f00001/parts"
+    parts = traced(
+        xray,
+        invoke,
+        "list_upload_parts",
+        api_event("GET", path, path_parameters={"batch_id": batch_id, "file_id": "f00001"}),
+    )
+    # (both responses carry presigned part URLs)
+    assert body_of(created)["files"][0]["upload"]["method"] == "MULTIPART"
+    assert parts["statusCode"] == 200 and SECRET_MARK in parts["body"]
+    # Then neither the traces nor the logs carry one
+    assert any(name.endswith(".get_parts") for name in subsegment_names(xray.documents))
     assert SECRET_MARK not in "\n".join(xray.documents)
     assert SECRET_MARK not in log_stream.getvalue()

@@ -69,6 +69,12 @@ SPECIAL_OPERATIONS = {
     "list_object_versions": "ListBucketVersions",
     "delete_objects": "DeleteObject",
     "head_object": "GetObject",
+    # Multipart uploads (S3 API reference, each operation's "Permissions"): creating one, uploading a
+    # part and completing it are PutObject; listing its parts is ListMultipartUploadParts.
+    "create_multipart_upload": "PutObject",
+    "upload_part": "PutObject",
+    "complete_multipart_upload": "PutObject",
+    "list_parts": "ListMultipartUploadParts",
 }
 # TransactWriteItems is authorised per item action (DynamoDB developer guide, "IAM with transactions").
 TRANSACTION_ITEM_ACTIONS = {
@@ -114,7 +120,8 @@ def _adapter_method_calls(method: ast.FunctionDef, service: str) -> MethodCalls:
             elif name == "generate_presigned_url":
                 operation = node.args[0]
                 assert isinstance(operation, ast.Constant), "presigned operation must be a literal"
-                calls.actions.add(f"{service}:{pascal(str(operation.value))}")
+                presigned = str(operation.value)
+                calls.actions.add(f"{service}:{SPECIAL_OPERATIONS.get(presigned) or pascal(presigned)}")
             elif name in SPECIAL_OPERATIONS:
                 calls.actions.add(f"{service}:{SPECIAL_OPERATIONS[name]}")
                 if name == "delete_objects" and "VersionId" in ast.unparse(method):

@@ -27,7 +27,11 @@ class Settings(BaseModel):
     # The upload window ends this long after the upload URLs expire (template UploadGraceSeconds).
     upload_grace_seconds: int = Field(default=300, ge=0, le=24 * 3600)
     max_files_per_batch: int = Field(default=10_000, ge=1, le=10_000)
-    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
+    # Up to 50 GiB (template MaxFileBytes; docs/scaling.md says what the process step then needs).
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1, le=50 * 1024**3)
+    # -- issue 10, stream MULTIPART: files declared larger upload in parts (template
+    # MultipartThresholdBytes): at least S3's 5 MiB part, at most the 5 GiB of one PUT.
+    multipart_threshold_bytes: int = Field(default=100 * 1024 * 1024, ge=5 * 1024**2, le=5 * 1024**3)
     # The template's RetentionDays, which also expires the bucket's objects: batch and file items get
     # a DynamoDB TTL that many days after creation, so both go away together.
     retention_days: int = Field(default=30, ge=1)
@@ -59,6 +63,7 @@ _ENVIRONMENT = {
     "UPLOAD_GRACE_SECONDS": "upload_grace_seconds",
     "MAX_FILES_PER_BATCH": "max_files_per_batch",
     "MAX_FILE_BYTES": "max_file_bytes",
+    "MULTIPART_THRESHOLD_BYTES": "multipart_threshold_bytes",
     "RETENTION_DAYS": "retention_days",
     "BATCH_JOBS_QUEUE_URL": "batch_jobs_queue_url",
     "EXPORT_URL_TTL_SECONDS": "export_url_ttl_seconds",

@@ -14,6 +14,7 @@ from filebatch.errors import FilebatchError
 if TYPE_CHECKING:
     from filebatch.services.batches import UploadLimits
     from filebatch.services.description import DescriptionProvider, FaultInjection, ProviderFactory
+    from filebatch.services.multipart import MultipartPolicy
     from filebatch.services.ports import (
         BatchEvents,
         BatchRepository,
@@ -102,7 +103,15 @@ def upload_limits() -> UploadLimits:
         max_file_bytes=settings.max_file_bytes,
         url_ttl_seconds=settings.upload_url_ttl_seconds,
         grace_seconds=settings.upload_grace_seconds,
+        multipart_threshold_bytes=settings.multipart_threshold_bytes,
     )
+
+
+def multipart_policy() -> MultipartPolicy:
+    """Which files upload in parts (MULTIPART_THRESHOLD_BYTES, from the template)."""
+    from filebatch.services.multipart import MultipartPolicy
+
+    return MultipartPolicy(get_settings().multipart_threshold_bytes)
 
 
 @lru_cache(maxsize=1)

@@ -914,6 +914,28 @@ class DynamoBatchRepository:
             for sha256 in sha256s
         )
 
+    # -- issue 10, stream MULTIPART ------------------------------------------------------------
+    def claim_multipart_upload(self, tenant_id: str, batch_id: str, file_id: str, *, upload_id: str) -> bool:
+        return self._conditional_update(
+            "claim multipart upload",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": file_sk(file_id)},
+            UpdateExpression="SET multipart_upload_id = :upload",
+            ConditionExpression="#status = :awaiting AND attribute_not_exists(multipart_upload_id)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":upload": upload_id, ":awaiting": FileStatus.AWAITING_UPLOAD.value},
+        )
+
+    def release_multipart_upload(
+        self, tenant_id: str, batch_id: str, file_id: str, *, upload_id: str
+    ) -> bool:
+        return self._conditional_update(
+            "release multipart upload",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": file_sk(file_id)},
+            UpdateExpression="REMOVE multipart_upload_id",
+            ConditionExpression="multipart_upload_id = :upload",
+            ExpressionAttributeValues={":upload": upload_id},
+        )
+
     # -- helpers -------------------------------------------------------------------------------
     def _transact(self, action: str, items: list[dict[str, Any]]) -> bool:
         return _conditional(action, lambda: self._client.transact_write_items(TransactItems=items))

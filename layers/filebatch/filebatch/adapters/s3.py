@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from filebatch.errors import NotFoundError, StorageUnavailableError
+from filebatch.errors import InvalidRequestError, NotFoundError, StorageUnavailableError
 from filebatch.models.domain import sha256_base64
-from filebatch.services.ports import StoredObject
+from filebatch.services.ports import ObjectHead, StoredObject, StoredPart
 
 # What a streamed read holds in memory at a time.
 STREAM_CHUNK_BYTES = 1024 * 1024
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+# S3's refusals of a CompleteMultipartUpload (S3 API reference, CompleteMultipartUpload "Errors"),
+# as the codes the API answers with (400).
+_PART_ERRORS = {
+    "InvalidPart": "invalid_part",
+    "InvalidPartOrder": "invalid_part_order",
+    "EntityTooSmall": "part_too_small",
+}
+# ListParts returns at most 1,000 parts per page.
+LIST_PARTS_PAGE = 1000
 # DeleteObjects takes at most 1,000 keys; ListObjectVersions returns at most 1,000 per page.
 DELETE_BATCH = 1000
 
@@ -142,6 +151,112 @@ class S3ObjectStorage:
                 "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
             )
         )
+
+    # -- issue 10, stream MULTIPART ------------------------------------------------------------
+    def head(self, key: str) -> ObjectHead | None:
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in _MISSING:
+                return None
+            raise StorageUnavailableError(f"S3 head {key} failed: {_code(error)}") from error
+        return ObjectHead(int(response["ContentLength"]), str(response["ETag"]).strip('"'))
+
+    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+        try:
+            response = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, ContentType=content_type
+            )
+        except ClientError as error:
+            raise StorageUnavailableError(
+                f"S3 create multipart upload of {key} failed: {_code(error)}"
+            ) from error
+        return str(response["UploadId"])
+
+    def presign_upload_part(
+        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        # Content-Length is signed: S3 refuses a part of any other size, so every part but the last is
+        # exactly the part size the instruction names.
+        url = self._client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "UploadId": upload_id,
+                "PartNumber": part_number,
+                "ContentLength": size,
+            },
+            ExpiresIn=expires_in,
+            HttpMethod="PUT",
+        )
+        return url, {}
+
+    def list_parts(
+        self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[StoredPart]:
+        parts: list[StoredPart] = []
+        marker = after
+        while limit is None or len(parts) < limit:
+            page_size = LIST_PARTS_PAGE if limit is None else min(LIST_PARTS_PAGE, limit - len(parts))
+            try:
+                page = self._client.list_parts(
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumberMarker=marker,
+                    MaxParts=page_size,
+                )
+            except ClientError as error:
+                if _code(error) == "NoSuchUpload":
+                    raise NotFoundError(f"no upload {upload_id} of {key}", code="upload_not_found") from error
+                raise StorageUnavailableError(f"S3 list parts of {key} failed: {_code(error)}") from error
+            parts.extend(
+                StoredPart(
+                    int(p["PartNumber"]), str(p["ETag"]).strip('"'), int(p["Size"]), p.get("ChecksumSHA256")
+                )
+                for p in page.get("Parts", [])
+            )
+            if not page.get("IsTruncated"):
+                break
+            marker = int(page["NextPartNumberMarker"])
+        return parts
+
+    def complete_multipart_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, str | None]]
+    ) -> str:
+        listed = []
+        for number, etag, checksum in parts:
+            part: dict[str, Any] = {"PartNumber": number, "ETag": f'"{etag.strip().strip(chr(34))}"'}
+            if checksum:
+                part["ChecksumSHA256"] = checksum
+            listed.append(part)
+        try:
+            response = self._client.complete_multipart_upload(
+                Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
+            )
+        except ClientError as error:
+            code = _code(error)
+            if code in _PART_ERRORS:
+                message = error.response.get("Error", {}).get("Message", code)
+                raise InvalidRequestError(
+                    f"S3 refused the parts: {message}", code=_PART_ERRORS[code]
+                ) from error
+            if code == "NoSuchUpload":
+                raise NotFoundError(f"no upload {upload_id} of {key}", code="upload_not_found") from error
+            raise StorageUnavailableError(f"S3 complete multipart upload of {key} failed: {code}") from error
+        return str(response.get("ETag", "")).strip('"')
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> bool:
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+        except ClientError as error:
+            if _code(error) == "NoSuchUpload":
+                return False
+            raise StorageUnavailableError(
+                f"S3 abort multipart upload of {key} failed: {_code(error)}"
+            ) from error
+        return True
 
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0

@@ -607,3 +607,86 @@ class ExportResponse(BaseModel):
     )
     expires_at: datetime = Field(description="When the URL stops working; ask again for a fresh one.")
     files: int = Field(description="How many results (lines) the export holds.")
+
+
+# -- issue 10, stream MULTIPART: resumable multipart uploads (services/multipart.py, docs/uploads.md) ----
+# S3's largest part number; a request cannot list more parts than a file can have.
+MAX_UPLOAD_PARTS = 10_000
+
+
+class HeldPart(BaseModel):
+    """A part S3 already holds (ListParts): not to be sent again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: int
+    etag: str
+    size: int
+    checksum_sha256: str | None = Field(
+        default=None, description="The part's SHA-256 (base64) when it was uploaded with one."
+    )
+
+
+class PartsPage(BaseModel):
+    """One page of a multipart file's parts: which S3 already holds, and fresh URLs for the others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    file_id: str
+    upload_id: str
+    part_size: int
+    part_count: int
+    uploaded: list[HeldPart] = Field(
+        description="Parts of this page S3 already holds: do not send them again."
+    )
+    parts: list[UploadPart] = Field(description="Presigned PUTs for the parts of this page S3 does not hold.")
+    next_cursor: str | None = Field(
+        description="The next page of parts (`?cursor=`), or null after the last."
+    )
+    expires_at: datetime
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    part_number: int = Field(ge=1, le=MAX_UPLOAD_PARTS)
+    etag: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$", description="The part's ETag.")
+    checksum_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="The part's SHA-256 (base64), when it was uploaded with one.",
+    )
+
+
+class CompleteUploadRequest(BaseModel):
+    """Every part of the file, in ascending part number, with the ETag each PUT answered."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_UPLOAD_PARTS)
+
+
+class CompleteUploadResponse(BaseModel):
+    """The file's object exists: its upload event follows (the file becomes `uploaded`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    file_id: str
+    upload_id: str
+    size: int
+    etag: str
+
+
+class AbortUploadResponse(BaseModel):
+    """The upload's parts are gone; the file still awaits upload, and the next GET .../parts (or
+    .../uploads) starts a fresh upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    file_id: str
+    aborted_upload_id: str | None = Field(
+        description="The upload that was aborted; null when there was none."
+    )

@@ -405,6 +405,9 @@ class BatchFile(BaseModel):
     # so that S3 refuses other bytes, and checked again by the process step.
     declared_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     status: FileStatus
+    # -- issue 10, stream MULTIPART: the S3 multipart upload of a file above the multipart threshold,
+    # once one was started for it (services/multipart.py); None after an abort.
+    multipart_upload_id: str | None = None
     uploaded_at: datetime | None = None
     # The S3 object version the upload event announced: the bytes that are verified and described.
     uploaded_version_id: str | None = None

@@ -264,6 +264,8 @@ class FileRecord(_Record):
     declared_content_type: str
     declared_sha256: str | None = None
     status: FileStatus
+    # The file's S3 multipart upload (issue 10); absent until one is started, and after an abort.
+    multipart_upload_id: str | None = None
     uploaded_at: datetime | None = None
     uploaded_size: int | None = None
     uploaded_version_id: str | None = None

@@ -47,6 +47,13 @@ from filebatch.services.cursors import CursorSigner
 from filebatch.services.description import abilities_of
 from filebatch.services.duplicates import fingerprint, skip_known
 from filebatch.services.limits import check_batch_size, reserve_batch
+from filebatch.services.multipart import (
+    MultipartPolicy,
+    MultipartUploads,
+    abort_uploads,
+    page_cut,
+    start_uploads,
+)
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 from filebatch.services.webhooks import WebhookPolicy, accept_webhook_url
 
@@ -61,6 +68,11 @@ class UploadLimits:
     # The upload window closes this long after the upload URLs expire (a PUT begun just before its
     # URL expired may still be arriving).
     grace_seconds: int = 0
+    # -- issue 10, stream MULTIPART: files declared larger than this upload in parts (None: none do).
+    multipart_threshold_bytes: int | None = None
+
+    def multipart_policy(self) -> MultipartPolicy | None:
+        return MultipartPolicy(self.multipart_threshold_bytes) if self.multipart_threshold_bytes else None
 
     def upload_deadline(self, now: datetime) -> datetime:
         # Whole seconds: the sweep's index sorts deadlines as text (records.due_stamp).
@@ -167,7 +179,19 @@ def create_batch(
     # Counted against the plan first (open batches, files this month); given back if the batch is
     # not created after all. The batch's end (finish_batch) gives the open slot back.
     month = reserve_batch(repo, tenant, len(files), now=now)
+    policy = limits.multipart_policy()
+    first_page = files[:UPLOADS_PER_PAGE]
+    first_page = first_page[: page_cut(first_page, policy)]
+    # -- issue 10: the first page's multipart uploads are started before the commit, their ids
+    # written with the file items, so that a failed S3 call fails the create (not yet committed,
+    # safe to retry) instead of a created batch's answer.
+    in_parts = (
+        [f for f in first_page if policy.applies_to(f) and f.status is FileStatus.AWAITING_UPLOAD]
+        if policy
+        else []
+    )
     try:
+        start_uploads(storage, in_parts)
         # The manifest is what the workflow's Distributed Map reads: it exists before any upload can
         # complete, and the batch record (written last by create_batch) is the commit point.
         # Only the files to process: a skipped one has its result already.
@@ -177,6 +201,7 @@ def create_batch(
         repo.create_batch(batch, files)
     except BaseException:
         repo.release_batch(tenant.tenant_id, month=month, files=len(files))
+        abort_uploads(storage, in_parts)
         raise
     if not to_upload and duplicates is not None:
         # Every file skipped: the batch ends now, as any batch ends (export, status, announcement).
@@ -198,14 +223,18 @@ def create_batch(
             # batch (a 5xx would make it create another).
             log.exception("batch %s: every file skipped, its end is left to the sweep", batch_id)
 
-    first_page = files[:UPLOADS_PER_PAGE]
     return CreateBatchResponse(
         batch_id=batch_id,
         status=batch.status,
         created_at=now,
         total_files=len(files),
         files=upload_instructions(
-            storage, first_page, ttl_seconds=limits.url_ttl_seconds, now=now, method=batch.upload_method
+            storage,
+            first_page,
+            ttl_seconds=limits.url_ttl_seconds,
+            now=now,
+            method=batch.upload_method,
+            multipart=MultipartUploads(repo, cursors, policy) if policy else None,
         ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if len(files) > len(first_page)
@@ -225,19 +254,26 @@ def replay_created_batch(
     url_ttl_seconds: int,
     cursors: CursorSigner,
     now: datetime,
+    multipart: MultipartPolicy | None = None,
 ) -> CreateBatchResponse:
     """The create answer of an existing batch, read back from the store: what a repeated
     Idempotency-Key request gets when the first answer was too large to keep whole. Same batch,
     files and cursor; the upload URLs are signed anew and the status is the batch's current one."""
     batch = require_batch(repo, tenant, batch_id)
     first_page, _ = repo.list_files(tenant.tenant_id, batch_id, limit=UPLOADS_PER_PAGE)
+    first_page = first_page[: page_cut(first_page, multipart)]
     return CreateBatchResponse(
         batch_id=batch_id,
         status=batch.status,
         created_at=batch.created_at,
         total_files=batch.total,
         files=upload_instructions(
-            storage, first_page, ttl_seconds=url_ttl_seconds, now=now, method=batch.upload_method
+            storage,
+            first_page,
+            ttl_seconds=url_ttl_seconds,
+            now=now,
+            method=batch.upload_method,
+            multipart=MultipartUploads(repo, cursors, multipart) if multipart else None,
         ),
         next_uploads_cursor=cursors.encode(tenant.tenant_id, batch_id, first_page[-1].file_id)
         if first_page and batch.total > len(first_page)
@@ -262,10 +298,14 @@ def upload_instructions(
     ttl_seconds: int,
     now: datetime,
     method: UploadMethod = "PUT",
+    multipart: MultipartUploads | None = None,
 ) -> list[CreatedFile]:
     """A presigned upload per file, signed for its declared type, size and (when declared) SHA-256:
-    a PUT, or with `method` POST (the batch's upload_method) a browser form upload."""
+    a PUT, or with `method` POST (the batch's upload_method) a browser form upload; a MULTIPART
+    instruction, whatever the method, for a file above the multipart threshold (its S3 upload
+    started, or reused, here)."""
     expires_at = now + timedelta(seconds=ttl_seconds)
+    in_parts = multipart.instructions(storage, files, ttl_seconds=ttl_seconds, now=now) if multipart else {}
     created = []
     for file in files:
         if file.status is FileStatus.SKIPPED:
@@ -278,7 +318,9 @@ def upload_instructions(
                 size=file.declared_size,
                 content_type=file.declared_content_type,
                 sha256=file.declared_sha256,
-                upload=signed_upload(
+                upload=in_parts[file.file_id]
+                if file.file_id in in_parts
+                else signed_upload(
                     storage, file, method=method, ttl_seconds=ttl_seconds, expires_at=expires_at
                 ),
             )
@@ -337,25 +379,41 @@ def list_uploads(
     larger than the create response's page, and to replace URLs that expired before the upload.
     An ended batch takes no more uploads: 409 rather than an empty page that looks like success."""
     batch = require_batch(repo, tenant, batch_id)
-    if batch.status.is_terminal:
-        raise ConflictError(
-            f"batch {batch_id} has ended ({batch.status.value}); it takes no more uploads", code="batch_ended"
-        )
-    if batch.closed_at is not None:
-        raise ConflictError(f"batch {batch_id} takes no more uploads (closed)", code="uploads_closed")
+    require_open_for_uploads(batch)
     if batch.status is BatchStatus.AWAITING_UPLOAD:
         # The window lasts as long as the URLs handed out (plus the grace period).
         repo.extend_upload_window(tenant.tenant_id, batch_id, due_at=limits.upload_deadline(now))
     after = cursors.decode(tenant.tenant_id, batch_id, query.cursor) if query.cursor else None
     files, last = repo.list_files(tenant.tenant_id, batch_id, limit=query.limit, after_file_id=after)
+    policy = limits.multipart_policy()
+    cut = page_cut(files, policy)
+    if cut < len(files):
+        files, last = files[:cut], files[cut - 1].file_id
     waiting = [f for f in files if f.status is FileStatus.AWAITING_UPLOAD]
     return UploadsPage(
         batch_id=batch_id,
         items=upload_instructions(
-            storage, waiting, ttl_seconds=limits.url_ttl_seconds, now=now, method=batch.upload_method
+            storage,
+            waiting,
+            ttl_seconds=limits.url_ttl_seconds,
+            now=now,
+            method=batch.upload_method,
+            multipart=MultipartUploads(repo, cursors, policy) if policy else None,
         ),
         next_cursor=cursors.encode(tenant.tenant_id, batch_id, last) if last else None,
     )
+
+
+def require_open_for_uploads(batch: Batch) -> None:
+    """An ended batch takes no more uploads (409 batch_ended), nor one whose uploads were closed
+    (409 uploads_closed)."""
+    if batch.status.is_terminal:
+        raise ConflictError(
+            f"batch {batch.batch_id} has ended ({batch.status.value}); it takes no more uploads",
+            code="batch_ended",
+        )
+    if batch.closed_at is not None:
+        raise ConflictError(f"batch {batch.batch_id} takes no more uploads (closed)", code="uploads_closed")
 
 
 def require_batch(repo: BatchRepository, tenant: Tenant, batch_id: str, *, consistent: bool = False) -> Batch:

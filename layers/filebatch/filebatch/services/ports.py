@@ -231,6 +231,16 @@ class BatchRepository(Protocol):
         """Delete the entries of these hashes that files of `batch_id` own (claimed or completed);
         returns how many were."""
 
+    # -- issue 10, stream MULTIPART --------------------------------------------------------------
+    def claim_multipart_upload(self, tenant_id: str, batch_id: str, file_id: str, *, upload_id: str) -> bool:
+        """Record `upload_id` as the file's multipart upload, if the file is awaiting upload and has
+        none. False, and nothing changed, otherwise (another request's upload won)."""
+
+    def release_multipart_upload(
+        self, tenant_id: str, batch_id: str, file_id: str, *, upload_id: str
+    ) -> bool:
+        """Forget the file's multipart upload (aborted or gone), if it is still `upload_id`."""
+
 
 class StoredObject(NamedTuple):
     """One version of an object, opened for reading: its bytes arrive as `chunks`, once, in order;
@@ -240,6 +250,20 @@ class StoredObject(NamedTuple):
     # The version being read: later steps read this one again, whatever was written since.
     version_id: str | None
     chunks: Generator[bytes, None, None]
+
+
+class StoredPart(NamedTuple):
+    """A part S3 holds of a multipart upload."""
+
+    part_number: int
+    etag: str
+    size: int
+    checksum_sha256: str | None = None
+
+
+class ObjectHead(NamedTuple):
+    size: int
+    etag: str
 
 
 class ObjectStorage(Protocol):
@@ -273,6 +297,34 @@ class ObjectStorage(Protocol):
 
     def presign_get(self, key: str, *, expires_in: int) -> str:
         """A URL that downloads the object for `expires_in` seconds."""
+
+    # -- issue 10, stream MULTIPART --------------------------------------------------------------
+    def head(self, key: str) -> ObjectHead | None:
+        """The current version's size and ETag, or None when the key holds no object."""
+
+    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+        """Start a multipart upload of `key`; returns its upload id."""
+
+    def presign_upload_part(
+        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A URL (and the headers to send) that PUTs part `part_number` of exactly `size` bytes."""
+
+    def list_parts(
+        self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[StoredPart]:
+        """The parts S3 holds with numbers above `after`, ascending: at most `limit` of them (every
+        one when None). NotFoundError (upload_not_found) when the upload does not exist."""
+
+    def complete_multipart_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, str | None]]
+    ) -> str:
+        """Complete the upload from (part number, ETag, SHA-256 or None); returns the object's ETag.
+        InvalidRequestError (invalid_part, invalid_part_order, part_too_small) when S3 refuses the
+        parts, NotFoundError (upload_not_found) when the upload does not exist."""
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> bool:
+        """Abort the upload (S3 drops its parts). False when it did not exist (any more)."""
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every version and delete marker of every key starting with `prefix` (the bucket is
