@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from filebatch import runtime
 from filebatch.adapters.s3 import S3ObjectStorage
-from filebatch.errors import InvalidRequestError, NotFoundError
+from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
 from filebatch.services.multipart import MIB
 from tests.conftest import load_event
 from tests.integration.conftest import BUCKET, Aws, api_event
@@ -221,6 +221,33 @@ def test_the_s3_adapter_maps_no_such_upload_on_complete_to_not_found() -> None:
                 "uploads/acme/x/f00001", "u-1", [(2, "e", None), (1, "e", None)]
             )
         assert order.value.code == "invalid_part_order"
+
+
+def test_the_s3_adapter_completes_only_onto_a_free_key() -> None:
+    # Given S3 (botocore's Stubber) that expects the complete to carry If-None-Match: * (the bucket
+    # policy refuses object creations without it), then answers a second one 412
+    client = boto3.client("s3", region_name="us-east-1")
+    storage = S3ObjectStorage(BUCKET, client)
+    expected = {
+        "Bucket": BUCKET,
+        "Key": "uploads/acme/x/f00001",
+        "UploadId": "u-1",
+        "MultipartUpload": {"Parts": [{"PartNumber": 1, "ETag": '"e"'}]},
+        "IfNoneMatch": "*",
+    }
+    with Stubber(client) as stub:
+        stub.add_response("complete_multipart_upload", {"ETag": '"abc-1"'}, expected)
+        stub.add_client_error(
+            "complete_multipart_upload",
+            service_error_code="PreconditionFailed",
+            http_status_code=412,
+            expected_params=expected,
+        )
+        # When it completes twice, Then the first succeeds and the second is a conflict with a code
+        assert storage.complete_multipart_upload("uploads/acme/x/f00001", "u-1", [(1, "e", None)])
+        with pytest.raises(ConflictError) as taken:
+            storage.complete_multipart_upload("uploads/acme/x/f00001", "u-1", [(1, "e", None)])
+        assert taken.value.code == "already_uploaded"
 
 
 def test_the_claim_of_an_upload_id_is_conditional_in_dynamodb(multipart_env: Aws, invoke: Invoke) -> None:

@@ -186,14 +186,18 @@ def test_cors_allows_exactly_the_methods_and_headers_upload_instructions_use() -
     assert rule["ExposedHeaders"] == ["ETag"]
 
 
-def test_the_bucket_policy_refuses_overwriting_puts_but_lets_browser_posts_through() -> None:
+def test_the_bucket_policy_refuses_overwriting_puts_but_lets_browser_posts_and_upload_parts_through() -> None:
     # Given the bucket policy's statement that keeps uploads create-only
     statements = RESOURCES["UploadBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     [deny] = [s for s in statements if s.get("Sid") == "DenyUploadOverwrites"]
     # Then it denies PutObject on uploads/ without If-None-Match, except for POST uploads (which
-    # cannot carry it: the pinned version of the first upload event protects them)
+    # cannot carry it: the pinned version of the first upload event protects them), and only for
+    # operations that create the object: CreateMultipartUpload and UploadPart (also authorised as
+    # s3:PutObject, and taking no conditional header) go through; CompleteMultipartUpload is sent
+    # with If-None-Match (tests/integration/test_multipart_handlers.py)
     assert (deny["Effect"], deny["Action"]) == ("Deny", "s3:PutObject")
     assert deny["Condition"] == {
         "Null": {"s3:if-none-match": "true"},
         "StringNotEquals": {"s3:authType": "POST"},
+        "Bool": {"s3:ObjectCreationOperation": "true"},
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from filebatch.errors import InvalidRequestError, NotFoundError, StorageUnavailableError
+from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError, StorageUnavailableError
 from filebatch.models.domain import sha256_base64
 from filebatch.services.ports import ObjectHead, StoredObject, StoredPart
 
@@ -232,11 +232,19 @@ class S3ObjectStorage:
                 part["ChecksumSHA256"] = checksum
             listed.append(part)
         try:
+            # If-None-Match as for a PUT: the bucket policy refuses object creations without it, and
+            # a key that already holds the file's bytes is not replaced.
             response = self._client.complete_multipart_upload(
-                Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": listed},
+                IfNoneMatch="*",
             )
         except ClientError as error:
             code = _code(error)
+            if code == "PreconditionFailed":
+                raise ConflictError(f"{key} already holds an object", code="already_uploaded") from error
             if code in _PART_ERRORS:
                 message = error.response.get("Error", {}).get("Message", code)
                 raise InvalidRequestError(

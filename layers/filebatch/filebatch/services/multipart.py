@@ -361,11 +361,18 @@ def complete_upload(
             code="upload_not_found",
         ) from None
     _check_parts(file, request, held)
-    etag = storage.complete_multipart_upload(
-        file.object_key,
-        upload_id,
-        [(p.part_number, p.etag, p.checksum_sha256) for p in request.parts],
-    )
+    try:
+        etag = storage.complete_multipart_upload(
+            file.object_key,
+            upload_id,
+            [(p.part_number, p.etag, p.checksum_sha256) for p in request.parts],
+        )
+    except ConflictError:
+        # A concurrent complete of this upload won the key (If-None-Match): the same success.
+        done = _completed(storage, file, upload_id, upload_gone=True)
+        if done is None:
+            raise
+        return done
     return CompleteUploadResponse(
         batch_id=batch_id, file_id=file_id, upload_id=upload_id, size=file.declared_size, etag=etag
     )
