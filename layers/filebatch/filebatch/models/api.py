@@ -233,8 +233,9 @@ class CreateBatchRequest(BaseModel):
     )
     skip_duplicates: bool = Field(
         default=False,
-        description="Files whose declared `sha256` matches a file of yours that was already described get "
-        "no upload instruction and end `skipped` with `duplicate_of` and the earlier result.",
+        description="Files whose declared `sha256` matches a file of yours already described with the same "
+        "description settings, in a batch that also skipped duplicates, get no upload instruction and end "
+        "`skipped` with `duplicate_of` and the earlier result (docs/duplicates.md).",
     )
 
     @field_validator("name")
