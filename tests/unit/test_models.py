@@ -259,3 +259,19 @@ def test_settings_read_the_upload_retention() -> None:
     # And a retention under a day is refused, as the template's parameter refuses it
     with pytest.raises(ValidationError):
         settings_from({"TABLE_NAME": "t", "BUCKET_NAME": "b", "RETENTION_DAYS": "0"})
+
+
+def test_integers_in_request_bodies_may_be_written_as_integral_json_numbers() -> None:
+    # Given JSON Schema's integers, which include 1332.0, in a create and a complete
+    from filebatch.models.api import CompleteUploadRequest
+
+    # When they are read, Then they are the integers they stand for
+    complete = CompleteUploadRequest.model_validate({"parts": [{"part_number": 1332.0, "etag": "e"}]})
+    assert complete.parts[0].part_number == 1332
+    create = CreateBatchRequest.model_validate(
+        {"files": [{"filename": "a", "size": 6.0, "content_type": "text/plain"}]}
+    )
+    assert create.files[0].size == 6
+    # And a fraction is still refused
+    with pytest.raises(ValidationError):
+        CompleteUploadRequest.model_validate({"parts": [{"part_number": 1.5, "etag": "e"}]})

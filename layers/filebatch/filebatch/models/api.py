@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from filebatch.models.domain import (
     FILE_ID_PATTERN,
@@ -44,6 +52,17 @@ MAX_WEBHOOK_URL_CHARS = 2048
 WEBHOOK_URL_PATTERN = r"^https?://[\x21-\x7e]+$"
 
 
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 6.0 as an integer; strings and booleans stay refused (strict models).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema means it (6 or 6.0), for request bodies.
+JsonInteger = Annotated[int, BeforeValidator(_integral)]
+
+
 class FileSpec(BaseModel):
     """One file the client is about to upload."""
 
@@ -52,7 +71,7 @@ class FileSpec(BaseModel):
 
     # Printable text: no C0 control character or DEL (JSON Schema pattern, so clients can know).
     filename: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
-    size: int = Field(
+    size: JsonInteger = Field(
         ge=1, le=MAX_DECLARED_FILE_BYTES, description="Exact size in bytes; the upload is checked against it."
     )
     content_type: str = Field(pattern=CONTENT_TYPE_PATTERN)
@@ -63,14 +82,6 @@ class FileSpec(BaseModel):
         "upload whose bytes do not match it, and the process step checks it again (`checksum_mismatch`).",
         json_schema_extra={"examples": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]},
     )
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _integral_number(cls, value: Any) -> Any:
-        # JSON Schema counts 6.0 as an integer; strings and booleans stay refused (strict).
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
 
     @field_validator("content_type", mode="before")
     @classmethod
@@ -651,7 +662,7 @@ class PartsPage(BaseModel):
 class CompletedPart(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    part_number: int = Field(ge=1, le=MAX_UPLOAD_PARTS)
+    part_number: JsonInteger = Field(ge=1, le=MAX_UPLOAD_PARTS)
     etag: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$", description="The part's ETag.")
     checksum_sha256: str | None = Field(
         default=None,
