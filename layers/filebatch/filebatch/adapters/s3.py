@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections import deque
 from collections.abc import Generator, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +17,13 @@ from filebatch.services.ports import ObjectHead, StoredObject, StoredPart
 
 # What a streamed read holds in memory at a time.
 STREAM_CHUNK_BYTES = 1024 * 1024
+# A large object is read as ranged GETs, several at a time and handed on in order: one S3 connection
+# gives tens of MB/s, so a multi-GB file read by one GET would not be hashed within the process
+# step's Timeout (docs/scaling.md, largest file). The first range comes from the GET that opened the
+# object, so a reader that stops early (the describe step reading the first words of a text) starts
+# no other request. Memory: at most PARALLEL_RANGES ranges downloaded ahead, plus the one being read.
+RANGE_BYTES = 16 * 1024 * 1024
+PARALLEL_RANGES = 8
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 # S3's refusals of a CompleteMultipartUpload (S3 API reference, CompleteMultipartUpload "Errors"),
@@ -107,19 +116,74 @@ class S3ObjectStorage:
             if _code(error) in _MISSING:
                 raise NotFoundError(f"object {key} does not exist", code="object_missing") from error
             raise StorageUnavailableError(f"S3 get {key} failed: {_code(error)}") from error
+        size = int(response["ContentLength"])
+        # The ranges read the very bytes the first GET opened: its version, or (unversioned) its ETag.
+        pinned = (
+            {"VersionId": response["VersionId"]}
+            if response.get("VersionId")
+            else {"IfMatch": response["ETag"]}
+        )
         return StoredObject(
-            int(response["ContentLength"]), response.get("VersionId"), self._chunks(key, response["Body"])
+            size, response.get("VersionId"), self._chunks(key, response["Body"], size=size, pinned=pinned)
         )
 
-    @staticmethod
-    def _chunks(key: str, body: Any) -> Generator[bytes, None, None]:
-        # One GET streamed in bounded chunks (not ranged GETs: one request, one pass, no re-reads).
+    def _chunks(
+        self, key: str, body: Any, *, size: int, pinned: dict[str, str]
+    ) -> Generator[bytes, None, None]:
+        read = 0
         try:
-            yield from body.iter_chunks(STREAM_CHUNK_BYTES)
+            # The first range (the whole of a small object) from the open GET, in bounded chunks.
+            for chunk in body.iter_chunks(STREAM_CHUNK_BYTES):
+                yield chunk
+                read += len(chunk)
+                if read >= RANGE_BYTES and read < size:
+                    break
         except (BotoCoreError, OSError) as error:
             raise StorageUnavailableError(f"S3 read of {key} broke off: {error}") from error
         finally:
             body.close()
+        if read < size:
+            yield from self._ranges(key, start=read, size=size, pinned=pinned)
+
+    def _ranges(
+        self, key: str, *, start: int, size: int, pinned: dict[str, str]
+    ) -> Generator[bytes, None, None]:
+        starts = iter(range(start, size, RANGE_BYTES))
+        pool = ThreadPoolExecutor(PARALLEL_RANGES, thread_name_prefix="s3-range")
+        ahead: deque[Future[bytes]] = deque()
+
+        def fetch_next() -> None:
+            first = next(starts, None)
+            if first is not None:
+                last = min(first + RANGE_BYTES, size) - 1
+                ahead.append(pool.submit(self._range, key, first, last, pinned))
+
+        try:
+            for _ in range(PARALLEL_RANGES):
+                fetch_next()
+            while ahead:
+                data = ahead.popleft().result()
+                fetch_next()
+                view = memoryview(data)
+                for offset in range(0, len(data), STREAM_CHUNK_BYTES):
+                    yield bytes(view[offset : offset + STREAM_CHUNK_BYTES])
+        finally:
+            # A reader that stops early (or a failed range) leaves nothing downloading behind it.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _range(self, key: str, first: int, last: int, pinned: dict[str, str]) -> bytes:
+        try:
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes={first}-{last}", **pinned
+            )
+            data: bytes = response["Body"].read()
+        except ClientError as error:
+            raise StorageUnavailableError(f"S3 ranged get of {key} failed: {_code(error)}") from error
+        except (BotoCoreError, OSError) as error:
+            raise StorageUnavailableError(f"S3 read of {key} broke off: {error}") from error
+        if len(data) != last - first + 1:
+            raise StorageUnavailableError(f"S3 gave {len(data)} bytes of {key} for the range {first}-{last}")
+        return data
 
     # -- stream PURGE -----------------------------------------------------------------------------
     def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str) -> int:
