@@ -335,7 +335,16 @@ def test_retry_never_runs_a_skipped_file_again() -> None:
     # When everything retryable is retried
     from filebatch.models.api import RetryRequest
 
-    answer = retry_batch(world.repo, world.storage, world.starter, batch, RetryRequest(), now=NOW)
+    answer = retry_batch(
+        world.repo,
+        world.storage,
+        world.starter,
+        world.events,
+        batch,
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # Then only the failed file runs again
     assert answer.file_ids == ["f00002"]
 

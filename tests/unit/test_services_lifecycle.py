@@ -296,7 +296,16 @@ def test_retry_reruns_the_retryable_failures_in_a_new_execution_and_counts_move_
     world = ended_with_failures()
     world.repo.open_batches["acme"] = 0
     # When it is retried
-    retry = retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+    retry = retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # Then a new execution <batch>-r1 runs just those two, from a manifest of their own
     assert (retry.retry, retry.execution_name, retry.file_ids) == (1, f"{BATCH_ID}-r1", ["f00002", "f00004"])
     started = world.workflow.started[f"{BATCH_ID}-r1"]
@@ -312,21 +321,57 @@ def test_retry_reruns_the_retryable_failures_in_a_new_execution_and_counts_move_
     assert world.counts() == {FileStatus.COMPLETED: 2, FileStatus.FAILED: 2}
     assert world.repo.open_batches["acme"] == 0
     # And the next retry is r2
-    again = retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+    again = retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     assert again.execution_name == f"{BATCH_ID}-r2" and again.file_ids == ["f00004"]
 
 
 def test_a_duplicate_retry_call_starts_nothing_more() -> None:
     world = ended_with_failures()
     stale = world.batch()
-    retry_batch(world.repo, world.storage, world.workflow, stale, RetryRequest(), now=NOW)
+    retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        stale,
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # The same call again, racing with the first (it read the batch before the first claimed it)
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, stale, RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            stale,
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "retry_in_progress"
     # Or after it: the batch is running
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "batch_not_ended"
     assert list(world.workflow.started) == [BATCH_ID, f"{BATCH_ID}-r1"]
 
@@ -338,13 +383,22 @@ def test_listed_files_must_each_have_failed_retryably() -> None:
             world.repo,
             world.storage,
             world.workflow,
+            world.events,
             world.batch(),
             RetryRequest(file_ids=["f00002", "f00003", "f00001"]),
             now=NOW,
+            provider="local",
         )
     assert raised.value.code == "file_not_retryable" and "f00003, f00001" in raised.value.message
     retry = retry_batch(
-        world.repo, world.storage, world.workflow, world.batch(), RetryRequest(file_ids=["f00004"]), now=NOW
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(file_ids=["f00004"]),
+        now=NOW,
+        provider="local",
     )
     assert retry.file_ids == ["f00004"]
 
@@ -355,7 +409,16 @@ def test_nothing_retryable_is_a_conflict() -> None:
     world.run(("f00001", FileStatus.FAILED, False))
     world.finish()
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "nothing_to_retry"
 
 
@@ -368,6 +431,15 @@ def test_a_retry_whose_execution_cannot_start_ends_the_batch_as_it_was() -> None
 
     world.workflow.start = refuse  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert world.batch().status is BatchStatus.COMPLETED_WITH_ERRORS
     assert world.repo.open_batches["acme"] == 0
