@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from filebatch import runtime
+from filebatch.config import get_settings
 from filebatch.http import make_resolver, route_responses, tenant_of
 from filebatch.models.api import RetryRequest, RetryResponse
 from filebatch.services.batches import require_batch
@@ -37,7 +38,16 @@ app = make_resolver()
 def post_retry(batch_id: str, request: Annotated[RetryRequest, Body()]) -> Response[RetryResponse]:
     repo = runtime.repository()
     batch = require_batch(repo, tenant_of(app), batch_id)
-    retry = retry_batch(repo, runtime.storage(), runtime.workflow(), batch, request, now=datetime.now(UTC))
+    retry = retry_batch(
+        repo,
+        runtime.storage(),
+        runtime.workflow(),
+        runtime.batch_events(),
+        batch,
+        request,
+        now=datetime.now(UTC),
+        provider=get_settings().description_provider,
+    )
     logger.info(
         "batch retried", extra={"batch_id": batch_id, "retry": retry.retry, "files": len(retry.file_ids)}
     )

@@ -1,5 +1,6 @@
-"""Scheduled (every minute): close the batches whose upload window has ended, and carry out closes
-and cancels that stopped half way (see filebatch.services.lifecycle)."""
+"""Scheduled (every minute): close the batches whose upload window has ended, carry out closes and
+cancels that stopped half way, and announce ends whose announcement failed (see
+filebatch.services.lifecycle)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Batch ends over the real local stack: the event on the stack's bus, and the webhook to a receiver on
 127.0.0.1 that fails twice, then takes it (signed, the same webhook-id every time, retried after the
-backoff the deliver function set with ChangeMessageVisibility).
+backoff the deliver function set with ChangeMessageVisibility); and an end the bus could not take,
+announced by the sweep.
 
 A stack of its own: WebhookRetryBaseSeconds 1, so the retries come within seconds (the local stack
 itself allows loopback receivers: WebhookAllowLoopback, LOCAL_PARAMETER_OVERRIDES)."""
@@ -14,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -189,3 +191,53 @@ def _queue_counts(sqs: Any, queue_url: str) -> tuple[str, str]:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
+
+
+@contextmanager
+def bus_outage(stack: Stack) -> Iterator[None]:
+    """EventBridge unavailable: the stack's bus is gone (every PutEvents of the handlers fails), then
+    back with its rules and their targets as they were."""
+    events, bus = stack.local.client("events"), stack.local.outputs["BatchEventsBusName"]
+    rules = [
+        (rule, events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"])
+        for rule in events.list_rules(EventBusName=bus)["Rules"]
+    ]
+    events.delete_event_bus(Name=bus)
+    try:
+        yield
+    finally:
+        events.create_event_bus(Name=bus)
+        for rule, targets in rules:
+            events.put_rule(
+                Name=rule["Name"], EventBusName=bus, EventPattern=rule["EventPattern"], State=rule["State"]
+            )
+            if targets:
+                events.put_targets(Rule=rule["Name"], EventBusName=bus, Targets=targets)
+
+
+def test_an_end_the_bus_could_not_take_is_announced_by_the_sweep_and_its_webhook_delivered(
+    hooks_stack: Stack, receiver: Receiver
+) -> None:
+    stack = hooks_stack
+    # Given a batch with a webhook, cancelled while EventBridge is unavailable
+    rotated = requests.post(f"{stack.api_url}/v1/webhooks/secret", headers=stack.headers(), timeout=30)
+    assert rotated.status_code == 201, rotated.text
+    created = create(stack, receiver.url)
+    assert created.status_code == 201, created.text
+    batch_id = created.json()["batch_id"]
+    with bus_outage(stack):
+        cancelled = requests.post(
+            f"{stack.api_url}/v1/batches/{batch_id}/cancel", headers=stack.headers(), timeout=30
+        )
+        # The cancel is written, its announcement failed: the client is told to try again
+        assert (cancelled.status_code, cancelled.json()["error"]["code"]) == (503, "storage_unavailable")
+    assert stack.status(batch_id).json()["status"] == "cancelled"
+    assert receiver.received == []
+    # When nobody does anything more (no repeated cancel): past the watchdog time and the sweep's
+    # next minute
+    wait_for(lambda: receiver.received, 240, "the sweep to announce the end, and its webhook")
+    # Then the end was announced, and its webhook delivered, signed, under the end's id
+    headers, body = receiver.received[0]
+    assert headers["webhook-id"] == f"{batch_id}:0:cancelled"
+    assert verify(rotated.json()["secret"], headers, body)
+    assert json.loads(body) == stack.status(batch_id).json()

@@ -273,6 +273,7 @@ def test_the_list_pages_and_filters_by_status_and_name_prefix(aws: Aws, invoke: 
         status=BatchStatus.COMPLETED,
         expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
         at=datetime.now(UTC),
+        due_at=None,
     )
     newest_first = ids[::-1]
     # Two at a time until the cursor runs out

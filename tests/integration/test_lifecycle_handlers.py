@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 
 from filebatch import runtime
-from filebatch.models.domain import FileError, FileStatus
+from filebatch.errors import StorageUnavailableError
+from filebatch.models.domain import BatchStatus, FileError, FileStatus
 from filebatch.models.records import batch_pk, due_stamp
 from tests.conftest import load_event
-from tests.integration.conftest import BUCKET, TABLE, Aws, api_event
+from tests.integration.conftest import BUCKET, EVENT_BUS, TABLE, Aws, api_event
 from tests.integration.test_workflow_handlers import s3_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -146,3 +148,143 @@ def test_bulk_moves_span_transactions_and_leave_a_file_that_moved_on(aws: Aws, i
     batch = repo.get_batch("acme", batch_id, consistent=True)
     assert batch is not None
     assert {s: n for s, n in batch.counts.items() if n} == {FileStatus.CANCELLED: 149, FileStatus.UPLOADED: 1}
+
+
+# -- every end is announced at least once -----------------------------------------------------------
+def bus_to_queue() -> str:
+    """The stack's bus (recreated), with a rule sending every filebatch event to a queue we read."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    if EVENT_BUS not in {bus["Name"] for bus in events.list_event_buses()["EventBuses"]}:
+        events.create_event_bus(Name=EVENT_BUS)
+    url = sqs.create_queue(QueueName="announced")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["filebatch"]}))
+    events.put_targets(Rule="all", EventBusName=EVENT_BUS, Targets=[{"Id": "q", "Arn": arn}])
+    return str(url)
+
+
+def announced(queue_url: str) -> list[str]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"])["detail"]["event_id"] for m in messages.get("Messages", [])]
+
+
+def batch_item(batch_id: str) -> dict[str, Any]:
+    return dict(
+        boto3.resource("dynamodb")
+        .Table(TABLE)
+        .get_item(Key={"pk": batch_pk("acme", batch_id), "sk": "BATCH"}, ConsistentRead=True)["Item"]
+    )
+
+
+def watchdog_passed(batch_id: str) -> None:
+    """Move the batch's due time into the past, as two minutes of waiting would."""
+    boto3.resource("dynamodb").Table(TABLE).update_item(
+        Key={"pk": batch_pk("acme", batch_id), "sk": "BATCH"},
+        UpdateExpression="SET due_at = :past",
+        ExpressionAttributeValues={":past": due_stamp(datetime.now(UTC) - timedelta(seconds=1))},
+    )
+
+
+def end_by_cancel(invoke: Invoke, batch_id: str) -> None:
+    status, body = post(invoke, "cancel_batch", batch_id, "cancel")
+    assert (status, body["error"]["code"]) == (503, "storage_unavailable")
+
+
+def end_by_close(invoke: Invoke, batch_id: str) -> None:
+    status, body = post(invoke, "close_batch", batch_id, "close")
+    assert (status, body["error"]["code"]) == (503, "storage_unavailable")
+
+
+def end_by_finalize(invoke: Invoke, batch_id: str) -> None:
+    runtime.repository().start_run("acme", batch_id, files=1, at=datetime.now(UTC))
+    with pytest.raises(StorageUnavailableError):
+        invoke("finalize_batch", {"tenant_id": "acme", "batch_id": batch_id})
+
+
+def end_by_expiry(invoke: Invoke, batch_id: str) -> None:
+    watchdog_passed(batch_id)
+    assert invoke("sweep_batches", load_event("eventbridge_scheduled_event")) == {
+        "batches": {batch_id: "error"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (end_by_cancel, "cancelled"),
+        (end_by_close, "expired"),
+        (end_by_finalize, "failed"),
+        (end_by_expiry, "expired"),
+    ],
+)
+def test_an_end_the_bus_did_not_take_is_announced_by_the_sweep(
+    aws: Aws, invoke: Invoke, end: Callable[[Invoke, str], None], status: str
+) -> None:
+    # Given a batch of one file, and an event bus that is gone when the batch ends
+    batch_id = create(invoke, 1)
+    boto3.client("events").delete_event_bus(Name=EVENT_BUS)
+    end(invoke, batch_id)
+    # Then its status is written, its end owed: no announced_at, due a watchdog time later
+    item = batch_item(batch_id)
+    assert item["status"] == status and "announced_at" not in item and item["due_pk"] == "DUE"
+    # When the bus is back, the sweep leaves it alone until the watchdog time has passed...
+    queue_url = bus_to_queue()
+    assert invoke("sweep_batches", load_event("eventbridge_scheduled_event")) == {"batches": {}}
+    assert announced(queue_url) == []
+    # ...and then announces it, under the end's event id
+    watchdog_passed(batch_id)
+    assert invoke("sweep_batches", load_event("eventbridge_scheduled_event")) == {
+        "batches": {batch_id: status}
+    }
+    assert announced(queue_url) == [f"{batch_id}:0:{status}"]
+    item = batch_item(batch_id)
+    assert "announced_at" in item and "due_pk" not in item and "due_at" not in item
+    # And nothing is left for the next sweep
+    assert invoke("sweep_batches", load_event("eventbridge_scheduled_event")) == {"batches": {}}
+    assert announced(queue_url) == []
+
+
+def test_a_repeated_cancel_announces_the_end_the_first_could_not(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch cancelled while the bus was gone
+    batch_id = create(invoke, 1)
+    boto3.client("events").delete_event_bus(Name=EVENT_BUS)
+    end_by_cancel(invoke, batch_id)
+    queue_url = bus_to_queue()
+    # When the client repeats the cancel
+    status, body = post(invoke, "cancel_batch", batch_id, "cancel")
+    # Then it answers as for any cancelled batch, and the end is announced now, once
+    assert (status, body["status"]) == (202, "cancelled")
+    assert announced(queue_url) == [f"{batch_id}:0:cancelled"]
+    assert "due_pk" not in batch_item(batch_id)
+    assert post(invoke, "cancel_batch", batch_id, "cancel")[0] == 202
+    assert announced(queue_url) == []
+
+
+def test_an_announcement_counts_only_for_the_end_it_announced(aws: Aws, invoke: Invoke) -> None:
+    # Given a batch that ended failed (unannounced) and whose retry is now running
+    batch_id = create(invoke, 1)
+    repo, now = runtime.repository(), datetime.now(UTC)
+    assert repo.finish_batch(
+        "acme",
+        batch_id,
+        status=BatchStatus.FAILED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=now,
+        due_at=now,
+    )
+    assert repo.claim_retry("acme", batch_id, expected=BatchStatus.FAILED, retry=1, files=1, at=now)
+    # When a late announcement of the first end is recorded, it changes nothing
+    assert not repo.mark_announced("acme", batch_id, status=BatchStatus.FAILED, retries=0, at=now)
+    # And once the retry ends, only its own announcement takes the batch off the sweep's list
+    assert repo.finish_batch(
+        "acme",
+        batch_id,
+        status=BatchStatus.FAILED,
+        expected=frozenset({BatchStatus.PROCESSING}),
+        at=now,
+        due_at=now,
+    )
+    assert not repo.mark_announced("acme", batch_id, status=BatchStatus.FAILED, retries=0, at=now)
+    assert repo.list_due(now=now, limit=10) == [("acme", batch_id)]
+    assert repo.mark_announced("acme", batch_id, status=BatchStatus.FAILED, retries=1, at=now)
+    assert repo.list_due(now=now, limit=10) == []

@@ -198,12 +198,24 @@ class InMemoryRepository:
         status: BatchStatus,
         expected: frozenset[BatchStatus],
         at: datetime,
+        due_at: datetime | None,
     ) -> bool:
         batch = self.batches.get((tenant_id, batch_id))
         if batch is None or batch.status not in expected:
             return False
-        batch.status, batch.finished_at, batch.updated_at, batch.due_at = status, at, at, None
+        batch.status, batch.finished_at, batch.updated_at, batch.due_at = status, at, at, due_at
+        if due_at is not None:
+            batch.announced_at = None
         self.open_batches[tenant_id] = self.open_batches.get(tenant_id, 0) - 1
+        return True
+
+    def mark_announced(
+        self, tenant_id: str, batch_id: str, *, status: BatchStatus, retries: int, at: datetime
+    ) -> bool:
+        batch = self.batches.get((tenant_id, batch_id))
+        if batch is None or batch.status is not status or batch.retries != retries:
+            return False
+        batch.announced_at, batch.due_at = at, None
         return True
 
     def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:

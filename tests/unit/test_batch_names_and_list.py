@@ -281,6 +281,7 @@ def populate(repo: InMemoryRepository) -> list[str]:
         status=BatchStatus.COMPLETED,
         expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
         at=NOW + timedelta(hours=1),
+        due_at=None,
     )
     make(repo, tenant=GLOBEX, number=9, name="nightly-9", now=NOW + timedelta(minutes=9))
     return [batch_id(n) for n in (5, 4, 3, 2, 1)]

@@ -39,7 +39,7 @@ from filebatch.models.workflow import DescribeFileInput, FailedFile, FileTask, S
 from filebatch.services.batches import DuplicateSettings, UploadLimits, create_batch, list_results
 from filebatch.services.cursors import CursorSigner
 from filebatch.services.duplicates import CLAIM_LEASE, fingerprint, provider_identity
-from filebatch.services.lifecycle import close_batch, retry_batch
+from filebatch.services.lifecycle import close_batch, retry_batch, sweep
 from filebatch.services.processing import (
     describe,
     finalize_batch,
@@ -292,6 +292,28 @@ def test_a_batch_whose_every_file_is_skipped_ends_completed_at_once_with_its_exp
     assert created.batch_id not in world.starter.started
 
 
+def test_an_all_skipped_batch_whose_announcement_failed_at_create_is_announced_by_the_sweep() -> None:
+    # Given two completed files, and a bus that fails once
+    world = World()
+    world.submit([text(1), text(2)])
+    announced = len(world.events.events)
+    world.events.fail_next = 1
+    # When a batch declaring only those two is created: it ends at create, but is not announced
+    created = world.create([text(2), text(1)])
+    assert world.events.events[announced:] == []
+    batch = world.repo.get_batch("acme", created.batch_id)
+    assert batch is not None and batch.status is BatchStatus.COMPLETED and batch.end_unannounced
+    assert batch.due_at == NOW + timedelta(minutes=2)
+    # Then the sweep announces it once the watchdog time has passed, and only then
+    assert sweep(world.repo, world.storage, world.starter, world.events, now=NOW, provider="local") == {}
+    later = NOW + timedelta(minutes=2)
+    outcomes = sweep(world.repo, world.storage, world.starter, world.events, now=later, provider="local")
+    assert outcomes == {created.batch_id: "completed"}
+    [event] = world.events.events[announced:]
+    assert event["event_id"] == f"{created.batch_id}:0:completed"
+    assert sweep(world.repo, world.storage, world.starter, world.events, now=later, provider="local") == {}
+
+
 def test_close_leaves_skipped_files_skipped_and_a_batch_with_only_skipped_results_completes() -> None:
     # Given a batch with one skipped file and one that was never uploaded
     world = World()
@@ -335,7 +357,16 @@ def test_retry_never_runs_a_skipped_file_again() -> None:
     # When everything retryable is retried
     from filebatch.models.api import RetryRequest
 
-    answer = retry_batch(world.repo, world.storage, world.starter, batch, RetryRequest(), now=NOW)
+    answer = retry_batch(
+        world.repo,
+        world.storage,
+        world.starter,
+        world.events,
+        batch,
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # Then only the failed file runs again
     assert answer.file_ids == ["f00002"]
 

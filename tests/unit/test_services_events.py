@@ -94,9 +94,12 @@ def test_a_retried_finalize_announces_again_with_the_same_id_even_when_it_did_no
     finalize_batch(
         repo, "acme", BATCH_ID, storage=InMemoryStorage(), now=NOW, events=events, provider="local"
     )
-    # Then the end was announced (at least once), always under the same id and status
-    assert [e["event_id"] for e in events.events] == [f"{BATCH_ID}:0:failed"] * 2
+    # Then the end was announced by the retry, and once announced not again by the duplicate run
+    assert [e["event_id"] for e in events.events] == [f"{BATCH_ID}:0:failed"]
     assert {e["detail_type"] for e in events.events} == {"Batch Failed"}
+    # And the batch is announced, so no longer due for the sweep
+    batch = repo.batches[("acme", BATCH_ID)]
+    assert batch.announced_at == NOW and batch.due_at is None
 
 
 @pytest.mark.parametrize(
@@ -125,7 +128,12 @@ def test_the_event_names_the_run_that_ended_and_a_batch_still_running_is_not_ann
     assert events.events == []
     repo.batches[("acme", BATCH_ID)].retries = 2
     repo.finish_batch(
-        "acme", BATCH_ID, status=BatchStatus.FAILED, expected=frozenset({BatchStatus.AWAITING_UPLOAD}), at=NOW
+        "acme",
+        BATCH_ID,
+        status=BatchStatus.FAILED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=NOW,
+        due_at=None,
     )
     detail = announce_batch_ended(repo, events, "acme", BATCH_ID, provider="local", now=NOW)
     assert detail.event_id == events.events[0]["event_id"] == f"{BATCH_ID}:2:failed"

@@ -116,7 +116,12 @@ def test_no_export_before_the_batch_ends_or_before_it_is_written() -> None:
     assert raised.value.code == "export_not_ready"
     # And one ended without an export (ended before exports existed)
     repo.finish_batch(
-        "acme", BATCH_ID, status=BatchStatus.FAILED, expected=frozenset({BatchStatus.AWAITING_UPLOAD}), at=NOW
+        "acme",
+        BATCH_ID,
+        status=BatchStatus.FAILED,
+        expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
+        at=NOW,
+        due_at=None,
     )
     with pytest.raises(ConflictError) as raised:
         get_export(repo, storage, ACME, BATCH_ID, ttl_seconds=60, now=NOW)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from filebatch.errors import ConflictError, InvalidRequestError
+from filebatch.errors import ConflictError, InvalidRequestError, StorageUnavailableError
 from filebatch.models.api import CreateBatchRequest, FileSpec, PageQuery, RetryRequest
 from filebatch.models.domain import (
     Batch,
@@ -296,7 +296,16 @@ def test_retry_reruns_the_retryable_failures_in_a_new_execution_and_counts_move_
     world = ended_with_failures()
     world.repo.open_batches["acme"] = 0
     # When it is retried
-    retry = retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+    retry = retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # Then a new execution <batch>-r1 runs just those two, from a manifest of their own
     assert (retry.retry, retry.execution_name, retry.file_ids) == (1, f"{BATCH_ID}-r1", ["f00002", "f00004"])
     started = world.workflow.started[f"{BATCH_ID}-r1"]
@@ -312,21 +321,57 @@ def test_retry_reruns_the_retryable_failures_in_a_new_execution_and_counts_move_
     assert world.counts() == {FileStatus.COMPLETED: 2, FileStatus.FAILED: 2}
     assert world.repo.open_batches["acme"] == 0
     # And the next retry is r2
-    again = retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+    again = retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     assert again.execution_name == f"{BATCH_ID}-r2" and again.file_ids == ["f00004"]
 
 
 def test_a_duplicate_retry_call_starts_nothing_more() -> None:
     world = ended_with_failures()
     stale = world.batch()
-    retry_batch(world.repo, world.storage, world.workflow, stale, RetryRequest(), now=NOW)
+    retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        stale,
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
     # The same call again, racing with the first (it read the batch before the first claimed it)
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, stale, RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            stale,
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "retry_in_progress"
     # Or after it: the batch is running
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "batch_not_ended"
     assert list(world.workflow.started) == [BATCH_ID, f"{BATCH_ID}-r1"]
 
@@ -338,13 +383,22 @@ def test_listed_files_must_each_have_failed_retryably() -> None:
             world.repo,
             world.storage,
             world.workflow,
+            world.events,
             world.batch(),
             RetryRequest(file_ids=["f00002", "f00003", "f00001"]),
             now=NOW,
+            provider="local",
         )
     assert raised.value.code == "file_not_retryable" and "f00003, f00001" in raised.value.message
     retry = retry_batch(
-        world.repo, world.storage, world.workflow, world.batch(), RetryRequest(file_ids=["f00004"]), now=NOW
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(file_ids=["f00004"]),
+        now=NOW,
+        provider="local",
     )
     assert retry.file_ids == ["f00004"]
 
@@ -355,7 +409,16 @@ def test_nothing_retryable_is_a_conflict() -> None:
     world.run(("f00001", FileStatus.FAILED, False))
     world.finish()
     with pytest.raises(ConflictError) as raised:
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert raised.value.code == "nothing_to_retry"
 
 
@@ -368,6 +431,150 @@ def test_a_retry_whose_execution_cannot_start_ends_the_batch_as_it_was() -> None
 
     world.workflow.start = refuse  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        retry_batch(world.repo, world.storage, world.workflow, world.batch(), RetryRequest(), now=NOW)
+        retry_batch(
+            world.repo,
+            world.storage,
+            world.workflow,
+            world.events,
+            world.batch(),
+            RetryRequest(),
+            now=NOW,
+            provider="local",
+        )
     assert world.batch().status is BatchStatus.COMPLETED_WITH_ERRORS
     assert world.repo.open_batches["acme"] == 0
+
+
+# -- every end is announced at least once ---------------------------------------------------------
+def _close(world: World) -> None:
+    close_batch(
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
+
+
+def _cancel(world: World) -> None:
+    cancel_batch(
+        world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+    )
+
+
+def _finalize(world: World) -> None:
+    world.upload("f00001", "f00002")
+    world.run(("f00001", FileStatus.COMPLETED, False), ("f00002", FileStatus.FAILED, True))
+    world.finish()
+
+
+def _expire(world: World) -> None:
+    # The upload window ends with nothing uploaded: the sweep ends the batch expired. Its failure to
+    # announce is the sweep's own trouble with that batch (logged), not an exception.
+    outcomes = sweep(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        provider="local",
+        now=LIMITS.upload_deadline(NOW),
+    )
+    assert outcomes == {BATCH_ID: "error"}
+
+
+ENDS = {
+    "close": (_close, BatchStatus.EXPIRED),
+    "cancel": (_cancel, BatchStatus.CANCELLED),
+    "finalize": (_finalize, BatchStatus.COMPLETED_WITH_ERRORS),
+    "expiry": (_expire, BatchStatus.EXPIRED),
+}
+
+
+@pytest.mark.parametrize("path", list(ENDS))
+def test_an_end_whose_announcement_failed_after_the_status_write_is_announced_by_the_sweep(path: str) -> None:
+    # Given an end whose status is written, then the event bus fails
+    world = World(2)
+    end, status = ENDS[path]
+    world.events.fail_next = 1
+    ended_at = LIMITS.upload_deadline(NOW) if path == "expiry" else NOW
+    if path == "expiry":
+        end(world)
+    else:
+        # The step's caller sees the failure (a 503, a Step Functions retry)
+        with pytest.raises(StorageUnavailableError):
+            end(world)
+    # Then the batch has ended, unannounced, and is due a watchdog time later
+    assert world.batch().status is status and world.events.events == []
+    assert world.batch().end_unannounced and world.batch().due_at == ended_at + timedelta(minutes=2)
+    # When the sweep runs before the watchdog time, it leaves the end to the step that is still on it
+    sweep(world.repo, world.storage, world.workflow, world.events, provider="local", now=ended_at)
+    assert world.events.events == []
+    # And when it runs after it, the end is announced, once, under the end's event id
+    later = ended_at + timedelta(minutes=2)
+    outcomes = sweep(world.repo, world.storage, world.workflow, world.events, provider="local", now=later)
+    assert outcomes == {BATCH_ID: status.value}
+    assert [e["event_id"] for e in world.events.events] == [f"{BATCH_ID}:0:{status.value}"]
+    assert world.batch().announced_at == later and world.batch().due_at is None
+    # And a later sweep has nothing left to do for it
+    assert sweep(world.repo, world.storage, world.workflow, world.events, provider="local", now=later) == {}
+    assert len(world.events.events) == 1
+
+
+def test_an_announced_end_is_not_due() -> None:
+    # Given a batch closed with nothing uploaded, its end announced at once
+    world = World(1)
+    _close(world)
+    # Then it is off the sweep's list, and its announcement is recorded
+    assert world.batch().due_at is None and world.batch().announced_at == NOW
+    assert world.repo.list_due(now=NOW + timedelta(days=1), limit=10) == []
+
+
+@pytest.mark.parametrize("repeat", ["close", "cancel"])
+def test_a_repeated_close_or_cancel_announces_an_end_that_was_not(repeat: str) -> None:
+    # Given a cancelled batch whose announcement failed
+    world = World(1)
+    world.events.fail_next = 1
+    with pytest.raises(StorageUnavailableError):
+        _cancel(world)
+    assert world.events.events == []
+    # When the client repeats the cancel (or tries a close)
+    if repeat == "cancel":
+        again = cancel_batch(
+            world.repo, world.storage, world.workflow, world.events, world.batch(), now=NOW, provider="local"
+        )
+        assert again.status is BatchStatus.CANCELLED
+    else:
+        with pytest.raises(ConflictError) as raised:
+            _close(world)
+        assert raised.value.code == "batch_not_open"
+    # Then the end is announced now, and is no longer due
+    assert [e["event_id"] for e in world.events.events] == [f"{BATCH_ID}:0:cancelled"]
+    assert world.batch().due_at is None
+    # And repeating it again announces nothing more
+    _cancel(world)
+    assert len(world.events.events) == 1
+
+
+def test_a_retry_announces_an_end_not_yet_announced_before_its_run_starts() -> None:
+    # Given an ended batch whose end was written but whose announcement failed
+    world = World(4)
+    world.upload("f00001", "f00002", "f00003", "f00004")
+    world.run(*((f"f0000{n}", FileStatus.FAILED, True) for n in range(1, 5)))
+    world.events.fail_next = 1
+    with pytest.raises(StorageUnavailableError):
+        world.finish()
+    # When the client retries it (it saw it ended)
+    retry = retry_batch(
+        world.repo,
+        world.storage,
+        world.workflow,
+        world.events,
+        world.batch(),
+        RetryRequest(),
+        now=NOW,
+        provider="local",
+    )
+    # Then the first run's end is announced before the retry's run, which will end as another event
+    assert [e["event_id"] for e in world.events.events] == [f"{BATCH_ID}:0:failed"]
+    assert retry.retry == 1 and world.batch().status is BatchStatus.PROCESSING
+    # And the retry's end is owed, and announced, as its own
+    world.run(*((f"f0000{n}", FileStatus.COMPLETED, False) for n in range(1, 5)))
+    world.finish(retry=1)
+    assert [e["event_id"] for e in world.events.events][1:] == [f"{BATCH_ID}:1:completed"]
+    assert world.batch().due_at is None

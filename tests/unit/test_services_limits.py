@@ -70,6 +70,7 @@ def test_open_batches_are_limited_and_a_slot_comes_back_when_a_batch_ends() -> N
         status=BatchStatus.COMPLETED,
         expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
         at=NOW,
+        due_at=None,
     )
     create(repo, FREE, 1)
     # And a finalize that runs again gives nothing back twice
@@ -79,6 +80,7 @@ def test_open_batches_are_limited_and_a_slot_comes_back_when_a_batch_ends() -> N
         status=BatchStatus.COMPLETED,
         expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
         at=NOW,
+        due_at=None,
     )
     with pytest.raises(LimitExceededError):
         create(repo, FREE, 1)

@@ -57,6 +57,7 @@ def ended(repo: InMemoryRepository, batch_id: str = BATCH_ID) -> None:
         status=BatchStatus.COMPLETED,
         expected=frozenset({BatchStatus.AWAITING_UPLOAD}),
         at=NOW,
+        due_at=None,
     )
 
 

@@ -391,10 +391,19 @@ class DynamoBatchRepository:
         status: BatchStatus,
         expected: frozenset[BatchStatus],
         at: datetime,
+        due_at: datetime | None,
     ) -> bool:
         # The batch's terminal status and the release of its open-batch slot, in one transaction:
-        # a retried finish finds the batch terminal and releases nothing twice.
+        # a retried finish finds the batch terminal and releases nothing twice. The same write
+        # makes the end's announcement due (a watchdog time), so an end is never left unannounced.
         placeholders = {f":from{i}": s.value for i, s in enumerate(sorted(expected))}
+        due: dict[str, Any] = {":due_pk": DUE_PK, ":due_at": due_stamp(due_at)} if due_at else {}
+        update = (
+            "SET #status = :status, updated_at = :at, finished_at = :at, due_pk = :due_pk, "
+            "due_at = :due_at REMOVE announced_at"
+            if due_at
+            else "SET #status = :status, updated_at = :at, finished_at = :at REMOVE due_pk, due_at"
+        )
         return self._transact(
             "finish batch",
             [
@@ -402,12 +411,12 @@ class DynamoBatchRepository:
                     "Update": {
                         "TableName": self._table_name,
                         "Key": {"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
-                        "UpdateExpression": "SET #status = :status, updated_at = :at, finished_at = :at "
-                        "REMOVE due_pk, due_at",
+                        "UpdateExpression": update,
                         "ConditionExpression": f"#status IN ({', '.join(placeholders)})",
                         "ExpressionAttributeNames": {"#status": "status"},
                         "ExpressionAttributeValues": {":status": status.value, ":at": at.isoformat()}
-                        | placeholders,
+                        | placeholders
+                        | due,
                     }
                 },
                 {
@@ -419,6 +428,26 @@ class DynamoBatchRepository:
                     }
                 },
             ],
+        )
+
+    def mark_announced(
+        self, tenant_id: str, batch_id: str, *, status: BatchStatus, retries: int, at: datetime
+    ) -> bool:
+        return self._conditional_update(
+            "mark announced",
+            Key={"pk": batch_pk(tenant_id, batch_id), "sk": BATCH_SK},
+            UpdateExpression="SET announced_at = :at REMOVE due_pk, due_at",
+            # This very end: not a retry's run that started since (items of batches never retried
+            # may lack `retries`, as in claim_retry).
+            ConditionExpression="#status = :status AND "
+            "(retries = :retries OR (attribute_not_exists(retries) AND :retries = :zero))",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":at": at.isoformat(),
+                ":status": status.value,
+                ":retries": retries,
+                ":zero": 0,
+            },
         )
 
     def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:

@@ -317,8 +317,12 @@ class Batch(BaseModel):
     # Lifecycle (issue 8). `retries`: 0 for the first run, n after the n-th retry (execution_name).
     retries: int = Field(default=0, ge=0)
     # When the sweep must look at the batch: the end of the upload window while awaiting upload;
-    # a watchdog time while a close or cancel is being carried out. None once nothing is due.
+    # a watchdog time while a close or cancel is being carried out, or while an end is written and
+    # not yet announced. None once nothing is due.
     due_at: datetime | None = None
+    # When the current end (this status, this run) was announced on the event bus. Cleared by every
+    # end (finish_batch), set by the announcement: absent on an ended batch = its end is owed.
+    announced_at: datetime | None = None
     # Set by close (or the end of the upload window): from then on no upload is recorded.
     closed_at: datetime | None = None
     # The current run (first or retry): when it started and how many files it took.
@@ -351,6 +355,12 @@ class Batch(BaseModel):
     # -- issue 10: set when the batch skips duplicates, the description settings' fingerprint
     # (services/duplicates.py): the key of its files' entries in the hash index.
     dedup_fingerprint: str | None = None
+
+    @property
+    def end_unannounced(self) -> bool:
+        """Ended, and that end not announced yet (the sweep announces it; so does a repeated
+        close or cancel)."""
+        return self.status.is_terminal and self.announced_at is None
 
     @property
     def terminal_files(self) -> int:

@@ -10,8 +10,8 @@
 The batch item counts its files per state in one attribute per FileStatus (`n_<status>`): every
 file transition is a transaction that moves the file and one count to another, so the counts always
 add up to `total`. While something is due for a batch (the end of its upload window, or a close or
-cancel being carried out) it carries `due_pk` = "DUE" and `due_at`: the sparse index ByDueTime
-that the sweep queries holds exactly those batches.
+cancel being carried out, or an end written and not yet announced) it carries `due_pk` = "DUE" and
+`due_at`: the sparse index ByDueTime that the sweep queries holds exactly those batches.
     TENANT#<tenant>#NAME#<name>          NAME            a batch name's claim: the batch holding it
     DEDUP#<tenant>#<fingerprint>#<sha256> DEDUP          the hash index (issue 10): the file describing
                                                          or the file that completed those bytes
@@ -157,6 +157,8 @@ class BatchRecord(_Record):
     retries: int = 0
     due_pk: Literal["DUE"] | None = None
     due_at: datetime | None = None
+    # Set when the batch's end was announced; absent on items ended before it existed.
+    announced_at: datetime | None = None
     closed_at: datetime | None = None
     run_started_at: datetime | None = None
     run_files: int = 0

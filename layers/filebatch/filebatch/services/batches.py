@@ -219,8 +219,9 @@ def create_batch(
                 provider=duplicates.provider,
             )
         except Exception:
-            # The batch exists and is due now: the sweep carries its end out. The client gets its
-            # batch (a 5xx would make it create another).
+            # The batch exists and is due (now, or, its end written but not announced, a watchdog
+            # time later): the sweep carries its end out. The client gets its batch (a 5xx would
+            # make it create another).
             log.exception("batch %s: every file skipped, its end is left to the sweep", batch_id)
 
     return CreateBatchResponse(

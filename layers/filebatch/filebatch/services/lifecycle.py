@@ -1,5 +1,5 @@
 """A batch's ways off the happy road: close (by the client, or by the end of the upload window),
-cancel, retry, and the sweep that carries out whatever is due.
+cancel, retry, and the sweep that carries out whatever is due, an end not yet announced included.
 
 Each operation is a first conditional write that decides (a close, a cancel, a retry is claimed
 once), then work that is idempotent and can be repeated: the claimed batch is *due* (`due_at`), so
@@ -25,7 +25,7 @@ from filebatch.models.domain import (
     manifest_key,
 )
 from filebatch.models.workflow import ExecutionInput
-from filebatch.services.events import announce_batch_ended
+from filebatch.services.events import ANNOUNCE_WATCHDOG, announce_batch_ended
 from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage, WorkflowStarter
 
@@ -70,6 +70,7 @@ def close_batch(
     provider: str,
 ) -> Batch:
     """POST /close: no more uploads from now on; processing starts with what arrived."""
+    batch = _announce_if_owed(repo, events, batch, now=now, provider=provider)
     if batch.status is not BatchStatus.AWAITING_UPLOAD:
         raise ConflictError(
             f"batch {batch.batch_id} is {batch.status.value}: only a batch awaiting upload can be closed",
@@ -142,10 +143,18 @@ def end_batch(
 ) -> Batch:
     """End a batch whose every file is terminal, from `expected`: its export, then its terminal
     status (`status`, else what its counts say: Batch.final_status), then its announcement.
-    Repeatable: each step is idempotent or conditional."""
+    Repeatable: each step is idempotent or conditional. The batch stays due until the announcement
+    is made, so if it is not (an error here, a crash) the sweep makes it."""
     write_export(repo, storage, tenant_id, batch_id)
     final = status or _read(repo, tenant_id, batch_id).final_status()
-    repo.finish_batch(tenant_id, batch_id, status=final, expected=frozenset({expected}), at=now)
+    repo.finish_batch(
+        tenant_id,
+        batch_id,
+        status=final,
+        expected=frozenset({expected}),
+        at=now,
+        due_at=now + ANNOUNCE_WATCHDOG,
+    )
     return _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
 
 
@@ -165,12 +174,23 @@ def _start(workflow: WorkflowStarter, batch: Batch, key: str, *, run: int) -> No
 def _ended(
     repo: BatchRepository, events: BatchEvents, tenant_id: str, batch_id: str, *, now: datetime, provider: str
 ) -> Batch:
-    """The batch after its end, announced (again, if a first attempt stopped after the write: the
-    event id is the same, so announcing twice is one event to whoever dedupes)."""
+    """The batch after its end, announced unless it already was (again, if a first attempt stopped
+    after the write: the event id is the same, so announcing twice is one event to whoever dedupes)."""
     batch = _read(repo, tenant_id, batch_id)
-    if batch.status.is_terminal:
+    if batch.end_unannounced:
         announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
+        batch = _read(repo, tenant_id, batch_id)
     return batch
+
+
+def _announce_if_owed(
+    repo: BatchRepository, events: BatchEvents, batch: Batch, *, now: datetime, provider: str
+) -> Batch:
+    """A close or cancel repeated on a batch whose end was written but not announced announces it
+    (as the sweep would), before answering as for any ended batch."""
+    if not batch.end_unannounced:
+        return batch
+    return _ended(repo, events, batch.tenant_id, batch.batch_id, now=now, provider=provider)
 
 
 def _read(repo: BatchRepository, tenant_id: str, batch_id: str) -> Batch:
@@ -191,7 +211,9 @@ def cancel_batch(
     now: datetime,
     provider: str,
 ) -> Batch:
-    """POST /cancel: in any state that has not ended; repeating it changes nothing."""
+    """POST /cancel: in any state that has not ended; repeating it changes nothing (but announces
+    an end that is owed its announcement)."""
+    batch = _announce_if_owed(repo, events, batch, now=now, provider=provider)
     if batch.status is BatchStatus.CANCELLED:
         return batch
     if batch.status.is_terminal:
@@ -264,12 +286,16 @@ def retry_batch(
     repo: BatchRepository,
     storage: ObjectStorage,
     workflow: WorkflowStarter,
+    events: BatchEvents,
     batch: Batch,
     request: RetryRequest,
     *,
     now: datetime,
+    provider: str,
 ) -> RetryResponse:
-    """POST /retry: run the failed files again, in a new execution `<batch_id>-r<n>`."""
+    """POST /retry: run the failed files again, in a new execution `<batch_id>-r<n>`. An end not yet
+    announced is announced first: the retry's run will end (and be announced) as another event."""
+    batch = _announce_if_owed(repo, events, batch, now=now, provider=provider)
     if not batch.status.is_terminal:
         raise ConflictError(
             f"batch {batch.batch_id} is {batch.status.value}: only an ended batch can be retried",
@@ -304,13 +330,15 @@ def retry_batch(
     try:
         _start(workflow, batch, key, run=retry)
     except Exception:
-        # Not started: the batch ends again as it was, and gives its open-batch slot back.
+        # Not started: the batch ends again as it was, and gives its open-batch slot back. That end
+        # was announced before the retry was claimed (the route's caller saw it ended): not again.
         repo.finish_batch(
             batch.tenant_id,
             batch.batch_id,
             status=batch.status,
             expected=frozenset({BatchStatus.PROCESSING}),
             at=now,
+            due_at=None,
         )
         raise
     return RetryResponse(
@@ -333,8 +361,9 @@ def sweep(
     provider: str,
     limit: int = 100,
 ) -> dict[str, str]:
-    """Carry out what is due: close the batches whose upload window has ended, and finish closes
-    and cancels that stopped half way. Returns what happened to each batch (for the log)."""
+    """Carry out what is due: close the batches whose upload window has ended, finish closes and
+    cancels that stopped half way, and announce ends whose announcement failed. Returns what
+    happened to each batch (for the log)."""
     outcomes: dict[str, str] = {}
     for tenant_id, batch_id in repo.list_due(now=now, limit=limit):
         try:
@@ -351,6 +380,8 @@ def sweep(
                 batch = carry_out_cancel(
                     repo, storage, workflow, events, tenant_id, batch_id, now=now, provider=provider
                 )
+            elif batch.end_unannounced:
+                batch = _ended(repo, events, tenant_id, batch_id, now=now, provider=provider)
             outcomes[batch_id] = batch.status.value
         except Exception:
             # One batch's trouble does not hold up the others; it is still due next time.

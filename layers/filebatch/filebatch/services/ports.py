@@ -115,9 +115,20 @@ class BatchRepository(Protocol):
         status: BatchStatus,
         expected: frozenset[BatchStatus],
         at: datetime,
+        due_at: datetime | None,
     ) -> bool:
         """Give the batch a terminal status from one of `expected`, once, releasing its open-batch
-        slot with it. False (and nothing released) when it was in no expected state."""
+        slot with it. False (and nothing released) when it was in no expected state. The end is then
+        owed an announcement (`announced_at` cleared) and the batch stays due at `due_at` until
+        `mark_announced`; None for an end that is not announced (a retry that could not start
+        ends the batch as it was, an end already announced)."""
+
+    def mark_announced(
+        self, tenant_id: str, batch_id: str, *, status: BatchStatus, retries: int, at: datetime
+    ) -> bool:
+        """The end `status` of run `retries` was announced: set `announced_at`, and the batch is no
+        longer due. False, and nothing changed, when the batch is no longer in that end (a retry
+        started meanwhile: its own end is owed its own announcement)."""
 
     def close_uploads(self, tenant_id: str, batch_id: str, *, at: datetime, due_at: datetime) -> bool:
         """End the upload window of a batch awaiting upload: no upload is recorded after this. The

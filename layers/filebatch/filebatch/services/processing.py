@@ -35,7 +35,7 @@ from filebatch.models.workflow import (
 )
 from filebatch.services.description import DescriptionProvider, FaultInjection, describe_file
 from filebatch.services.duplicates import release_claim, reuse_or_claim, settle_claim
-from filebatch.services.events import announce_batch_ended
+from filebatch.services.events import ANNOUNCE_WATCHDOG, announce_batch_ended
 from filebatch.services.exports import write_export
 from filebatch.services.ports import BatchEvents, BatchRepository, ObjectStorage
 
@@ -343,7 +343,7 @@ def finalize_batch(
     if batch.retries != retry:
         # A late finalize of an earlier run: the batch is another run's now.
         return FinalizeBatchOutput(batch_id=batch_id, status=batch.status.value, swept_files=0)
-    if batch.status.is_terminal:
+    if batch.end_unannounced:
         # A retried finalize (its first attempt ended the batch, then failed to announce it).
         announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
     if batch.status is not BatchStatus.PROCESSING:
@@ -371,9 +371,11 @@ def finalize_batch(
             status=batch.final_status(),
             expected=frozenset({BatchStatus.PROCESSING}),
             at=now,
+            # Due until announced: should every retry of this step fail, the sweep announces it.
+            due_at=now + ANNOUNCE_WATCHDOG,
         )
         batch = repo.get_batch(tenant_id, batch_id, consistent=True) or batch
-    if batch.status.is_terminal:
+    if batch.end_unannounced:
         # Announced whether or not this call made the transition: a retried finalize whose first
         # attempt failed after finishing the batch still announces (at least once).
         announce_batch_ended(repo, events, tenant_id, batch_id, provider=provider, now=now)
