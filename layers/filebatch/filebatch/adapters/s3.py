@@ -50,6 +50,20 @@ class S3ObjectStorage:
             "IfNoneMatch": "*",
         }
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        return self._presign_checked_put("put_object", params, headers, sha256=sha256, expires_in=expires_in)
+
+    def _presign_checked_put(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        headers: dict[str, str],
+        *,
+        sha256: str | None,
+        expires_in: int,
+    ) -> tuple[str, dict[str, str]]:
+        """A presigned PUT (put_object, or upload_part of a multipart upload) and the headers to send,
+        with a declared SHA-256 (hex) signed in."""
+        params, headers = dict(params), dict(headers)
         if sha256 is not None:
             # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm
             # named): S3 computes the digest of the bytes it receives and refuses (400 BadDigest) a
@@ -59,9 +73,7 @@ class S3ObjectStorage:
             checksum = sha256_base64(sha256)
             params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
             headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
-        url = self._client.generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
-        )
+        url = self._client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in, HttpMethod="PUT")
         return url, headers
 
     def presign_post(
@@ -162,11 +174,15 @@ class S3ObjectStorage:
             raise StorageUnavailableError(f"S3 head {key} failed: {_code(error)}") from error
         return ObjectHead(int(response["ContentLength"]), str(response["ETag"]).strip('"'))
 
-    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+    def create_multipart_upload(self, key: str, *, content_type: str, part_checksums: bool = False) -> str:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "ContentType": content_type}
+        if part_checksums:
+            # Every part then carries its SHA-256, which S3 checks on UploadPart. SHA-256 is
+            # COMPOSITE (a checksum of the parts' checksums): S3 offers FULL_OBJECT only for CRC
+            # algorithms, so the whole file's digest stays the process step's check.
+            request.update(ChecksumAlgorithm="SHA256", ChecksumType="COMPOSITE")
         try:
-            response = self._client.create_multipart_upload(
-                Bucket=self._bucket, Key=key, ContentType=content_type
-            )
+            response = self._client.create_multipart_upload(**request)
         except ClientError as error:
             raise StorageUnavailableError(
                 f"S3 create multipart upload of {key} failed: {_code(error)}"
@@ -174,23 +190,25 @@ class S3ObjectStorage:
         return str(response["UploadId"])
 
     def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> tuple[str, dict[str, str]]:
         # Content-Length is signed: S3 refuses a part of any other size, so every part but the last is
-        # exactly the part size the instruction names.
-        url = self._client.generate_presigned_url(
-            "upload_part",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "UploadId": upload_id,
-                "PartNumber": part_number,
-                "ContentLength": size,
-            },
-            ExpiresIn=expires_in,
-            HttpMethod="PUT",
-        )
-        return url, {}
+        # exactly the part size the instruction names. A part's SHA-256 is signed as a PUT's is.
+        params = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+            "ContentLength": size,
+        }
+        return self._presign_checked_put("upload_part", params, {}, sha256=sha256, expires_in=expires_in)
 
     def list_parts(
         self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
