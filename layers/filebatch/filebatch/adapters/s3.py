@@ -73,7 +73,9 @@ class S3ObjectStorage:
             checksum = sha256_base64(sha256)
             params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
             headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
-        url = self._client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in, HttpMethod="PUT")
+        url = self._client.generate_presigned_url(
+            operation, Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
+        )
         return url, headers
 
     def presign_post(

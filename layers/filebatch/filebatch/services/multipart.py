@@ -105,7 +105,7 @@ class MultipartPolicy:
 
 
 def part_checksum_of(file: BatchFile) -> Literal["SHA256"] | None:
-    """"SHA256" when each part of the file's upload carries its SHA-256 (the file declares one)."""
+    """ "SHA256" when each part of the file's upload carries its SHA-256 (the file declares one)."""
     return "SHA256" if file.declared_sha256 is not None else None
 
 
