@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -30,14 +31,16 @@ app = make_resolver()
     "`invalid_part` for a part number beyond the file's parts or listed twice, `no_part_checksums` for "
     "a file without part checksums (GET .../parts signs its parts). Starts a fresh upload when the "
     "file has none (after an abort).",
+    # 201: each call creates presigned PUTs (and, after an abort, a fresh upload).
+    status_code=201,
     responses=route_responses(
-        200, SignedParts, "The parts' presigned PUTs.", errors=(400, 401, 403, 404, 409, 429)
+        201, SignedParts, "The parts' presigned PUTs.", errors=(400, 401, 403, 404, 409, 429)
     ),
     tags=["uploads"],
 )
 @tracer.capture_method(capture_response=False)
-def post_parts(batch_id: str, file_id: str, body: SignPartsRequest) -> SignedParts:
-    return sign_upload_parts(
+def post_parts(batch_id: str, file_id: str, body: SignPartsRequest) -> Response[SignedParts]:
+    signed = sign_upload_parts(
         runtime.repository(),
         runtime.storage(),
         tenant_of(app),
@@ -48,6 +51,7 @@ def post_parts(batch_id: str, file_id: str, body: SignPartsRequest) -> SignedPar
         limits=runtime.upload_limits(),
         now=datetime.now(UTC),
     )
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=signed)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -100,7 +100,7 @@ def signed_part(
     response = api(
         stack, "POST", f"{file_path}/parts", json={"parts": [{"part_number": number, "sha256": digest}]}
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     [part] = response.json()["parts"]
     assert part["part_number"] == number
     return path, part, sha256_b64(path)

@@ -335,7 +335,7 @@ def test_a_file_with_a_declared_sha256_gets_part_urls_signing_each_parts_digest_
             "POST", path, path_parameters={"batch_id": batch_id, "file_id": file["file_id"]}, body=body
         ),
     )
-    assert signed["statusCode"] == 200, signed["body"]
+    assert signed["statusCode"] == 201, signed["body"]
     # Then each URL signs its part's length and checksum, and names the headers to send
     for part, data in zip(body_of(signed)["parts"], PARTS, strict=True):
         assert part["headers"] == {

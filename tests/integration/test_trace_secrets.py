@@ -258,7 +258,7 @@ def test_part_urls_signed_with_checksums_reach_neither_traces_nor_logs(
             body={"parts": [{"part_number": 1, "sha256": digest}]},
         ),
     )
-    assert signed["statusCode"] == 200 and SECRET_MARK in signed["body"]
+    assert signed["statusCode"] == 201 and SECRET_MARK in signed["body"]
     # Then neither the traces nor the logs carry one
     assert any(name.endswith(".post_parts") for name in subsegment_names(xray.documents))
     assert SECRET_MARK not in "\n".join(xray.documents)

@@ -126,7 +126,7 @@ class MultipartFakeApi(FakeApi):
                 }
             )
         return Scripted(
-            200,
+            201,
             {
                 "batch_id": batch.batch_id,
                 "file_id": f.file_id,

@@ -50,31 +50,9 @@ class S3ObjectStorage:
             "IfNoneMatch": "*",
         }
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
-        return self._presign_checked_put("put_object", params, headers, sha256=sha256, expires_in=expires_in)
-
-    def _presign_checked_put(
-        self,
-        operation: str,
-        params: dict[str, Any],
-        headers: dict[str, str],
-        *,
-        sha256: str | None,
-        expires_in: int,
-    ) -> tuple[str, dict[str, str]]:
-        """A presigned PUT (put_object, or upload_part of a multipart upload) and the headers to send,
-        with a declared SHA-256 (hex) signed in."""
-        params, headers = dict(params), dict(headers)
-        if sha256 is not None:
-            # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm
-            # named): S3 computes the digest of the bytes it receives and refuses (400 BadDigest) a
-            # body that does not match. As headers, not query parameters: S3 ignores a checksum
-            # hoisted into the query string. Given both, botocore neither computes a checksum of
-            # its own nor moves it to a trailer, so the URL works with a plain HTTP client.
-            checksum = sha256_base64(sha256)
-            params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
-            headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
+        _sign_checksum(params, headers, sha256)
         url = self._client.generate_presigned_url(
-            operation, Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
+            "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
         )
         return url, headers
 
@@ -203,14 +181,19 @@ class S3ObjectStorage:
     ) -> tuple[str, dict[str, str]]:
         # Content-Length is signed: S3 refuses a part of any other size, so every part but the last is
         # exactly the part size the instruction names. A part's SHA-256 is signed as a PUT's is.
-        params = {
+        params: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": key,
             "UploadId": upload_id,
             "PartNumber": part_number,
             "ContentLength": size,
         }
-        return self._presign_checked_put("upload_part", params, {}, sha256=sha256, expires_in=expires_in)
+        headers: dict[str, str] = {}
+        _sign_checksum(params, headers, sha256)
+        url = self._client.generate_presigned_url(
+            "upload_part", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
+        )
+        return url, headers
 
     def list_parts(
         self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
@@ -323,6 +306,21 @@ class S3ObjectStorage:
                 f"S3 could not delete {len(errors)} versions under {prefix}, e.g. "
                 f"{first.get('Key')} ({first.get('Code')})"
             )
+
+
+def _sign_checksum(params: dict[str, Any], headers: dict[str, str], sha256: str | None) -> None:
+    """Add a SHA-256 (hex) to a presigned PUT's (put_object's or upload_part's) parameters and to the
+    headers its client must send; nothing without one."""
+    if sha256 is None:
+        return
+    # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm named): S3
+    # computes the digest of the bytes it receives and refuses (400 BadDigest) a body that does not
+    # match. As headers, not query parameters: S3 ignores a checksum hoisted into the query string.
+    # Given both, botocore neither computes a checksum of its own nor moves it to a trailer, so the
+    # URL works with a plain HTTP client.
+    checksum = sha256_base64(sha256)
+    params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
+    headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
 
 
 def _code(error: ClientError) -> str:
