@@ -93,6 +93,7 @@ def install_moto_patches() -> None:
         _result_writer_reads_the_state_input()
         _item_batcher_and_express_children()
         _s3_events_in_eventbridges_shape()
+        _s3_lists_part_checksums()
         _patches_installed = True
 
 
@@ -344,6 +345,51 @@ def _s3_events_in_eventbridges_shape() -> None:
             logging.getLogger(__name__).exception("S3 event for %s not delivered", key.name)
 
     notifications._send_event_bridge_message = send
+
+
+# Where a part's SHA-256 is kept on moto's part object (its own checksum attributes feed moto's
+# whole-object checksum on complete, which is not what this patch is about).
+PART_SHA256_ATTRIBUTE = "filebatch_part_sha256"
+
+
+def _s3_lists_part_checksums() -> None:
+    # S3 keeps the SHA-256 a part was uploaded with (x-amz-checksum-sha256) and ListParts returns it
+    # (ChecksumSHA256) for an upload created with ChecksumAlgorithm SHA256; moto 5 echoes the header
+    # on UploadPart, then forgets it. A client resuming an upload completes with the held parts'
+    # checksums as ListParts gives them, so moto keeps and lists them here. Like moto, this checks
+    # nothing against the bytes (the process step verifies the whole file: docs/uploads.md).
+    from moto.s3.responses import S3Response
+
+    original_upload_part = S3Response.upload_part
+    original_list_parts = S3Response.list_parts
+
+    def upload_part(self: Any) -> Any:
+        response = original_upload_part(self)
+        checksum = self.headers.get("x-amz-checksum-sha256")
+        if checksum:
+            multipart = self.backend.get_bucket(self.bucket_name).multiparts[self._get_param("uploadId")]
+            setattr(multipart.parts[self._get_int_param("partNumber")], PART_SHA256_ATTRIBUTE, checksum)
+        return response
+
+    def list_parts(self: Any) -> Any:
+        serialize = self.serialized
+
+        def with_checksums(result: Any) -> Any:
+            multipart = self.backend.get_bucket(self.bucket_name).multiparts[self._get_param("uploadId")]
+            for entry in result.result["Parts"]:
+                checksum = getattr(multipart.parts[int(entry["PartNumber"])], PART_SHA256_ATTRIBUTE, None)
+                if checksum:
+                    entry["ChecksumSHA256"] = checksum
+            return serialize(result)
+
+        self.serialized = with_checksums
+        try:
+            return original_list_parts(self)
+        finally:
+            del self.serialized
+
+    S3Response.upload_part = upload_part  # type: ignore[method-assign]
+    S3Response.list_parts = list_parts  # type: ignore[method-assign]
 
 
 def _result_writer_reads_the_state_input() -> None:

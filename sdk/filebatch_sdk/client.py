@@ -38,6 +38,8 @@ connection, 429, 503). Other 4xx raise `FilebatchApiError` (a subclass per code,
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 import re
@@ -45,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -106,6 +108,8 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _DOWNLOAD_CHUNK = 1 << 16
 # What a part upload reads from its file at a time (a part is never held in memory whole).
 _UPLOAD_BLOCK = 1 << 16
+# Parts per POST .../parts (the API's bound).
+_SIGNED_PARTS_PER_REQUEST = 100
 
 
 class FilebatchClient:
@@ -555,12 +559,22 @@ class FilebatchClient:
         path = f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/parts"
         return PartsPage.from_json(self._call("GET", path, params={"cursor": cursor} if cursor else None))
 
+    def sign_parts(self, batch_id: str, file_id: str, digests: Mapping[int, str]) -> list[UploadPart]:
+        """Presigned PUTs of the given parts of an upload with part checksums (at most 100 at a time),
+        from each part's SHA-256 (hex or base64): each URL signs its part's digest."""
+        path = f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/parts"
+        body = {"parts": [{"part_number": n, "sha256": digest} for n, digest in sorted(digests.items())]}
+        signed = self._call("POST", path, json_body=body)
+        return [UploadPart.from_json(p) for p in signed["parts"]]
+
     def complete_upload(self, batch_id: str, file_id: str, parts: Sequence[HeldPart]) -> None:
-        """Complete a multipart upload from every part's number and ETag. Safe to repeat: the
-        server answers a completed upload's success again."""
+        """Complete a multipart upload from every part's number and ETag (and SHA-256, for an upload
+        with part checksums). Safe to repeat: the server answers a completed upload's success again."""
         path = f"/v1/batches/{_segment(batch_id)}/files/{_segment(file_id)}/complete"
         listed = [
-            {"part_number": p.part_number, "etag": p.etag} for p in sorted(parts, key=lambda p: p.part_number)
+            {"part_number": p.part_number, "etag": p.etag}
+            | ({"checksum_sha256": p.checksum_sha256} if p.checksum_sha256 else {})
+            for p in sorted(parts, key=lambda p: p.part_number)
         ]
         self._call("POST", path, json_body={"parts": listed})
 
@@ -582,37 +596,77 @@ class FilebatchClient:
         def failure(reason: str, status: int | None = None, retryable: bool = False) -> UploadFailure:
             return UploadFailure(created.file_id, created.filename, reason, status, retryable)
 
+        def sent(futures: list[Future[HeldPart | tuple[str, int | None, bool]]]) -> UploadFailure | None:
+            failures: list[UploadFailure] = []
+            for future in as_completed(futures):
+                outcome = future.result()
+                if isinstance(outcome, HeldPart):
+                    done.append(outcome)
+                else:
+                    failures.append(failure(*outcome))
+            # One failure per file (the parts that arrived stay held for a resume).
+            return failures[0] if failures else None
+
         # A page of the parts route at a time (100 parts): which parts the storage holds (a resumed
         # upload skips them) and fresh URLs for the others, sent before the next page is asked for,
         # so that URLs are used minutes after they were signed however large the file.
         done: list[HeldPart] = []
         cursor: str | None = None
+        part_size = instruction.part_size
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="filebatch-part") as pool:
-            while True:
-                try:
+            try:
+                while True:
                     page = self.list_parts(batch_id, created.file_id, cursor=cursor)
-                except FilebatchApiError as error:
-                    return failure(f"{error.code}: {error.message}", error.status, error.retryable)
-                except FilebatchConnectionError as error:
-                    return failure(str(error), retryable=True)
-                done += page.uploaded
-                futures = [
-                    pool.submit(self._send_part, part, path, page.part_size, created.size)
-                    for part in page.parts
-                ]
-                failures: list[UploadFailure] = []
-                for future in as_completed(futures):
-                    outcome = future.result()
-                    if isinstance(outcome, HeldPart):
-                        done.append(outcome)
-                    else:
-                        failures.append(failure(*outcome))
-                if failures:
-                    # One failure per file (the parts that arrived stay held for a resume).
-                    return failures[0]
-                if not page.next_cursor:
-                    break
-                cursor = page.next_cursor
+                    done += page.uploaded
+                    futures = [
+                        pool.submit(self._send_part, part, path, page.part_size, created.size)
+                        for part in page.parts
+                    ]
+                    if (refused := sent(futures)) is not None:
+                        return refused
+                    if not page.next_cursor:
+                        break
+                    cursor = page.next_cursor
+                if instruction.part_checksum is not None:
+                    # Parts with checksums: the pages above said which parts the storage holds (no
+                    # URL: each URL signs its part's digest). The others are read, hashed and sent
+                    # `concurrency` at a time, each read once into memory: part_size * concurrency
+                    # bytes at most (64 MiB with 16 MiB parts and the default 4).
+                    held = {p.part_number for p in done}
+                    missing = [n for n in range(1, instruction.part_count + 1) if n not in held]
+                    step = max(1, min(concurrency, _SIGNED_PARTS_PER_REQUEST))
+                    for start in range(0, len(missing), step):
+                        numbers = missing[start : start + step]
+                        bodies = dict(
+                            zip(
+                                numbers,
+                                pool.map(lambda n: _read_part(path, n, part_size, created.size), numbers),
+                                strict=True,
+                            )
+                        )
+                        digests = {n: _sha256_base64(body) for n, body in bodies.items()}
+                        urls = self.sign_parts(batch_id, created.file_id, digests)
+                        futures = [
+                            pool.submit(
+                                self._send_part,
+                                part,
+                                path,
+                                part_size,
+                                created.size,
+                                body=bodies[part.part_number],
+                                checksum=digests[part.part_number],
+                            )
+                            for part in urls
+                        ]
+                        del bodies
+                        if (refused := sent(futures)) is not None:
+                            return refused
+            except FilebatchApiError as error:
+                return failure(f"{error.code}: {error.message}", error.status, error.retryable)
+            except FilebatchConnectionError as error:
+                return failure(str(error), retryable=True)
+            except OSError as error:
+                return failure(f"{type(error).__name__}: {error}")
         try:
             self.complete_upload(batch_id, created.file_id, done)
         except FilebatchApiError as error:
@@ -622,18 +676,28 @@ class FilebatchClient:
         return None
 
     def _send_part(
-        self, part: UploadPart, path: Path, part_size: int, size: int
+        self,
+        part: UploadPart,
+        path: Path,
+        part_size: int,
+        size: int,
+        *,
+        body: bytes | None = None,
+        checksum: str | None = None,
     ) -> HeldPart | tuple[str, int | None, bool]:
-        """PUT one part from its byte range of the file (with retries): the part with the ETag the
-        storage answered, or (reason, status, retryable)."""
+        """PUT one part from its byte range of the file, or from `body` (its bytes already read, with
+        `checksum` their SHA-256 in base64), with retries: the part with the ETag the storage
+        answered, or (reason, status, retryable)."""
         start = (part.part_number - 1) * part_size
         length = min(part_size, size - start)
         headers: dict[str, Any] = {**part.headers, "Authorization": None}
 
         def send() -> requests.Response:
-            # Reopened on every attempt: a retry sends the part from its first byte.
-            with _FileRange(path, start, length) as body:
+            if body is not None:
                 return self._session.put(part.url, data=body, headers=headers, timeout=self.timeout)
+            # Reopened on every attempt: a retry sends the part from its first byte.
+            with _FileRange(path, start, length) as stream:
+                return self._session.put(part.url, data=stream, headers=headers, timeout=self.timeout)
 
         try:
             response = self._send(send, f"upload of part {part.part_number} of {path.name}")
@@ -648,7 +712,7 @@ class FilebatchClient:
                     response.status_code,
                     response.status_code in RETRYABLE_STATUSES,
                 )
-            return HeldPart(part.part_number, response.headers.get("ETag", "").strip('"'), length)
+            return HeldPart(part.part_number, response.headers.get("ETag", "").strip('"'), length, checksum)
 
     def _download(self, url: str, path: Path) -> None:
         """GET a presigned URL into `path`, retrying from the first byte when the transfer breaks."""
@@ -832,6 +896,18 @@ class FilebatchClient:
                 response.close()
             self._sleep(delay)
             attempt += 1
+
+
+def _read_part(path: Path, part_number: int, part_size: int, size: int) -> bytes:
+    """Part `part_number`'s bytes of the file, read whole (to be hashed, then sent)."""
+    start = (part_number - 1) * part_size
+    with path.open("rb") as file:
+        file.seek(start)
+        return file.read(min(part_size, size - start))
+
+
+def _sha256_base64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 class _FileRange:

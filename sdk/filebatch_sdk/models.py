@@ -269,6 +269,8 @@ class MultipartInstruction:
     parts: list[UploadPart]
     next_parts_cursor: str | None
     expires_at: datetime
+    # "SHA256": every part carries its SHA-256, signed into its URL (POST .../parts with the digests).
+    part_checksum: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MultipartInstruction:
@@ -280,6 +282,7 @@ class MultipartInstruction:
             parts=[UploadPart.from_json(p) for p in data.get("parts") or []],
             next_parts_cursor=data.get("next_parts_cursor"),
             expires_at=_datetime(data["expires_at"]),
+            part_checksum=data.get("part_checksum"),
         )
 
 
@@ -314,6 +317,7 @@ class PartsPage:
     uploaded: list[HeldPart]
     parts: list[UploadPart]
     next_cursor: str | None
+    part_checksum: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PartsPage:
@@ -326,6 +330,7 @@ class PartsPage:
             uploaded=[HeldPart.from_json(p) for p in data.get("uploaded") or []],
             parts=[UploadPart.from_json(p) for p in data.get("parts") or []],
             next_cursor=data.get("next_cursor"),
+            part_checksum=data.get("part_checksum"),
         )
 
 

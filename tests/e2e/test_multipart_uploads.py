@@ -1,6 +1,8 @@
 """A 300 MiB file uploaded in parts with plain curl, interrupted half way, resumed through the parts
 route, completed and processed; a complete with a part missing is refused; an abort drops the parts
-and the next parts request starts a new upload (issue 10, docs/uploads.md).
+and the next parts request starts a new upload (issue 10, docs/uploads.md). A file that declares its
+SHA-256 uploads with part checksums: the test hashes each part and POSTs the digest for its URL
+before each curl, sends the signed checksum headers, and completes with every part's checksum.
 
 A stack of its own: MaxFileBytes raised to 400 MiB (the default MultipartThresholdBytes, 100 MiB,
 makes both files multipart). moto's S3 enforces nothing about presigned requests (the notes), so
@@ -8,6 +10,7 @@ what is asserted is what the product itself says: the parts S3 holds, its codes,
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -83,6 +86,45 @@ def api(stack: Stack, method: str, path: str, **kwargs: Any) -> requests.Respons
     return requests.request(method, f"{stack.api_url}{path}", headers=stack.headers(), timeout=60, **kwargs)
 
 
+def sha256_b64(path: Path) -> str:
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode("ascii")
+
+
+def signed_part(
+    stack: Stack, file_path: str, source: Path, number: int, size: int, directory: Path
+) -> tuple[Path, dict[str, Any], str]:
+    """Part `number` copied to its own file, hashed, and its URL asked for with that digest (hex):
+    (the part's file, its presigned PUT with the headers to send, its checksum in base64)."""
+    path = part_file(source, number, size, directory)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    response = api(
+        stack, "POST", f"{file_path}/parts", json={"parts": [{"part_number": number, "sha256": digest}]}
+    )
+    assert response.status_code == 201, response.text
+    [part] = response.json()["parts"]
+    assert part["part_number"] == number
+    return path, part, sha256_b64(path)
+
+
+def curl_signed_put(part: dict[str, Any], path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    headers = [arg for name, value in part["headers"].items() for arg in ("-H", f"{name}: {value}")]
+    return curl_put(part["url"], path, *headers, *extra)
+
+
+def upload_checksummed_parts(
+    stack: Stack, file_path: str, numbers: list[int], source: Path, size: int, directory: Path
+) -> dict[int, str]:
+    """Hash, sign and send each part; returns part number → checksum (base64)."""
+    checksums = {}
+    for number in numbers:
+        path, part, checksums[number] = signed_part(stack, file_path, source, number, size, directory)
+        process = curl_signed_put(part, path)
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()
+        path.unlink()
+    return checksums
+
+
 def test_a_300_mib_file_uploaded_in_parts_with_curl_interrupted_resumed_completed_and_processed(
     multipart_stack: Stack, tmp_path: Path
 ) -> None:
@@ -108,43 +150,60 @@ def test_a_300_mib_file_uploaded_in_parts_with_curl_interrupted_resumed_complete
         PART_SIZE,
         PART_COUNT,
     )
-    assert [p["part_number"] for p in upload["parts"]] == list(range(1, PART_COUNT + 1))
+    # with part checksums: no part URL until the client gives each part's digest
+    assert (upload["part_checksum"], upload["parts"]) == ("SHA256", [])
     file_path = f"/v1/batches/{batch_id}/files/{file['file_id']}"
 
-    # When the first half of the parts is sent, one curl per part
-    upload_parts(upload["parts"][:9], source, SIZE, tmp_path)
-    # and the curl of part 10 is killed half way through its bytes (sent at 4 MiB/s)
-    interrupted = curl_put(
-        upload["parts"][9]["url"], part_file(source, 10, SIZE, tmp_path), "--limit-rate", "4M"
+    # When the first half of the parts is hashed, signed and sent, one curl per part
+    checksums = upload_checksummed_parts(
+        multipart_stack, file_path, list(range(1, 10)), source, SIZE, tmp_path
     )
+    # and the curl of part 10 is killed half way through its bytes (sent at 4 MiB/s), its URL
+    # signing the part's checksum, which curl sends as a header
+    path, part, checksum = signed_part(multipart_stack, file_path, source, 10, SIZE, tmp_path)
+    assert part["headers"] == {"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"}
+    assert "x-amz-checksum-sha256" in part["url"].split("X-Amz-SignedHeaders=", 1)[1].split("&", 1)[0]
+    interrupted = curl_signed_put(part, path, "--limit-rate", "4M")
     time.sleep(2)
     assert interrupted.poll() is None, "the interrupted part finished before it was killed"
     interrupted.kill()
     interrupted.wait()
 
-    # Then the parts route says which parts S3 holds, and signs only the others
+    # Then the parts route says which parts S3 holds, with the checksums they arrived with, and
+    # signs none (the client asks for the others with their digests)
     page = api(multipart_stack, "GET", f"{file_path}/parts")
     assert page.status_code == 200, page.text
     held = page.json()
     assert held["upload_id"] == upload["upload_id"]
     assert [p["part_number"] for p in held["uploaded"]] == list(range(1, 10))
     assert all(p["size"] == PART_SIZE for p in held["uploaded"])
-    assert [p["part_number"] for p in held["parts"]] == list(range(10, PART_COUNT + 1))
+    assert {p["part_number"]: p["checksum_sha256"] for p in held["uploaded"]} == checksums
+    assert (held["part_checksum"], held["parts"]) == ("SHA256", [])
     assert held["next_cursor"] is None
 
     # And a complete with only those parts is refused, with a code
-    listed = [{"part_number": p["part_number"], "etag": p["etag"]} for p in held["uploaded"]]
+    listed = [
+        {"part_number": p["part_number"], "etag": p["etag"], "checksum_sha256": p["checksum_sha256"]}
+        for p in held["uploaded"]
+    ]
     refused = api(multipart_stack, "POST", f"{file_path}/complete", json={"parts": listed})
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["code"] == "parts_missing"
 
-    # When only the missing parts are sent, and the upload is completed with every part's ETag
-    upload_parts(held["parts"], source, SIZE, tmp_path)
+    # When only the missing parts are hashed, signed and sent
+    missing = [n for n in range(1, PART_COUNT + 1) if n not in checksums]
+    checksums |= upload_checksummed_parts(multipart_stack, file_path, missing, source, SIZE, tmp_path)
     resumed = api(multipart_stack, "GET", f"{file_path}/parts").json()
     assert [p["part_number"] for p in resumed["uploaded"]] == list(range(1, PART_COUNT + 1))
     assert resumed["parts"] == []
     assert resumed["uploaded"][-1]["size"] == SIZE - 18 * PART_SIZE
-    listed = [{"part_number": p["part_number"], "etag": p["etag"]} for p in resumed["uploaded"]]
+    # then a complete without the parts' checksums is refused, with a code
+    bare = [{"part_number": p["part_number"], "etag": p["etag"]} for p in resumed["uploaded"]]
+    unchecked = api(multipart_stack, "POST", f"{file_path}/complete", json={"parts": bare})
+    assert unchecked.status_code == 400, unchecked.text
+    assert unchecked.json()["error"]["code"] == "part_checksum_missing"
+    # and the upload is completed with every part's ETag and checksum
+    listed = [{**p, "checksum_sha256": checksums[p["part_number"]]} for p in bare]
     completed = api(multipart_stack, "POST", f"{file_path}/complete", json={"parts": listed})
     assert completed.status_code == 202, completed.text
     assert completed.json()["size"] == SIZE
@@ -164,8 +223,9 @@ def test_a_300_mib_file_uploaded_in_parts_with_curl_interrupted_resumed_complete
 def test_a_multipart_file_whose_bytes_differ_from_its_declared_sha256_fails_checksum_mismatch(
     multipart_stack: Stack, tmp_path: Path
 ) -> None:
-    # Given a 120 MiB file declared with another file's SHA-256 (part URLs carry no checksum: the
-    # process step checks the whole object)
+    # Given a 120 MiB file declared with another file's SHA-256 (each part's checksum is the part's
+    # own, as the client hashed it, and SHA-256 is a composite checksum on S3: the process step
+    # checks the whole object's)
     source = tmp_path / "video.bin"
     actual = write_file(source, 120 * MIB)
     declared = hashlib.sha256(b"some other bytes").hexdigest()
@@ -182,11 +242,15 @@ def test_a_multipart_file_whose_bytes_differ_from_its_declared_sha256_fails_chec
     assert response.status_code == 201, response.text
     created = response.json()
     batch_id, [file] = created["batch_id"], created["files"]
-    # When it is uploaded in parts and completed
-    upload_parts(file["upload"]["parts"], source, 120 * MIB, tmp_path)
+    # When it is uploaded in parts (each hashed and signed) and completed
     file_path = f"/v1/batches/{batch_id}/files/{file['file_id']}"
+    numbers = list(range(1, file["upload"]["part_count"] + 1))
+    upload_checksummed_parts(multipart_stack, file_path, numbers, source, 120 * MIB, tmp_path)
     held = api(multipart_stack, "GET", f"{file_path}/parts").json()["uploaded"]
-    listed = [{"part_number": p["part_number"], "etag": p["etag"]} for p in held]
+    listed = [
+        {"part_number": p["part_number"], "etag": p["etag"], "checksum_sha256": p["checksum_sha256"]}
+        for p in held
+    ]
     completed = api(multipart_stack, "POST", f"{file_path}/complete", json={"parts": listed})
     assert completed.status_code == 202, completed.text
     # Then the process step refuses it: checksum_mismatch, naming the digest it computed

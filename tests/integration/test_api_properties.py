@@ -77,6 +77,7 @@ ROUTES = [
     ("list_upload_parts", "GET", "/v1/batches/{id}/files/f00001/parts", True),
     ("complete_upload", "POST", "/v1/batches/{id}/files/f00001/complete", True),
     ("abort_upload", "POST", "/v1/batches/{id}/files/f00001/abort", True),
+    ("sign_upload_parts", "POST", "/v1/batches/{id}/files/f00001/parts", True),
 ]
 
 

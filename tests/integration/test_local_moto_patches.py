@@ -540,3 +540,36 @@ def test_s3_object_created_events_reach_eventbridge_in_s3s_shape_for_a_put_and_a
             assert parsed.detail.object.etag is not None
         assert set(completed["object"]) == set(fixture["detail"]["object"])
         assert set(by_key["uploads/b"]) == set(fixture)
+
+
+def test_list_parts_returns_the_sha256_each_part_was_uploaded_with_as_s3_does() -> None:
+    import base64
+    import hashlib
+
+    install_moto_patches()
+    with mock_aws():
+        # Given an upload created with part checksums, one part sent with its SHA-256, one without
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="uploads-bucket")
+        upload_id = s3.create_multipart_upload(
+            Bucket="uploads-bucket", Key="uploads/c", ChecksumAlgorithm="SHA256", ChecksumType="COMPOSITE"
+        )["UploadId"]
+        body = b"p" * 5 * 1024 * 1024
+        checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        s3.upload_part(
+            Bucket="uploads-bucket",
+            Key="uploads/c",
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=body,
+            ChecksumSHA256=checksum,
+        )
+        s3.upload_part(Bucket="uploads-bucket", Key="uploads/c", UploadId=upload_id, PartNumber=2, Body=b"q")
+        # When its parts are listed
+        parts = s3.list_parts(Bucket="uploads-bucket", Key="uploads/c", UploadId=upload_id)["Parts"]
+        # Then the first carries the checksum it was sent with, the second none (as sent)
+        assert [(p["PartNumber"], p.get("ChecksumSHA256")) for p in parts] == [(1, checksum), (2, None)]
+        # and an unknown upload is still refused as S3 refuses it
+        with pytest.raises(ClientError) as missing:
+            s3.list_parts(Bucket="uploads-bucket", Key="uploads/c", UploadId="nope")
+        assert missing.value.response["Error"]["Code"] == "NoSuchUpload"

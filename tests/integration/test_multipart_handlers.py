@@ -3,9 +3,12 @@ complete / abort, and the S3 adapter's multipart calls and error mapping against
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -15,6 +18,7 @@ from filebatch import runtime
 from filebatch.adapters.s3 import S3ObjectStorage
 from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError
 from filebatch.services.multipart import MIB
+from filebatch_local.provision import install_moto_patches
 from tests.conftest import load_event
 from tests.integration.conftest import BUCKET, Aws, api_event
 
@@ -297,3 +301,112 @@ def test_the_upload_event_of_a_completed_multipart_object_records_the_file_as_a_
         invoke, "complete_upload", batch_id, file["file_id"], "complete", body={"parts": parts}
     )
     assert (again["statusCode"], body_of(again)) == (202, body_of(done))
+
+
+# -- part checksums (a file that declares its sha256) ----------------------------------------------------
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def test_a_file_with_a_declared_sha256_gets_part_urls_signing_each_parts_digest_and_completes_with_them(
+    multipart_env: Aws, invoke: Invoke
+) -> None:
+    install_moto_patches()  # moto keeps the parts' checksums and lists them, as S3 does
+    # Given a 20 MiB file that declares its SHA-256
+    whole = hashlib.sha256(b"".join(PARTS)).hexdigest()
+    files = [{"filename": "video.mp4", "size": SIZE, "content_type": "video/mp4", "sha256": whole}]
+    response = invoke("create_batch", api_event("POST", "/v1/batches", body={"files": files}))
+    assert response["statusCode"] == 201, response["body"]
+    created = body_of(response)
+    batch_id, [file] = created["batch_id"], created["files"]
+    upload = file["upload"]
+    # Then its upload takes part checksums (S3 was asked for SHA256 on create) and no URL is unsigned
+    assert (upload["method"], upload["part_checksum"], upload["parts"]) == ("MULTIPART", "SHA256", [])
+    key = f"uploads/acme/{batch_id}/{file['file_id']}"
+    [started] = multipart_env.s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+    assert (started["UploadId"], started["ChecksumAlgorithm"]) == (upload["upload_id"], "SHA256")
+    # When the client posts each part's digest (one hex, one base64)
+    digests = [hashlib.sha256(PARTS[0]).hexdigest(), sha256_b64(PARTS[1])]
+    body = {"parts": [{"part_number": n, "sha256": d} for n, d in enumerate(digests, start=1)]}
+    path = f"/v1/batches/{batch_id}/files/{file['file_id']}/parts"
+    signed = invoke(
+        "sign_upload_parts",
+        api_event(
+            "POST", path, path_parameters={"batch_id": batch_id, "file_id": file["file_id"]}, body=body
+        ),
+    )
+    assert signed["statusCode"] == 201, signed["body"]
+    # Then each URL signs its part's length and checksum, and names the headers to send
+    for part, data in zip(body_of(signed)["parts"], PARTS, strict=True):
+        assert part["headers"] == {
+            "x-amz-checksum-sha256": sha256_b64(data),
+            "x-amz-sdk-checksum-algorithm": "SHA256",
+        }
+        signed_headers = parse_qs(urlsplit(part["url"]).query)["X-Amz-SignedHeaders"][0].split(";")
+        assert {"content-length", "x-amz-checksum-sha256", "x-amz-sdk-checksum-algorithm"} <= set(
+            signed_headers
+        )
+    # When the parts arrive with their checksums, the parts route lists them with the checksums and
+    # signs nothing
+    etags = [
+        multipart_env.s3.upload_part(
+            Bucket=BUCKET,
+            Key=key,
+            UploadId=upload["upload_id"],
+            PartNumber=n,
+            Body=data,
+            ChecksumSHA256=sha256_b64(data),
+        )["ETag"]
+        for n, data in enumerate(PARTS, start=1)
+    ]
+    page = body_of(file_route(invoke, "list_upload_parts", batch_id, file["file_id"], "parts"))
+    assert [(p["part_number"], p["checksum_sha256"]) for p in page["uploaded"]] == [
+        (1, sha256_b64(PARTS[0])),
+        (2, sha256_b64(PARTS[1])),
+    ]
+    assert (page["part_checksum"], page["parts"]) == ("SHA256", [])
+    # A complete without the parts' checksums is refused with a code
+    bare = [{"part_number": n, "etag": e} for n, e in enumerate(etags, start=1)]
+    refused = file_route(
+        invoke, "complete_upload", batch_id, file["file_id"], "complete", body={"parts": bare}
+    )
+    assert (refused["statusCode"], body_of(refused)["error"]["code"]) == (400, "part_checksum_missing")
+    # and one with them completes the object
+    checked = [{**p, "checksum_sha256": sha256_b64(data)} for p, data in zip(bare, PARTS, strict=True)]
+    done = file_route(
+        invoke, "complete_upload", batch_id, file["file_id"], "complete", body={"parts": checked}
+    )
+    assert done["statusCode"] == 202, done["body"]
+    assert multipart_env.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == SIZE
+
+
+def test_the_sign_route_refuses_parts_out_of_range_files_without_part_checksums_and_bad_bodies(
+    multipart_env: Aws, invoke: Invoke
+) -> None:
+    created = create(invoke, SIZE)
+    batch_id, [plain] = created["batch_id"], created["files"]
+    digest = hashlib.sha256(b"x").hexdigest()
+
+    def sign(file_id: str, body: Any) -> tuple[int, str]:
+        path = f"/v1/batches/{batch_id}/files/{file_id}/parts"
+        event = api_event("POST", path, path_parameters={"batch_id": batch_id, "file_id": file_id}, body=body)
+        response = invoke("sign_upload_parts", event)
+        return response["statusCode"], body_of(response)["error"]["code"]
+
+    assert sign(plain["file_id"], {"parts": [{"part_number": 1, "sha256": digest}]}) == (
+        409,
+        "no_part_checksums",
+    )
+    assert sign("f00009", {"parts": [{"part_number": 1, "sha256": digest}]}) == (404, "file_not_found")
+    assert sign(plain["file_id"], {"parts": [{"part_number": 1, "sha256": "nothex"}]}) == (
+        400,
+        "validation_error",
+    )
+    assert sign(plain["file_id"], {"parts": []}) == (400, "validation_error")
+    files = [{"filename": "v.mp4", "size": SIZE, "content_type": "video/mp4", "sha256": digest}]
+    checked = body_of(invoke("create_batch", api_event("POST", "/v1/batches", body={"files": files})))
+    batch_id = checked["batch_id"]
+    assert sign(checked["files"][0]["file_id"], {"parts": [{"part_number": 3, "sha256": digest}]}) == (
+        400,
+        "invalid_part",
+    )

@@ -26,7 +26,14 @@ from tests.integration.test_api_handlers import FILES, body_of
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 SECRET_MARK = "X-Amz-Signature"
-TRACED_HANDLERS = ("create_batch", "list_uploads", "get_batch", "export_results", "list_upload_parts")
+TRACED_HANDLERS = (
+    "create_batch",
+    "list_uploads",
+    "get_batch",
+    "export_results",
+    "list_upload_parts",
+    "sign_upload_parts",
+)
 
 
 class RecordingEmitter:
@@ -223,5 +230,36 @@ def test_part_urls_of_a_multipart_upload_reach_neither_traces_nor_logs(
     assert parts["statusCode"] == 200 and SECRET_MARK in parts["body"]
     # Then neither the traces nor the logs carry one
     assert any(name.endswith(".get_parts") for name in subsegment_names(xray.documents))
+    assert SECRET_MARK not in "\n".join(xray.documents)
+    assert SECRET_MARK not in log_stream.getvalue()
+
+
+def test_part_urls_signed_with_checksums_reach_neither_traces_nor_logs(
+    aws: Aws, invoke: Invoke, xray: RecordingEmitter, log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a multipart file that declares its SHA-256 (part URLs come from POST .../parts), traced
+    monkeypatch.setenv("MULTIPART_THRESHOLD_BYTES", str(5 * 1024 * 1024))
+    get_settings.cache_clear()
+    digest = "ab" * 32
+    files = [
+        {"filename": "scan.tif", "size": 20 * 1024 * 1024, "content_type": "image/tiff", "sha256": digest}
+    ]
+    created = traced(xray, invoke, "create_batch", api_event("POST", "/v1/batches", body={"files": files}))
+    batch_id = body_of(created)["batch_id"]
+    path = f"/v1/batches/{batch_id}/files/f00001/parts"
+    signed = traced(
+        xray,
+        invoke,
+        "sign_upload_parts",
+        api_event(
+            "POST",
+            path,
+            path_parameters={"batch_id": batch_id, "file_id": "f00001"},
+            body={"parts": [{"part_number": 1, "sha256": digest}]},
+        ),
+    )
+    assert signed["statusCode"] == 201 and SECRET_MARK in signed["body"]
+    # Then neither the traces nor the logs carry one
+    assert any(name.endswith(".post_parts") for name in subsegment_names(xray.documents))
     assert SECRET_MARK not in "\n".join(xray.documents)
     assert SECRET_MARK not in log_stream.getvalue()

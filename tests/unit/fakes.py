@@ -469,6 +469,8 @@ class InMemoryStorage:
         self.heads: dict[str, ObjectHead] = {}
         self.aborted: list[str] = []
         self.multipart_created = 0
+        # Uploads created with part checksums (ChecksumAlgorithm SHA256).
+        self.checksummed_uploads: set[str] = set()
 
     def put(self, key: str, content: bytes) -> str:
         """Store a new version of `key`; returns its version id."""
@@ -541,16 +543,27 @@ class InMemoryStorage:
         versions = self.versions.get(key)
         return ObjectHead(len(versions[-1]), f"etag-{key}") if versions else None
 
-    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+    def create_multipart_upload(self, key: str, *, content_type: str, part_checksums: bool = False) -> str:
         self.multipart_created += 1
         upload_id = f"upload-{self.multipart_created}"
         self.multipart[upload_id] = (key, {})
+        if part_checksums:
+            self.checksummed_uploads.add(upload_id)
         return upload_id
 
     def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> tuple[str, dict[str, str]]:
-        return f"https://uploads.example/{key}?uploadId={upload_id}&partNumber={part_number}&size={size}", {}
+        headers = {"x-amz-checksum-sha256": sha256_base64(sha256)} if sha256 is not None else {}
+        url = f"https://uploads.example/{key}?uploadId={upload_id}&partNumber={part_number}&size={size}"
+        return url, headers
 
     def upload_part(self, upload_id: str, part_number: int, size: int, checksum: str | None = None) -> str:
         """What a client's PUT of a part does: S3 keeps it (the last PUT of a number wins)."""

@@ -3,6 +3,7 @@ uploads pages, and the parts / complete / abort services, with fakes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from filebatch.errors import ConflictError, InvalidRequestError, NotFoundError, StorageUnavailableError
 from filebatch.models.api import (
+    MAX_SIGNED_PARTS,
     CompletedPart,
     CompleteUploadRequest,
     CreateBatchRequest,
@@ -20,8 +22,9 @@ from filebatch.models.api import (
     MultipartUpload,
     PageQuery,
     PutUpload,
+    SignPartsRequest,
 )
-from filebatch.models.domain import FileStatus, Tenant
+from filebatch.models.domain import FileStatus, Tenant, sha256_base64
 from filebatch.services import multipart
 from filebatch.services.batches import UploadLimits, create_batch, list_uploads, replay_created_batch
 from filebatch.services.cursors import CursorSigner
@@ -40,6 +43,7 @@ from filebatch.services.multipart import (
     part_count_for,
     part_length,
     part_size_for,
+    sign_upload_parts,
 )
 from tests.unit.fakes import InMemoryRepository, InMemoryStorage, StaticCursorKeys
 
@@ -207,8 +211,8 @@ def test_two_racing_requests_leave_one_live_upload_and_abort_the_losers() -> Non
     both_started = threading.Barrier(2)
     original = storage.create_multipart_upload
 
-    def slow_create(object_key: str, *, content_type: str) -> str:
-        upload_id = original(object_key, content_type=content_type)
+    def slow_create(object_key: str, *, content_type: str, part_checksums: bool = False) -> str:
+        upload_id = original(object_key, content_type=content_type, part_checksums=part_checksums)
         both_started.wait(timeout=5)
         return upload_id
 
@@ -432,11 +436,11 @@ def test_a_create_whose_upload_cannot_start_creates_nothing_and_aborts_the_uploa
     original = storage.create_multipart_upload
     calls: list[str] = []
 
-    def flaky_create(key: str, *, content_type: str) -> str:
+    def flaky_create(key: str, *, content_type: str, part_checksums: bool = False) -> str:
         calls.append(key)
         if len(calls) == 2:
             raise StorageUnavailableError("S3 create multipart upload failed: SlowDown")
-        return original(key, content_type=content_type)
+        return original(key, content_type=content_type, part_checksums=part_checksums)
 
     storage.create_multipart_upload = flaky_create  # type: ignore[method-assign]
     # When a batch of two large files is created
@@ -474,3 +478,145 @@ def test_the_parts_route_keeps_the_upload_window_open_while_a_large_file_arrives
     )  # fmt: skip
     # Then the window lasts as long as the URLs it was just given
     assert repo.batches[("acme", BATCH_ID)].due_at == LIMITS.upload_deadline(later) > first_deadline
+
+
+# -- part checksums: files that declare sha256 -------------------------------------------------------
+FILE_SHA256 = hashlib.sha256(b"the whole file").hexdigest()
+
+
+def part_digest(number: int) -> str:
+    return hashlib.sha256(f"part {number}".encode()).hexdigest()
+
+
+def sign(repo: InMemoryRepository, storage: InMemoryStorage, file_id: str, numbers: list[int]):
+    request = SignPartsRequest.model_validate(
+        {"parts": [{"part_number": n, "sha256": part_digest(n)} for n in numbers]}
+    )
+    return sign_upload_parts(
+        repo, storage, ACME, BATCH_ID, file_id, request, policy=POLICY, limits=LIMITS, now=NOW
+    )
+
+
+def test_a_file_with_a_declared_sha256_uploads_with_part_checksums_and_gets_no_unsigned_part_url() -> None:
+    # Given a batch of a 2 GiB file that declares its SHA-256 and one that does not
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    checked = create(repo, storage, 2 * GIB, sha256=FILE_SHA256).files[0]
+    plain = create(repo, InMemoryStorage(), 2 * GIB).files[0]
+    # Then the first's upload was created with part checksums, and its instruction says so without
+    # any part URL (each must sign its part's digest, which only the client knows)
+    assert isinstance(checked.upload, MultipartUpload)
+    assert checked.upload.part_checksum == "SHA256" and checked.upload.parts == []
+    assert storage.checksummed_uploads == {checked.upload.upload_id}
+    assert checked.upload.next_parts_cursor is not None
+    # while a file without a declared hash keeps plain part URLs
+    assert isinstance(plain.upload, MultipartUpload)
+    assert plain.upload.part_checksum is None and len(plain.upload.parts) == PART_URLS_PER_PAGE
+
+
+def test_the_parts_route_lists_held_parts_with_their_checksums_and_signs_none_for_a_checksummed_file() -> (
+    None
+):
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 2 * GIB, sha256=FILE_SHA256).files
+    assert isinstance(file.upload, MultipartUpload)
+    checksum = sha256_base64(part_digest(1))
+    storage.upload_part(file.upload.upload_id, 1, 16 * MIB, checksum)
+    page = parts(repo, storage, file.file_id)
+    assert page.part_checksum == "SHA256"
+    assert [(p.part_number, p.checksum_sha256) for p in page.uploaded] == [(1, checksum)]
+    assert page.parts == []
+
+
+def test_signing_parts_signs_each_requested_part_with_its_digest() -> None:
+    # Given a checksummed 2 GiB file (128 parts)
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 2 * GIB, sha256=FILE_SHA256).files
+    assert isinstance(file.upload, MultipartUpload)
+    # When the client posts the digests of parts 5, 128 and 3 (hex or base64)
+    signed = sign(repo, storage, file.file_id, [5, 128, 3])
+    # Then each gets a URL of its upload and length, with its digest's checksum header to send
+    assert signed.upload_id == file.upload.upload_id
+    assert [p.part_number for p in signed.parts] == [5, 128, 3]
+    for part in signed.parts:
+        assert part.headers == {"x-amz-checksum-sha256": sha256_base64(part_digest(part.part_number))}
+        assert f"size={part_length(2 * GIB, part.part_number)}" in part.url
+    assert signed.expires_at == NOW + timedelta(seconds=TTL)
+    # and a base64 digest is taken as its hex would be
+    request = SignPartsRequest.model_validate(
+        {"parts": [{"part_number": 1, "sha256": sha256_base64(part_digest(1))}]}
+    )
+    assert request.parts[0].sha256 == part_digest(1)
+
+
+@pytest.mark.parametrize(("numbers", "code"), [([129], "invalid_part"), ([2, 2], "invalid_part")])
+def test_signing_refuses_parts_beyond_the_file_or_listed_twice(numbers: list[int], code: str) -> None:
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 2 * GIB, sha256=FILE_SHA256).files
+    with pytest.raises(InvalidRequestError) as refused:
+        sign(repo, storage, file.file_id, numbers)
+    assert refused.value.code == code
+
+
+def test_signing_refuses_a_file_without_part_checksums_and_the_states_the_parts_route_refuses() -> None:
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 1000, GIB).files[1:]
+    with pytest.raises(ConflictError) as plain:
+        sign(repo, storage, file.file_id, [1])
+    assert plain.value.code == "no_part_checksums"
+    with pytest.raises(ConflictError) as single_put:
+        sign(repo, storage, "f00001", [1])
+    assert single_put.value.code == "not_multipart"
+    with pytest.raises(NotFoundError):
+        sign(repo, storage, "f00009", [1])
+
+
+def test_signing_starts_a_fresh_checksummed_upload_after_an_abort_and_keeps_the_window_open() -> None:
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, 2 * GIB, sha256=FILE_SHA256).files
+    abort_upload(repo, storage, ACME, BATCH_ID, file.file_id, policy=POLICY)
+    later = NOW + timedelta(hours=1)
+    request = SignPartsRequest.model_validate({"parts": [{"part_number": 1, "sha256": part_digest(1)}]})
+    signed = sign_upload_parts(
+        repo, storage, ACME, BATCH_ID, file.file_id, request, policy=POLICY, limits=LIMITS, now=later
+    )
+    assert signed.upload_id in storage.checksummed_uploads
+    assert repo.files[("acme", BATCH_ID, file.file_id)].multipart_upload_id == signed.upload_id
+    assert repo.batches[("acme", BATCH_ID)].due_at == LIMITS.upload_deadline(later)
+
+
+def test_complete_of_a_checksummed_upload_needs_every_parts_checksum_and_the_held_ones() -> None:
+    # Given a checksummed 40 MiB file (3 parts) whose parts arrived with their checksums
+    repo, storage = InMemoryRepository(), InMemoryStorage()
+    [file] = create(repo, storage, GIB, sha256=FILE_SHA256).files
+    record = repo.files[("acme", BATCH_ID, file.file_id)]
+    record.declared_size = 40 * MIB
+    upload_id = multipart.ensure_upload(repo, storage, record)
+    checksums = {n: sha256_base64(part_digest(n)) for n in (1, 2, 3)}
+    etags = {n: storage.upload_part(upload_id, n, part_length(40 * MIB, n), checksums[n]) for n in (1, 2, 3)}
+
+    def completing(given: dict[int, str | None]):
+        request = CompleteUploadRequest(
+            parts=[CompletedPart(part_number=n, etag=etags[n], checksum_sha256=given[n]) for n in (1, 2, 3)]
+        )
+        return complete_upload(
+            repo, storage, ACME, BATCH_ID, file.file_id, request, policy=MultipartPolicy(10 * MIB)
+        )
+
+    # When a part's checksum is left out, or is not the one S3 holds, the upload is not completed
+    with pytest.raises(InvalidRequestError) as missing:
+        completing({**checksums, 2: None})
+    assert missing.value.code == "part_checksum_missing"
+    with pytest.raises(InvalidRequestError) as wrong:
+        completing({**checksums, 3: sha256_base64(part_digest(9))})
+    assert wrong.value.code == "invalid_part"
+    assert storage.live_uploads(record.object_key) == [upload_id]
+    # and with every part's checksum it completes
+    assert completing(checksums).size == 40 * MIB
+
+
+def test_the_sign_request_is_bounded_by_a_page_of_part_urls() -> None:
+    assert MAX_SIGNED_PARTS == PART_URLS_PER_PAGE
+    with pytest.raises(ValueError, match="at most 100"):
+        SignPartsRequest.model_validate(
+            {"parts": [{"part_number": n, "sha256": part_digest(n)} for n in range(1, 102)]}
+        )

@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -55,7 +55,11 @@ def resigned(url: str, headers: dict[str, str], *, size: int, monkeypatch: pytes
     the URL's own time and expiry: equal to the URL's only when it signed exactly these values."""
     signed = query(url)
     parts = urlsplit(url)
-    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    # The operation's own query parameters (an UploadPart's uploadId and partNumber) are signed too.
+    operation_query = urlencode(
+        {name: value for name, value in signed.items() if not name.startswith("X-Amz-")}
+    )
+    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, operation_query, ""))
     signed_at = datetime.strptime(signed["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: signed_at.replace(tzinfo=None))
     request = AWSRequest(method="PUT", url=bare, headers={**headers, "Content-Length": str(size)})
@@ -122,6 +126,43 @@ def test_a_declared_sha256_is_signed_as_checksum_headers_that_plain_http_clients
     assert resigned(url, headers, size=len(CONTENT), monkeypatch=monkeypatch) == signature
     other_digest = {**headers, "x-amz-checksum-sha256": sha256_base64(hashlib.sha256(b"other").hexdigest())}
     assert resigned(url, other_digest, size=len(CONTENT), monkeypatch=monkeypatch) != signature
+
+
+def test_a_part_url_signs_the_parts_length_and_the_sha256_the_client_gave_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given part 3 of a multipart upload with part checksums, and the SHA-256 the client computed
+    # When its UploadPart is presigned with that digest
+    url, headers = storage().presign_upload_part(
+        KEY, "upload-1", 3, size=len(CONTENT), expires_in=900, sha256=DIGEST
+    )
+    # Then the URL is the part's, and the checksum (base64) and its algorithm are signed headers the
+    # client is told to send, beside the signed length, so S3 refuses bytes of another digest
+    assert (query(url)["uploadId"], query(url)["partNumber"]) == ("upload-1", "3")
+    signed_headers = query(url)["X-Amz-SignedHeaders"].split(";")
+    assert signed_headers == [
+        "content-length",
+        "host",
+        "x-amz-checksum-sha256",
+        "x-amz-sdk-checksum-algorithm",
+    ]
+    assert headers == {
+        "x-amz-checksum-sha256": sha256_base64(DIGEST),
+        "x-amz-sdk-checksum-algorithm": "SHA256",
+    }
+    assert not any("checksum" in name.lower() or "trailer" in name.lower() for name in query(url))
+    # And the signature holds for exactly this digest and length
+    signature = query(url)["X-Amz-Signature"]
+    assert resigned(url, headers, size=len(CONTENT), monkeypatch=monkeypatch) == signature
+    other_digest = {**headers, "x-amz-checksum-sha256": sha256_base64(hashlib.sha256(b"other").hexdigest())}
+    assert resigned(url, other_digest, size=len(CONTENT), monkeypatch=monkeypatch) != signature
+    assert resigned(url, headers, size=len(CONTENT) - 1, monkeypatch=monkeypatch) != signature
+
+
+def test_a_part_url_without_a_digest_signs_its_length_only() -> None:
+    url, headers = storage().presign_upload_part(KEY, "upload-1", 1, size=len(CONTENT), expires_in=900)
+    assert query(url)["X-Amz-SignedHeaders"].split(";") == ["content-length", "host"]
+    assert headers == {}
 
 
 def policy_of(fields: dict[str, str]) -> dict[str, Any]:

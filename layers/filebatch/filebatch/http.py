@@ -49,7 +49,8 @@ _ERROR_MEANINGS = {
     400: "The request is malformed or does not match the schema (`malformed_json`, `validation_error`, "
     "`invalid_cursor`, `file_too_large`, `invalid_idempotency_key`, `webhook_url_refused`, "
     "`webhook_secret_missing`, `file_not_retryable`; completing a multipart upload: `parts_missing`, "
-    "`invalid_part`, `invalid_part_order`, `part_too_small`, `size_mismatch`...).",
+    "`invalid_part`, `invalid_part_order`, `part_too_small`, `size_mismatch`, `part_checksum_missing`; "
+    "signing parts: `invalid_part`...).",
     401: "Missing or unknown API key (`unauthorized`).",
     403: "The API key has no usage plan on this API (`forbidden`): ask the operator for a new key.",
     404: "No such batch for this API key's tenant (`batch_not_found`), no such file in it "
@@ -58,7 +59,8 @@ _ERROR_MEANINGS = {
     "`batch_not_ended`: only an ended batch can be deleted, exported or retried; `export_not_ready`: the "
     "export is written when the batch ends; `batch_not_open`, `uploads_closed`, `nothing_to_retry`, "
     "`retry_in_progress`; multipart uploads: `not_multipart`, `already_uploaded`, "
-    "`file_not_awaiting_upload`, `no_upload_in_progress`, `upload_not_found`), or the request conflicts "
+    "`file_not_awaiting_upload`, `no_upload_in_progress`, `upload_not_found`, `no_part_checksums`), or the "
+    "request conflicts "
     "with an earlier one (`name_taken`, `idempotency_key_reused`, `request_in_progress`, "
     "`rotation_in_progress`).",
     413: "The request body is over the size limit (`payload_too_large`).",

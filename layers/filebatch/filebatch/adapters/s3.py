@@ -59,15 +59,7 @@ class S3ObjectStorage:
             "IfNoneMatch": "*",
         }
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
-        if sha256 is not None:
-            # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm
-            # named): S3 computes the digest of the bytes it receives and refuses (400 BadDigest) a
-            # body that does not match. As headers, not query parameters: S3 ignores a checksum
-            # hoisted into the query string. Given both, botocore neither computes a checksum of
-            # its own nor moves it to a trailer, so the URL works with a plain HTTP client.
-            checksum = sha256_base64(sha256)
-            params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
-            headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
+        _sign_checksum(params, headers, sha256)
         url = self._client.generate_presigned_url(
             "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
         )
@@ -226,11 +218,15 @@ class S3ObjectStorage:
             raise StorageUnavailableError(f"S3 head {key} failed: {_code(error)}") from error
         return ObjectHead(int(response["ContentLength"]), str(response["ETag"]).strip('"'))
 
-    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
+    def create_multipart_upload(self, key: str, *, content_type: str, part_checksums: bool = False) -> str:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "ContentType": content_type}
+        if part_checksums:
+            # Every part then carries its SHA-256, which S3 checks on UploadPart. SHA-256 is
+            # COMPOSITE (a checksum of the parts' checksums): S3 offers FULL_OBJECT only for CRC
+            # algorithms, so the whole file's digest stays the process step's check.
+            request.update(ChecksumAlgorithm="SHA256", ChecksumType="COMPOSITE")
         try:
-            response = self._client.create_multipart_upload(
-                Bucket=self._bucket, Key=key, ContentType=content_type
-            )
+            response = self._client.create_multipart_upload(**request)
         except ClientError as error:
             raise StorageUnavailableError(
                 f"S3 create multipart upload of {key} failed: {_code(error)}"
@@ -238,23 +234,30 @@ class S3ObjectStorage:
         return str(response["UploadId"])
 
     def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> tuple[str, dict[str, str]]:
         # Content-Length is signed: S3 refuses a part of any other size, so every part but the last is
-        # exactly the part size the instruction names.
+        # exactly the part size the instruction names. A part's SHA-256 is signed as a PUT's is.
+        params: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+            "ContentLength": size,
+        }
+        headers: dict[str, str] = {}
+        _sign_checksum(params, headers, sha256)
         url = self._client.generate_presigned_url(
-            "upload_part",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "UploadId": upload_id,
-                "PartNumber": part_number,
-                "ContentLength": size,
-            },
-            ExpiresIn=expires_in,
-            HttpMethod="PUT",
+            "upload_part", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
         )
-        return url, {}
+        return url, headers
 
     def list_parts(
         self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
@@ -367,6 +370,21 @@ class S3ObjectStorage:
                 f"S3 could not delete {len(errors)} versions under {prefix}, e.g. "
                 f"{first.get('Key')} ({first.get('Code')})"
             )
+
+
+def _sign_checksum(params: dict[str, Any], headers: dict[str, str], sha256: str | None) -> None:
+    """Add a SHA-256 (hex) to a presigned PUT's (put_object's or upload_part's) parameters and to the
+    headers its client must send; nothing without one."""
+    if sha256 is None:
+        return
+    # A declared SHA-256 is signed as a header (x-amz-checksum-sha256, with the algorithm named): S3
+    # computes the digest of the bytes it receives and refuses (400 BadDigest) a body that does not
+    # match. As headers, not query parameters: S3 ignores a checksum hoisted into the query string.
+    # Given both, botocore neither computes a checksum of its own nor moves it to a trailer, so the
+    # URL works with a plain HTTP client.
+    checksum = sha256_base64(sha256)
+    params.update(ChecksumSHA256=checksum, ChecksumAlgorithm="SHA256")
+    headers.update({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"})
 
 
 def _code(error: ClientError) -> str:

@@ -286,6 +286,14 @@ class PostUpload(BaseModel):
     expires_at: datetime
 
 
+# issue 10: what a MULTIPART instruction and a page of parts say about part checksums.
+PART_CHECKSUM_DESCRIPTION = (
+    "`SHA256` when every part carries its own SHA-256 (the file declared `sha256`): hash each part, "
+    "POST the digests to .../files/{file_id}/parts for its URLs (each signs the part's digest, so S3 "
+    "refuses other bytes), and complete with each part's `checksum_sha256`. Null: plain part URLs."
+)
+
+
 class UploadPart(BaseModel):
     """A presigned PUT of one part of a multipart upload (bytes (n-1)*part_size to n*part_size-1)."""
 
@@ -306,7 +314,13 @@ class MultipartUpload(BaseModel):
     upload_id: str
     part_size: int
     part_count: int
-    parts: list[UploadPart]
+    part_checksum: Literal["SHA256"] | None = Field(
+        default=None,
+        description=PART_CHECKSUM_DESCRIPTION,
+    )
+    parts: list[UploadPart] = Field(
+        description="Presigned PUTs of the first page of parts; empty when `part_checksum` is set."
+    )
     next_parts_cursor: str | None
     expires_at: datetime
 
@@ -649,13 +663,58 @@ class PartsPage(BaseModel):
     upload_id: str
     part_size: int
     part_count: int
+    part_checksum: Literal["SHA256"] | None = Field(default=None, description=PART_CHECKSUM_DESCRIPTION)
     uploaded: list[HeldPart] = Field(
         description="Parts of this page S3 already holds: do not send them again."
     )
-    parts: list[UploadPart] = Field(description="Presigned PUTs for the parts of this page S3 does not hold.")
+    parts: list[UploadPart] = Field(
+        description="Presigned PUTs for the parts of this page S3 does not hold; empty when `part_checksum` "
+        "is set (POST the parts' digests for their URLs)."
+    )
     next_cursor: str | None = Field(
         description="The next page of parts (`?cursor=`), or null after the last."
     )
+    expires_at: datetime
+
+
+# Part URLs per POST .../parts, as per page of GET .../parts (services/multipart.py PART_URLS_PER_PAGE).
+MAX_SIGNED_PARTS = 100
+
+
+class PartDigest(BaseModel):
+    """One part to sign and the SHA-256 of its bytes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    part_number: int = Field(ge=1, le=MAX_UPLOAD_PARTS)
+    sha256: str = Field(
+        pattern=SHA256_INPUT_PATTERN,
+        description="The part's SHA-256, as 64 hex digits or the base64 of its 32 bytes.",
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_as_hex(cls, value: str) -> str:
+        return sha256_hex(value)
+
+
+class SignPartsRequest(BaseModel):
+    """Parts of a multipart upload with part checksums, each with its SHA-256, to get their URLs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    parts: list[PartDigest] = Field(min_length=1, max_length=MAX_SIGNED_PARTS)
+
+
+class SignedParts(BaseModel):
+    """Presigned PUTs of the requested parts, each signing its part's SHA-256: send the headers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    file_id: str
+    upload_id: str
+    parts: list[UploadPart]
     expires_at: datetime
 
 
@@ -667,7 +726,8 @@ class CompletedPart(BaseModel):
     checksum_sha256: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9+/]{43}=$",
-        description="The part's SHA-256 (base64), when it was uploaded with one.",
+        description="The part's SHA-256 (base64), when it was uploaded with one: required for every part "
+        "of an upload with `part_checksum` (`part_checksum_missing`).",
     )
 
 

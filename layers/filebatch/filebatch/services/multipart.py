@@ -7,6 +7,13 @@ which parts S3 already holds (GET .../parts) to resume after an interruption, an
 upload (POST .../complete), which S3 turns into one object: its "Object Created" event
 (reason CompleteMultipartUpload) goes through the same record path as a PUT's.
 
+A file that declares its SHA-256 uploads with part checksums: its upload is created with
+ChecksumAlgorithm SHA256, and each part URL signs that part's digest, which only the client knows
+(it hashes each part before sending it), so its part URLs come from POST .../parts with the digests,
+never unsigned: S3 itself refuses a part whose bytes are not the ones the client hashed. SHA-256 is a
+COMPOSITE checksum on S3 (a digest of the parts' digests; FULL_OBJECT exists for CRCs only), so the
+whole file's SHA-256 stays the process step's check (`checksum_mismatch`).
+
 Work per request is bounded (API Gateway answers within 29 s, a Lambda response is at most 6 MB):
 at most PART_URLS_PER_PAGE part URLs per file (~1.5 KB each) and at most MULTIPART_FILES_PER_PAGE
 multipart files per page of upload instructions, whose CreateMultipartUpload calls run
@@ -17,12 +24,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from filebatch.errors import ConflictError, FilebatchError, InvalidRequestError, NotFoundError
 from filebatch.models.api import (
@@ -32,6 +39,8 @@ from filebatch.models.api import (
     HeldPart,
     MultipartUpload,
     PartsPage,
+    SignedParts,
+    SignPartsRequest,
     UploadPart,
 )
 from filebatch.models.domain import FILE_ID_PATTERN, Batch, BatchFile, FileStatus, Tenant
@@ -95,13 +104,26 @@ class MultipartPolicy:
         return file.declared_size > self.threshold_bytes
 
 
+def part_checksum_of(file: BatchFile) -> Literal["SHA256"] | None:
+    """ "SHA256" when each part of the file's upload carries its SHA-256 (the file declares one)."""
+    return "SHA256" if file.declared_sha256 is not None else None
+
+
+def _create_upload(storage: ObjectStorage, file: BatchFile) -> str:
+    return storage.create_multipart_upload(
+        file.object_key,
+        content_type=file.declared_content_type,
+        part_checksums=part_checksum_of(file) is not None,
+    )
+
+
 def ensure_upload(repo: BatchRepository, storage: ObjectStorage, file: BatchFile) -> str:
     """The file's multipart upload id: the one on its record, or a new one claimed for it. Two
     requests racing for a file both create an upload, one claim wins (a conditional write), and the
     loser aborts its own and uses the winner's: a file never has two live uploads we know of."""
     if file.multipart_upload_id is not None:
         return file.multipart_upload_id
-    upload_id = storage.create_multipart_upload(file.object_key, content_type=file.declared_content_type)
+    upload_id = _create_upload(storage, file)
     if repo.claim_multipart_upload(file.tenant_id, file.batch_id, file.file_id, upload_id=upload_id):
         file.multipart_upload_id = upload_id
         return upload_id
@@ -126,9 +148,7 @@ def start_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
     each file gets its upload id before its record is written, so no claim is needed."""
 
     def start(file: BatchFile) -> None:
-        file.multipart_upload_id = storage.create_multipart_upload(
-            file.object_key, content_type=file.declared_content_type
-        )
+        file.multipart_upload_id = _create_upload(storage, file)
 
     _concurrently(files, start)
 
@@ -152,10 +172,16 @@ def abort_uploads(storage: ObjectStorage, files: Sequence[BatchFile]) -> None:
 
 
 def sign_parts(
-    storage: ObjectStorage, file: BatchFile, upload_id: str, part_numbers: Sequence[int], *, ttl_seconds: int
+    storage: ObjectStorage,
+    file: BatchFile,
+    upload_id: str,
+    part_numbers: Sequence[int],
+    *,
+    ttl_seconds: int,
+    digests: Mapping[int, str] | None = None,
 ) -> list[UploadPart]:
     """Presigned UploadPart URLs, each signed for its part's exact length (Content-Length is signed:
-    S3 refuses a part of another size)."""
+    S3 refuses a part of another size) and, given `digests` (part number → SHA-256 hex), its digest."""
     parts = []
     for number in part_numbers:
         url, headers = storage.presign_upload_part(
@@ -164,6 +190,7 @@ def sign_parts(
             number,
             size=part_length(file.declared_size, number),
             expires_in=ttl_seconds,
+            sha256=digests[number] if digests is not None else None,
         )
         parts.append(UploadPart(part_number=number, url=url, headers=headers))
     return parts
@@ -178,15 +205,20 @@ def multipart_instruction(
     now: datetime,
 ) -> MultipartUpload:
     """The MULTIPART instruction of a file whose upload exists (ensure_upload): the first page of
-    part URLs, and the cursor of GET .../parts for the rest."""
+    part URLs, and the cursor of GET .../parts for the rest. A file with part checksums gets no URL
+    here: its client POSTs the parts' digests to .../parts for them."""
     assert file.multipart_upload_id is not None
     count = part_count_for(file.declared_size)
     first = range(1, min(count, PART_URLS_PER_PAGE) + 1)
+    part_checksum = part_checksum_of(file)
     return MultipartUpload(
         upload_id=file.multipart_upload_id,
         part_size=part_size_for(file.declared_size),
         part_count=count,
-        parts=sign_parts(storage, file, file.multipart_upload_id, first, ttl_seconds=ttl_seconds),
+        part_checksum=part_checksum,
+        parts=[]
+        if part_checksum is not None
+        else sign_parts(storage, file, file.multipart_upload_id, first, ttl_seconds=ttl_seconds),
         next_parts_cursor=_parts_cursor(cursors, file, PART_URLS_PER_PAGE + 1)
         if count > PART_URLS_PER_PAGE
         else None,
@@ -307,13 +339,16 @@ def list_parts(
         upload_id = ensure_upload(repo, storage, file)
         held = []
     held_numbers = {part.part_number for part in held}
-    missing = [n for n in numbers if n not in held_numbers]
+    # A part with a checksum is signed only with its digest (POST .../parts): none signed here.
+    part_checksum = part_checksum_of(file)
+    missing = [n for n in numbers if n not in held_numbers] if part_checksum is None else []
     return PartsPage(
         batch_id=batch_id,
         file_id=file_id,
         upload_id=upload_id,
         part_size=part_size_for(file.declared_size),
         part_count=count,
+        part_checksum=part_checksum,
         uploaded=[
             HeldPart(part_number=p.part_number, etag=p.etag, size=p.size, checksum_sha256=p.checksum_sha256)
             for p in held
@@ -321,6 +356,50 @@ def list_parts(
         ],
         parts=sign_parts(storage, file, upload_id, missing, ttl_seconds=ttl_seconds),
         next_cursor=_parts_cursor(cursors, file, numbers[-1] + 1) if numbers[-1] < count else None,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+    )
+
+
+def sign_upload_parts(
+    repo: BatchRepository,
+    storage: ObjectStorage,
+    tenant: Tenant,
+    batch_id: str,
+    file_id: str,
+    request: SignPartsRequest,
+    *,
+    policy: MultipartPolicy,
+    limits: UploadLimits,
+    now: datetime,
+) -> SignedParts:
+    """Presigned UploadPart URLs for exactly the requested parts of a file with part checksums, each
+    signing the part's SHA-256 as the client computed it (S3 refuses other bytes). Starts the file's
+    upload when it has none (after an abort) and keeps the batch's upload window open as long as the
+    URLs, as GET .../parts does."""
+    file = _require_multipart_file(repo, tenant, batch_id, file_id, policy)
+    if part_checksum_of(file) is None:
+        raise ConflictError(
+            f"file {file_id} declares no sha256, so its parts carry no checksum: GET .../parts signs them",
+            code="no_part_checksums",
+        )
+    count = part_count_for(file.declared_size)
+    digests: dict[int, str] = {}
+    for part in request.parts:
+        if part.part_number > count:
+            raise InvalidRequestError(
+                f"the file has {count} parts; there is no part {part.part_number}", code="invalid_part"
+            )
+        if part.part_number in digests:
+            raise InvalidRequestError(f"part {part.part_number} is listed twice", code="invalid_part")
+        digests[part.part_number] = part.sha256
+    ttl_seconds = limits.url_ttl_seconds
+    repo.extend_upload_window(tenant.tenant_id, batch_id, due_at=limits.upload_deadline(now))
+    upload_id = ensure_upload(repo, storage, file)
+    return SignedParts(
+        batch_id=batch_id,
+        file_id=file_id,
+        upload_id=upload_id,
+        parts=sign_parts(storage, file, upload_id, list(digests), ttl_seconds=ttl_seconds, digests=digests),
         expires_at=now + timedelta(seconds=ttl_seconds),
     )
 
@@ -360,6 +439,7 @@ def complete_upload(
             "GET .../parts for a new one",
             code="upload_not_found",
         ) from None
+    _check_part_checksums(file, request)
     _check_parts(file, request, held)
     try:
         etag = storage.complete_multipart_upload(
@@ -453,6 +533,19 @@ def _check_parts(file: BatchFile, request: CompleteUploadRequest, held: dict[int
     if total != file.declared_size:
         raise InvalidRequestError(
             f"the parts hold {total} bytes but {file.declared_size} were declared", code="size_mismatch"
+        )
+
+
+def _check_part_checksums(file: BatchFile, request: CompleteUploadRequest) -> None:
+    """An upload created with part checksums completes only with every part's (S3 refuses it too)."""
+    if part_checksum_of(file) is None:
+        return
+    unchecked = [p.part_number for p in request.parts if p.checksum_sha256 is None]
+    if unchecked:
+        raise InvalidRequestError(
+            f"the file's parts carry SHA-256 checksums: give each part's checksum_sha256 (missing for "
+            f"{len(unchecked)} parts, e.g. {', '.join(str(n) for n in unchecked[:10])})",
+            code="part_checksum_missing",
         )
 
 

@@ -313,13 +313,22 @@ class ObjectStorage(Protocol):
     def head(self, key: str) -> ObjectHead | None:
         """The current version's size and ETag, or None when the key holds no object."""
 
-    def create_multipart_upload(self, key: str, *, content_type: str) -> str:
-        """Start a multipart upload of `key`; returns its upload id."""
+    def create_multipart_upload(self, key: str, *, content_type: str, part_checksums: bool = False) -> str:
+        """Start a multipart upload of `key`; returns its upload id. With `part_checksums`, every
+        part must carry its SHA-256 (S3 refuses one without, or with a wrong one)."""
 
     def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, *, size: int, expires_in: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> tuple[str, dict[str, str]]:
-        """A URL (and the headers to send) that PUTs part `part_number` of exactly `size` bytes."""
+        """A URL (and the headers to send) that PUTs part `part_number` of exactly `size` bytes. With
+        `sha256` (hex), the part's digest is signed too: S3 refuses bytes whose digest differs."""
 
     def list_parts(
         self, key: str, upload_id: str, *, after: int = 0, limit: int | None = None
