@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import MaxLen
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -61,6 +62,8 @@ def _integral(value: Any) -> Any:
 
 # An integer as JSON Schema means it (6 or 6.0), for request bodies.
 JsonInteger = Annotated[int, BeforeValidator(_integral)]
+# A SHA-256 a client declares (of a file or of a part), kept as lowercase hex.
+DeclaredSha256 = Annotated[str, StringConstraints(pattern=SHA256_INPUT_PATTERN), AfterValidator(sha256_hex)]
 
 
 class FileSpec(BaseModel):
@@ -75,9 +78,8 @@ class FileSpec(BaseModel):
         ge=1, le=MAX_DECLARED_FILE_BYTES, description="Exact size in bytes; the upload is checked against it."
     )
     content_type: str = Field(pattern=CONTENT_TYPE_PATTERN)
-    sha256: str | None = Field(
+    sha256: DeclaredSha256 | None = Field(
         default=None,
-        pattern=SHA256_INPUT_PATTERN,
         description="The file's SHA-256, as 64 hex digits or the base64 of its 32 bytes. S3 refuses an "
         "upload whose bytes do not match it, and the process step checks it again (`checksum_mismatch`).",
         json_schema_extra={"examples": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]},
@@ -87,11 +89,6 @@ class FileSpec(BaseModel):
     @classmethod
     def _normalise_content_type(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha256_as_hex(cls, value: str | None) -> str | None:
-        return sha256_hex(value) if value is not None else None
 
     @field_validator("filename")
     @classmethod
@@ -686,16 +683,10 @@ class PartDigest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    part_number: int = Field(ge=1, le=MAX_UPLOAD_PARTS)
-    sha256: str = Field(
-        pattern=SHA256_INPUT_PATTERN,
+    part_number: JsonInteger = Field(ge=1, le=MAX_UPLOAD_PARTS)
+    sha256: DeclaredSha256 = Field(
         description="The part's SHA-256, as 64 hex digits or the base64 of its 32 bytes.",
     )
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha256_as_hex(cls, value: str) -> str:
-        return sha256_hex(value)
 
 
 class SignPartsRequest(BaseModel):
