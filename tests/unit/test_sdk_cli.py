@@ -13,6 +13,8 @@ import json
 import os
 import pty
 import re
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -221,9 +223,10 @@ def test_ctrl_c_while_uploading_says_how_to_cancel_or_close_the_batch(
 # ---- under a pseudo-terminal ---------------------------------------------------------------------
 
 
-def _run_in_pty(args: list[str]) -> tuple[int, str, str]:
+def _run_in_pty(args: list[str], *, interrupt_after: str | None = None) -> tuple[int, str, str]:
     """Run `python -m filebatch_sdk ARGS` with stderr on a pseudo-terminal; its exit status,
-    stdout and everything the terminal received."""
+    stdout and everything the terminal received. With `interrupt_after`, the process gets a
+    SIGINT (Ctrl-C) once the terminal has shown that text."""
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"}}
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
@@ -237,6 +240,14 @@ def _run_in_pty(args: list[str]) -> tuple[int, str, str]:
     os.close(terminal)
     received = bytearray()
     while True:
+        if interrupt_after is not None and interrupt_after.encode() in received:
+            process.send_signal(signal.SIGINT)
+            interrupt_after = None
+        # A bounded wait, so that a process that never writes again fails the test instead of hanging it.
+        readable, _, _ = select.select([controller], [], [], 60)
+        if not readable:
+            process.kill()
+            break
         try:
             chunk = os.read(controller, 65536)
         except OSError:  # EIO: the terminal's last writer has gone
@@ -282,3 +293,22 @@ def test_submit_under_a_terminal_draws_bars_that_reach_100_percent(
         r"batch b-\S+ completed_with_errors: 2 completed, 1 failed; 1 retryable$", stdout.strip()
     )
     assert "\x1b" not in stdout
+
+
+def test_ctrl_c_under_a_terminal_stops_watch_cleanly_with_130(
+    fake_api: FakeApi, client: FilebatchClient, sample_files: list[Path]
+) -> None:
+    # Given a batch that goes on processing
+    fake_api.polls_until_done = 10**9
+    batch_id = client.create_batch(sample_files[:1]).batch_id
+    # When it is watched from a terminal and the user presses Ctrl-C once the bar is shown
+    code, stdout, screen = _run_in_pty(
+        ["watch", batch_id, "--poll-interval", "0.05", "--api-url", fake_api.base_url, "--api-key", API_KEY],
+        interrupt_after="processed",
+    )
+    # Then it exits 130 without a traceback and says how to follow the batch
+    plain = ANSI_ESCAPE.sub("", screen)
+    assert code == 130
+    assert stdout == ""
+    assert "Traceback" not in plain
+    assert f"filebatch watch {batch_id}" in plain
