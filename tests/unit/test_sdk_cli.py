@@ -229,6 +229,9 @@ def _run_in_pty(args: list[str], *, interrupt_after: str | None = None) -> tuple
     SIGINT (Ctrl-C) once the terminal has shown that text."""
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"}}
+    # The SDK of this checkout, whatever the interpreter's own path holds.
+    sdk_dir = str(Path(__file__).resolve().parents[2] / "sdk")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [sdk_dir, env.get("PYTHONPATH")]))
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
     process = subprocess.Popen(
         [sys.executable, "-m", "filebatch_sdk", *args],
