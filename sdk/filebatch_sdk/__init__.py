@@ -11,7 +11,7 @@
 Batches can also be listed, closed, cancelled, retried, deleted and exported (see
 `FilebatchClient`). Also a command line: `python -m filebatch_sdk submit FILE...` (see
 `filebatch_sdk.cli`).
-Only dependency: requests.
+Dependencies: requests, and rich for the command line's display.
 """
 
 from __future__ import annotations

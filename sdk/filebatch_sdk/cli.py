@@ -1,35 +1,43 @@
-"""Command line: `python -m filebatch_sdk COMMAND`.
+"""Command line: `filebatch COMMAND` (the same as `python -m filebatch_sdk COMMAND`).
 
-    python -m filebatch_sdk submit photos/*.jpg            # upload, wait, print one line per file
-    python -m filebatch_sdk submit --no-wait a.pdf         # print the batch id once uploaded
-    python -m filebatch_sdk submit --name june --metadata team=ops --webhook-url https://... *.pdf
-    python -m filebatch_sdk status b-0123...               # status and counts
-    python -m filebatch_sdk results b-0123... --json       # every result, as the API returns it
-    python -m filebatch_sdk results b-0123... --status failed
-    python -m filebatch_sdk list --status processing       # the newest batches, one line each
-    python -m filebatch_sdk close b-0123...                # stop waiting for uploads
-    python -m filebatch_sdk cancel b-0123...
-    python -m filebatch_sdk retry b-0123... [--file-id f00002 ...]
-    python -m filebatch_sdk delete b-0123...               # a finished (or cancelled) batch
-    python -m filebatch_sdk export b-0123... --output results.jsonl
-    python -m filebatch_sdk webhook-secret rotate          # prints the new signing secret
+    filebatch submit photos/*.jpg            # upload, wait, print one line per file
+    filebatch submit --no-wait a.pdf         # print the batch id once uploaded
+    filebatch submit --quiet *.pdf           # no progress, no lines: errors only, the exit status says it
+    filebatch submit --name june --metadata team=ops --webhook-url https://... *.pdf
+    filebatch watch b-0123...                # follow a batch until it ends
+    filebatch status b-0123...               # status and counts
+    filebatch results b-0123... --json       # every result, as the API returns it
+    filebatch results b-0123... --format csv # or jsonl (one result a line), table, text (default)
+    filebatch results b-0123... --status failed
+    filebatch ls --status processing         # the newest batches, one line each (alias: list)
+    filebatch close b-0123...                # stop waiting for uploads
+    filebatch cancel b-0123...
+    filebatch retry b-0123... [--file-id f00002 ...]
+    filebatch delete b-0123...               # a finished (or cancelled) batch
+    filebatch export b-0123... --output results.jsonl
+    filebatch webhook-secret rotate          # prints the new signing secret
 
 Credentials, first found wins (per value): --api-url / --api-key, the file named by
 --stack-file, the environment (FILEBATCH_API_URL, FILEBATCH_API_KEY), then .local/stack.json in
 the current directory, which the local stack writes ({"api_url": ..., "api_key": ...}).
 
-With --json, stdout carries exactly one JSON document; progress goes to stderr either way.
+With --json, stdout carries exactly one JSON document; progress goes to stderr, and only when
+stderr is a terminal is it drawn as live bars (bytes uploaded, files processed with the
+server's ETA); otherwise it is one line per change. --quiet (submit, watch) shows no progress.
 
-Exit status: 0 success; 1 the batch finished but not every file completed (submit); 2 bad usage,
-missing credentials or unusable files; 3 the API refused or could not be reached, uploads or the
-export download failed: among the refusals, the batch is not in a state for it (409, e.g. close
-after uploads ended, delete before it ended, export before it ended; the error names the code)
-or it does not exist (404); 4 gave up waiting (the batch carries on: follow it with `status`).
+Exit status: 0 success; 1 the batch ended but not every file completed (submit, watch: failed
+files, or the batch failed, was cancelled or expired); 2 bad usage, missing credentials or
+unusable files; 3 the API refused or could not be reached, uploads or the export download
+failed: among the refusals, the batch is not in a state for it (409, e.g. close after uploads
+ended, delete before it ended, export before it ended; the error names the code) or it does not
+exist (404); 4 gave up waiting (the batch carries on: follow it with `watch`); 130 interrupted
+(Ctrl-C: the batch carries on, and the message says how to follow it).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -37,6 +45,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich import filesize
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from rich.table import Table
+from rich.text import Text
 
 from filebatch_sdk._version import __version__
 from filebatch_sdk.client import FilebatchClient
@@ -51,6 +65,7 @@ from filebatch_sdk.models import (
     BatchRun,
     BatchState,
     BatchStatus,
+    CreatedBatch,
     FileResult,
     FileState,
     UploadProgress,
@@ -66,6 +81,9 @@ EXIT_FILES_FAILED = 1
 EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_TIMEOUT = 4
+# What a shell reports for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+PROG = "filebatch"
 
 
 class CredentialsError(Exception):
@@ -136,10 +154,10 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
     parser = argparse.ArgumentParser(
-        prog="python -m filebatch_sdk",
+        prog=PROG,
         description="Submit files to a filebatch API and read the results.",
         epilog="Exit status: 0 ok, 1 some files failed, 2 usage, 3 API error (a 409 when the batch is "
-        "not in a state for the command) or upload/download error, 4 timed out.",
+        "not in a state for the command) or upload/download error, 4 timed out, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"filebatch-sdk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -147,6 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", parents=[common], help="upload files as one batch")
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
     submit.add_argument("--no-wait", action="store_true", help="return once uploaded; print the batch id")
+    submit.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     submit.add_argument("--timeout", type=float, default=600, help="seconds to wait for results (600)")
     submit.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls (1)")
     submit.add_argument("--concurrency", type=int, default=8, help="parallel uploads (8)")
@@ -177,15 +196,30 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("batch_id", metavar="BATCH_ID")
     status.set_defaults(handler=_status)
 
+    watch = commands.add_parser("watch", parents=[common], help="follow a batch until it ends")
+    watch.add_argument("batch_id", metavar="BATCH_ID")
+    watch.add_argument("--timeout", type=float, default=600, help="seconds to wait for the end (600)")
+    watch.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls (1)")
+    watch.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    watch.set_defaults(handler=_watch)
+
     results = commands.add_parser("results", parents=[common], help="list a batch's per-file results")
     results.add_argument("batch_id", metavar="BATCH_ID")
     results.add_argument("--page-size", type=int, default=100, help="results per request (100)")
     results.add_argument(
         "--status", choices=[state.value for state in FileState], help="only the files in this state"
     )
+    results.add_argument(
+        "--format",
+        choices=["text", "jsonl", "csv", "table"],
+        default="text",
+        help="text: a line per file (default); jsonl: a result per line; csv: with a header; table",
+    )
     results.set_defaults(handler=_results)
 
-    listing = commands.add_parser("list", parents=[common], help="list batches, newest first")
+    listing = commands.add_parser(
+        "ls", aliases=["list"], parents=[common], help="list batches, newest first (alias: list)"
+    )
     listing.add_argument(
         "--status", choices=[state.value for state in BatchState], help="only batches in this state"
     )
@@ -275,8 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _err(f"  {failure.filename}: {failure.reason}")
             return EXIT_API
         except BatchTimeoutError as error:
-            _err(f"error: {error}; follow it with: python -m filebatch_sdk status {error.batch_id}")
+            _err(f"error: {error}; follow it with: {PROG} watch {error.batch_id}")
             return EXIT_TIMEOUT
+        except KeyboardInterrupt:
+            _err(_interrupted_message(args))
+            return EXIT_INTERRUPTED
         except FilebatchApiError as error:
             _err(f"error: {error}")
             return EXIT_API
@@ -285,45 +322,133 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_API
 
 
-def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
-    show_progress = not args.json
-    last_line = ""
+def _interrupted_message(args: argparse.Namespace) -> str:
+    batch_id: str | None = getattr(args, "batch_id", None)
+    if batch_id is None:
+        before = " before the batch was created: nothing was submitted" if args.command == "submit" else ""
+        return f"interrupted{before}"
+    if getattr(args, "uploading", False):
+        return (
+            f"interrupted while uploading: batch {batch_id} may lack files (they expire unless uploaded); "
+            f"cancel it with `{PROG} cancel {batch_id}` and submit the files again, or process what "
+            f"arrived with `{PROG} close {batch_id}`"
+        )
+    return f"interrupted: batch {batch_id} carries on; follow it with `{PROG} watch {batch_id}`"
 
-    def on_upload(progress: UploadProgress) -> None:
-        if show_progress:
+
+class _ProgressDisplay:
+    """Progress of submit and watch on stderr: live rich bars when stderr is a terminal, else a
+    line per change; nothing when quiet."""
+
+    def __init__(self, *, quiet: bool, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._live = not quiet and self._console.is_terminal
+        self._lines = not quiet and not self._live
+        self._last_line = ""
+        self._progress = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=self._console,
+        )
+        self._upload_task: TaskID | None = None
+        self._files_task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressDisplay:
+        if self._live:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._live:
+            self._progress.stop()
+
+    def uploaded(self, progress: UploadProgress) -> None:
+        if self._lines:
             _err(f"uploaded {progress.files_done}/{progress.files_total}  {progress.filename}")
+        if not self._live:
+            return
+        detail = (
+            f"{filesize.decimal(progress.bytes_done)} of {filesize.decimal(progress.bytes_total)}, "
+            f"{progress.files_done}/{progress.files_total} files"
+        )
+        if self._upload_task is None:
+            self._upload_task = self._progress.add_task("uploaded", total=progress.bytes_total, detail="")
+        # A total of 0 bytes (empty files only) would never read as done.
+        self._progress.update(
+            self._upload_task,
+            total=max(progress.bytes_total, 1),
+            completed=progress.bytes_done if progress.bytes_total else 1,
+            detail=detail,
+        )
 
-    def on_status(status: BatchStatus) -> None:
-        nonlocal last_line
+    def status(self, status: BatchStatus) -> None:
         # Polls repeat the same numbers most of the time; print only what changed.
         line = _status_line(status)
-        if show_progress and line != last_line:
-            last_line = line
+        if self._lines and line != self._last_line:
+            self._last_line = line
             _err(line)
+        if not self._live:
+            return
+        counts = status.counts
+        eta = (
+            f", about {status.eta_seconds}s left"
+            if status.eta_seconds is not None and not status.is_terminal
+            else ""
+        )
+        detail = f"{counts.finished}/{counts.total} files, {status.status}{eta}"
+        if self._files_task is None:
+            self._files_task = self._progress.add_task("processed", total=counts.total, detail="")
+        self._progress.update(
+            self._files_task,
+            total=max(counts.total, 1),
+            completed=counts.finished if counts.total else 1,
+            detail=detail,
+        )
 
-    run = client.submit(
-        args.files,
-        name=args.name,
-        metadata=dict(args.metadata) if args.metadata else None,
-        webhook_url=args.webhook_url,
-        upload_method=args.upload_method,
-        skip_duplicates=args.skip_duplicates,
-        wait=not args.no_wait,
-        timeout=args.timeout,
-        poll_interval=args.poll_interval,
-        concurrency=args.concurrency,
-        on_upload_progress=on_upload,
-        on_progress=on_status,
-    )
+
+def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
+    quiet = args.quiet or args.json
+    args.batch_id = None
+
+    def on_created(created: CreatedBatch) -> None:
+        args.batch_id, args.uploading = created.batch_id, True
+
+    def on_upload(progress: UploadProgress) -> None:
+        args.uploading = progress.files_done < progress.files_total
+        display.uploaded(progress)
+
+    def on_status(status: BatchStatus) -> None:
+        args.uploading = False
+        display.status(status)
+
+    with _ProgressDisplay(quiet=quiet) as display:
+        run = client.submit(
+            args.files,
+            name=args.name,
+            metadata=dict(args.metadata) if args.metadata else None,
+            webhook_url=args.webhook_url,
+            upload_method=args.upload_method,
+            skip_duplicates=args.skip_duplicates,
+            wait=not args.no_wait,
+            timeout=args.timeout,
+            poll_interval=args.poll_interval,
+            concurrency=args.concurrency,
+            on_upload_progress=on_upload,
+            on_progress=on_status,
+            on_created=on_created,
+        )
+    args.uploading = False
     if args.no_wait:
         if args.json:
             _print_json({"batch_id": run.batch_id, "status": run.batch.status})
-        else:
+        elif not args.quiet:
             print(run.batch_id)
         return EXIT_OK
     if args.json:
         _print_json(_run_json(run))
-    else:
+    elif not args.quiet:
         for result in run.results:
             print(_result_line(result))
         print(_summary_line(run))
@@ -334,14 +459,52 @@ def _status(client: FilebatchClient, args: argparse.Namespace) -> int:
     return _show_status(client.get_batch(args.batch_id), args)
 
 
+def _watch(client: FilebatchClient, args: argparse.Namespace) -> int:
+    with _ProgressDisplay(quiet=args.quiet or args.json) as display:
+        status = client.wait(
+            args.batch_id, timeout=args.timeout, poll_interval=args.poll_interval, on_progress=display.status
+        )
+    if args.json:
+        _print_json(to_json(status))
+    elif not args.quiet:
+        print(_status_line(status))
+    return EXIT_OK if status.status == BatchState.COMPLETED else EXIT_FILES_FAILED
+
+
+CSV_COLUMNS = ("file_id", "filename", "status", "error_code", "description")
+
+
 def _results(client: FilebatchClient, args: argparse.Namespace) -> int:
     items = client.iter_results(args.batch_id, page_size=args.page_size, status=args.status)
     if args.json:
         _print_json({"batch_id": args.batch_id, "items": to_json(list(items))})
+    elif args.format == "jsonl":
+        for result in items:
+            print(json.dumps(to_json(result), ensure_ascii=False))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(_result_row(result) for result in items)
+    elif args.format == "table":
+        table = Table(*CSV_COLUMNS)
+        for result in items:
+            # Text, not markup: a filename such as "[draft].pdf" is shown as it is.
+            table.add_row(*(Text(cell) for cell in _result_row(result)))
+        Console().print(table)
     else:
         for result in items:
             print(_result_line(result))
     return EXIT_OK
+
+
+def _result_row(result: FileResult) -> tuple[str, str, str, str, str]:
+    return (
+        result.file_id,
+        result.filename,
+        result.status,
+        result.error.code if result.error else "",
+        result.description.text if result.description else "",
+    )
 
 
 def _list(client: FilebatchClient, args: argparse.Namespace) -> int:
@@ -365,7 +528,7 @@ def _close(client: FilebatchClient, args: argparse.Namespace) -> int:
 def _cancel(client: FilebatchClient, args: argparse.Namespace) -> int:
     status = _show_status(client.cancel_batch(args.batch_id), args)
     if not args.json:
-        _err(f"follow it with: python -m filebatch_sdk status {args.batch_id}")
+        _err(f"follow it with: {PROG} watch {args.batch_id}")
     return status
 
 

@@ -765,12 +765,14 @@ class FilebatchClient:
         on_upload_progress: UploadProgressCallback | None = None,
         on_progress: StatusCallback | None = None,
         upload_method: UploadMethod = "PUT",
+        on_created: Callable[[CreatedBatch], None] | None = None,
     ) -> BatchRun:
         """Create a batch of `paths`, upload them, and (unless `wait=False`) wait for every result.
 
         `name`, `metadata` and `webhook_url` are stored with the batch, `upload_method` chooses
         presigned PUTs or browser-style POSTs, and `skip_duplicates` skips files already described
-        (their SHA-256 is declared from the file; see `create_batch`).
+        (their SHA-256 is declared from the file; see `create_batch`). `on_created` gets the batch
+        as soon as it exists, before any upload (so an interrupted caller can name it).
         Returns a `BatchRun` with `.results`, `.summary()`, `.failed()` and `.retryable()`. Files
         that failed are results, not exceptions; exceptions mean the batch itself could not be
         created, uploaded or followed.
@@ -785,6 +787,8 @@ class FilebatchClient:
             skip_duplicates=skip_duplicates,
         )
         logger.info("batch %s created with %d files", created.batch_id, len(created.files))
+        if on_created is not None:
+            on_created(created)
         self.upload(created, local, concurrency=concurrency, on_progress=on_upload_progress)
         run = BatchRun(batch=created, paths=local)
         if not wait:
