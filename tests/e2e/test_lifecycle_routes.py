@@ -111,7 +111,13 @@ def test_retry_runs_the_retryable_failures_in_a_new_execution_once(stack: Stack)
     assert (final["counts"]["completed"], final["counts"]["failed"]) == (1, 1)
     sfn = stack.local.client("stepfunctions")
     arn = stack.local.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{batch_id}-r1"
-    assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
+    # (the status is written by the finalize step, a moment before its execution ends)
+    ended_as = wait_for(
+        lambda: (status := sfn.describe_execution(executionArn=arn)["status"]) != "RUNNING" and status,
+        60,
+        "the retry's execution",
+    )
+    assert ended_as == "SUCCEEDED"
 
 
 @pytest.fixture(scope="module")
