@@ -759,6 +759,8 @@ class UploadProgress:
     files_total: int
     bytes_done: int
     bytes_total: int
+    file_bytes_done: int = 0
+    file_bytes_total: int = 0
 
     @property
     def percentage(self) -> float:

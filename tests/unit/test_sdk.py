@@ -612,9 +612,15 @@ def test_submit_creates_uploads_waits_and_pages_results(
         for r in fake_api.requests
         if r.path.startswith("/v1")
     )
-    # And progress was reported for every upload and every poll, ending terminal
-    assert [u.files_done for u in uploads] == [1, 2, 3]
-    assert uploads[-1].bytes_done == sum(p.stat().st_size for p in sample_files)
+    # And upload progress was reported while files went up (bytes per file and overall, never
+    # going back) and once each file was stored, ending at every byte of every file
+    sizes = {f.file_id: f.size for f in run.batch.files}
+    assert [u.bytes_done for u in uploads] == sorted(u.bytes_done for u in uploads)
+    assert sorted({u.files_done for u in uploads} - {0}) == [1, 2, 3]
+    assert all(0 <= u.file_bytes_done <= u.file_bytes_total == sizes[u.file_id] for u in uploads)
+    assert {u.file_id for u in uploads if u.file_bytes_done == u.file_bytes_total} == set(sizes)
+    assert uploads[-1].bytes_done == uploads[-1].bytes_total == sum(sizes.values())
+    # And the status of every poll, ending terminal
     assert [s.is_terminal for s in statuses] == [False, True]
     assert run.status is not None
     assert run.status.status == "completed_with_errors"
@@ -1023,7 +1029,8 @@ def test_skip_duplicates_sends_the_declared_hashes_and_uploads_only_files_with_a
     assert (first.duplicate_of.batch_id, first.duplicate_of.file_id) == ("b-" + "e" * 32, "f00007")
     puts = [r.path for r in fake_api.requests if r.method == "PUT"]
     assert sorted(puts) == [f"/upload/{created.batch_id}/f00002", f"/upload/{created.batch_id}/f00003"]
-    assert [p.files_total for p in progress] == [2, 2]
+    assert {p.files_total for p in progress} == {2}
+    assert {p.file_id for p in progress} == {"f00002", "f00003"}
 
 
 def test_cli_submit_passes_skip_duplicates(fake_api: FakeApi, sample_files: list[Path]) -> None:

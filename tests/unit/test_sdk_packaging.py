@@ -22,6 +22,8 @@ import filebatch_sdk
 
 SDK_DIR = Path(__file__).resolve().parents[2] / "sdk"
 DECLARED_DEPENDENCIES = {"requests", "rich"}
+# Extras: `pip install "./sdk[async]"` for AsyncFilebatchClient.
+OPTIONAL_DEPENDENCIES = {"async": {"httpx"}}
 
 # Run in a fresh interpreter: every sys.path entry from which the server package `filebatch`
 # could be imported is dropped first (the venv's .pth file puts layers/filebatch on the path), so
@@ -70,17 +72,24 @@ def test_sdk_and_cli_import_without_the_server_package() -> None:
     loaded_roots = {name.split(".")[0] for name in report["modules"]}
     assert not loaded_roots & {"filebatch", "filebatch_local", "boto3", "botocore", "pydantic"}
     assert {"filebatch_sdk", "requests"} <= loaded_roots
+    # And the optional extras are imported only by what needs them (AsyncFilebatchClient)
+    assert "httpx" not in loaded_roots
 
 
 def test_the_sdk_imports_only_its_declared_dependencies() -> None:
     # Given the SDK's sources and the dependencies sdk/pyproject.toml declares
     project = tomllib.loads((SDK_DIR / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {_requirement_name(requirement) for requirement in project["dependencies"]}
+    optional = {
+        extra: {_requirement_name(requirement) for requirement in requirements}
+        for extra, requirements in project["optional-dependencies"].items()
+    }
     # When every third-party module the sources import is collected
     imported = _third_party_imports(SDK_DIR / "filebatch_sdk")
     # Then each of them is declared, and the declaration is what the project promises
-    assert imported <= declared
+    assert imported <= declared | set().union(*optional.values())
     assert declared == DECLARED_DEPENDENCIES
+    assert optional == OPTIONAL_DEPENDENCIES
 
 
 def test_the_console_script_is_the_cli_main() -> None:
@@ -129,6 +138,9 @@ def test_the_wheel_ships_the_package_typed_with_its_dependencies_and_command(tmp
     assert metadata["Name"] == "filebatch-sdk"
     assert metadata["Version"] == filebatch_sdk.__version__
     requirements = metadata.get_all("Requires-Dist") or []
-    assert {_requirement_name(requirement) for requirement in requirements} == DECLARED_DEPENDENCIES
+    required = [r for r in requirements if "extra ==" not in r]
+    assert {_requirement_name(requirement) for requirement in required} == DECLARED_DEPENDENCIES
+    assert {_requirement_name(r) for r in requirements if 'extra == "async"' in r} == {"httpx"}
+    assert metadata.get_all("Provides-Extra") == ["async"]
     assert all("<" in requirement and ">=" in requirement for requirement in requirements)
     assert "filebatch = filebatch_sdk.cli:main" in entry_points
