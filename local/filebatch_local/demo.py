@@ -116,10 +116,12 @@ def run_demo(
         with FilebatchClient(stack.api_url, stack.api_key) as client:
             run = client.submit(
                 files,
+                # The demo shows files being described: never answered from earlier runs.
+                skip_duplicates=False,
                 timeout=timeout,
                 poll_interval=poll_interval,
                 on_upload_progress=on_upload,
-                on_progress=on_status,
+                on_batch_status=on_status,
             )
     except UploadError as error:
         say(f"Upload failed for batch {error.batch_id}:")
@@ -134,8 +136,10 @@ def run_demo(
         return 1
 
     elapsed = _since(started)
-    final = run.status.status if run.status else "unknown"
-    say(f"Batch {run.batch_id} {final} in {elapsed}")
+    # The sample files fit one batch.
+    (batch,) = run.batches
+    final = batch.status.status if batch.status else "unknown"
+    say(f"Batch {batch.batch_id} {final} in {elapsed}")
     for result in run.results:
         say()
         for line in _result_block(result):
@@ -149,7 +153,7 @@ def run_demo(
     say()
     say(
         f"Summary: {len(files)} files, {completed} completed, {failed} failed{retry_note} "
-        f"(batch {run.batch_id}, {elapsed})"
+        f"(batch {batch.batch_id}, {elapsed})"
     )
     # Every file must have come back completed: a missing result is a failure too.
     all_completed = run.ok and len(run.results) == len(files) and completed == len(files)

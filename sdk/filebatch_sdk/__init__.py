@@ -10,12 +10,18 @@
 
 Batches can also be listed, closed, cancelled, retried, deleted and exported (see
 `FilebatchClient`). Also a command line: `python -m filebatch_sdk submit FILE...` (see
-`filebatch_sdk.cli`).
-Dependencies: requests, and rich for the command line's display.
+`filebatch_sdk.cli`). On asyncio: `AsyncFilebatchClient` (`filebatch_sdk.aio`), the same surface
+awaited, over httpx.
+Dependencies: requests, and rich for the command line's display; httpx for the async client
+(`pip install "./sdk[async]"`), imported only when `AsyncFilebatchClient` is first used.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from filebatch_sdk.aio import AsyncFilebatchClient
 from filebatch_sdk._version import __version__
 from filebatch_sdk.client import FilebatchClient
 from filebatch_sdk.errors import (
@@ -78,6 +84,7 @@ __all__ = [
     "API_ERRORS",
     "TERMINAL_BATCH_STATES",
     "TERMINAL_FILE_STATES",
+    "AsyncFilebatchClient",
     "BatchCounts",
     "BatchEndedError",
     "BatchNotEndedError",
@@ -129,3 +136,12 @@ __all__ = [
     "iter_export_file",
     "to_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async client needs httpx, an optional dependency: imported when first asked for.
+    if name == "AsyncFilebatchClient":
+        from filebatch_sdk.aio import AsyncFilebatchClient
+
+        return AsyncFilebatchClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -467,7 +467,7 @@ class Protocol:
             for created, path in zip(created_batch.files, paths, strict=True)
             if created.upload is not None and created.file_id not in skip_file_ids
         ]
-        tracker = UploadTracker([created for created, _ in to_send], on_progress)
+        tracker = UploadTracker(created_batch.batch_id, [created for created, _ in to_send], on_progress)
 
         def one(created: CreatedFile, path: Path) -> Op[UploadFailure | None]:
             failure = yield from self.upload_file(
@@ -665,7 +665,10 @@ class UploadTracker:
     reads its bytes again: a file's count stops at its size, so progress never passes 100 %.
     """
 
-    def __init__(self, files: Sequence[CreatedFile], report: Callable[[UploadProgress], None] | None) -> None:
+    def __init__(
+        self, batch_id: str, files: Sequence[CreatedFile], report: Callable[[UploadProgress], None] | None
+    ) -> None:
+        self._batch_id = batch_id
         self._sizes = {created.file_id: created.size for created in files}
         self._names = {created.file_id: created.filename for created in files}
         self._sent = dict.fromkeys(self._sizes, 0)
@@ -688,9 +691,10 @@ class UploadTracker:
                 return
             self._sent[file_id] = after
             self._bytes_done += after - before
-            progress = self._progress(file_id)
-        assert self._report is not None
-        self._report(progress)
+            # Reported under the lock, so reports arrive in the order they were counted (the
+            # reporter only queues them).
+            assert self._report is not None
+            self._report(self._progress(file_id))
 
     def finished(self, file_id: str, *, ok: bool) -> None:
         if self._report is None:
@@ -700,11 +704,11 @@ class UploadTracker:
                 self._files_done += 1
                 self._bytes_done += self._sizes[file_id] - self._sent[file_id]
                 self._sent[file_id] = self._sizes[file_id]
-            progress = self._progress(file_id)
-        self._report(progress)
+            self._report(self._progress(file_id))
 
     def _progress(self, file_id: str) -> UploadProgress:
         return UploadProgress(
+            batch_id=self._batch_id,
             file_id=file_id,
             filename=self._names[file_id],
             files_done=self._files_done,

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
+import hashlib
 import json
 import os
 import sys
@@ -68,6 +70,7 @@ from filebatch_sdk.models import (
     CreatedBatch,
     FileResult,
     FileState,
+    SubmitRun,
     UploadProgress,
     to_json,
 )
@@ -162,14 +165,31 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"filebatch-sdk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    submit = commands.add_parser("submit", parents=[common], help="upload files as one batch")
-    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    submit.add_argument("--no-wait", action="store_true", help="return once uploaded; print the batch id")
+    submit = commands.add_parser(
+        "submit", parents=[common], help="upload files (and directories, globs) in batches, wait for results"
+    )
+    submit.add_argument("files", nargs="+", metavar="PATH", help="a file, a directory (walked) or a glob")
+    submit.add_argument("--no-wait", action="store_true", help="return once uploaded; print the batch ids")
     submit.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     submit.add_argument("--timeout", type=float, default=600, help="seconds to wait for results (600)")
     submit.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls (1)")
-    submit.add_argument("--concurrency", type=int, default=8, help="parallel uploads (8)")
-    submit.add_argument("--name", help="the batch's name (unique among the API key's batches)")
+    submit.add_argument("--concurrency", type=_positive, default=8, help="files uploaded at a time (8)")
+    submit.add_argument(
+        "--part-concurrency", type=_positive, default=4, help="parts of a large file uploaded at a time (4)"
+    )
+    submit.add_argument("--chunk-size", type=_positive, default=100, help="files per batch (100)")
+    submit.add_argument(
+        "--max-batches-in-flight", type=_positive, default=2, help="batches open at once (2)"
+    )
+    submit.add_argument(
+        "--state-file",
+        type=Path,
+        help="where the run is recorded so that running the same command again resumes it "
+        "(default: one file per command under $XDG_CACHE_HOME/filebatch/runs, removed once the run ends)",
+    )
+    submit.add_argument(
+        "--name", help="the first batch's name (unique among the API key's batches; then NAME-2, NAME-3...)"
+    )
     submit.add_argument(
         "--metadata",
         action="append",
@@ -187,8 +207,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--skip-duplicates",
-        action="store_true",
-        help="files whose SHA-256 you already had described are not uploaded (they end skipped)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="files whose SHA-256 you already had described are not uploaded, they end skipped (default: on)",
     )
     submit.set_defaults(handler=_submit)
 
@@ -323,16 +344,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted_message(args: argparse.Namespace) -> str:
+    if args.command == "submit":
+        batch_ids: list[str] = getattr(args, "batch_ids", [])
+        if not batch_ids:
+            return "interrupted before a batch was created: nothing was submitted"
+        return (
+            f"interrupted: {len(batch_ids)} batch(es) created ({', '.join(batch_ids)}); run the same "
+            f"command again to resume: files already uploaded are not sent again (the run is recorded "
+            f"in {args.state_path})"
+        )
     batch_id: str | None = getattr(args, "batch_id", None)
     if batch_id is None:
-        before = " before the batch was created: nothing was submitted" if args.command == "submit" else ""
-        return f"interrupted{before}"
-    if getattr(args, "uploading", False):
-        return (
-            f"interrupted while uploading: batch {batch_id} may lack files (they expire unless uploaded); "
-            f"cancel it with `{PROG} cancel {batch_id}` and submit the files again, or process what "
-            f"arrived with `{PROG} close {batch_id}`"
-        )
+        return "interrupted"
     return f"interrupted: batch {batch_id} carries on; follow it with `{PROG} watch {batch_id}`"
 
 
@@ -354,6 +377,9 @@ class _ProgressDisplay:
         )
         self._upload_task: TaskID | None = None
         self._files_task: TaskID | None = None
+        # A run of several batches: the latest figures of each, added up.
+        self._bytes_by_batch: dict[str, tuple[int, int, int, int]] = {}
+        self._finished_by_batch: dict[str, tuple[int, int]] = {}
 
     def __enter__(self) -> _ProgressDisplay:
         if self._live:
@@ -365,21 +391,29 @@ class _ProgressDisplay:
             self._progress.stop()
 
     def uploaded(self, progress: UploadProgress) -> None:
-        if self._lines:
+        before = self._bytes_by_batch.get(progress.batch_id, (0, 0, 0, 0))
+        self._bytes_by_batch[progress.batch_id] = (
+            progress.bytes_done,
+            progress.bytes_total,
+            progress.files_done,
+            progress.files_total,
+        )
+        if self._lines and progress.files_done > before[2]:
             _err(f"uploaded {progress.files_done}/{progress.files_total}  {progress.filename}")
         if not self._live:
             return
+        bytes_done, bytes_total, files_done, files_total = (sum(v) for v in zip(*self._bytes_by_batch.values()))
         detail = (
-            f"{filesize.decimal(progress.bytes_done)} of {filesize.decimal(progress.bytes_total)}, "
-            f"{progress.files_done}/{progress.files_total} files"
+            f"{filesize.decimal(bytes_done)} of {filesize.decimal(bytes_total)}, "
+            f"{files_done}/{files_total} files"
         )
         if self._upload_task is None:
-            self._upload_task = self._progress.add_task("uploaded", total=progress.bytes_total, detail="")
+            self._upload_task = self._progress.add_task("uploaded", total=bytes_total, detail="")
         # A total of 0 bytes (empty files only) would never read as done.
         self._progress.update(
             self._upload_task,
-            total=max(progress.bytes_total, 1),
-            completed=progress.bytes_done if progress.bytes_total else 1,
+            total=max(bytes_total, 1),
+            completed=bytes_done if bytes_total else 1,
             detail=detail,
         )
 
@@ -391,41 +425,40 @@ class _ProgressDisplay:
             _err(line)
         if not self._live:
             return
-        counts = status.counts
+        self._finished_by_batch[status.batch_id] = (status.counts.finished, status.counts.total)
+        finished, total = (sum(v) for v in zip(*self._finished_by_batch.values()))
         eta = (
             f", about {status.eta_seconds}s left"
             if status.eta_seconds is not None and not status.is_terminal
             else ""
         )
-        detail = f"{counts.finished}/{counts.total} files, {status.status}{eta}"
+        batches = len(self._finished_by_batch)
+        where = f"{status.status}" if batches == 1 else f"{batches} batches, {status.batch_id} {status.status}"
+        detail = f"{finished}/{total} files, {where}{eta}"
         if self._files_task is None:
-            self._files_task = self._progress.add_task("processed", total=counts.total, detail="")
+            self._files_task = self._progress.add_task("processed", total=total, detail="")
         self._progress.update(
             self._files_task,
-            total=max(counts.total, 1),
-            completed=counts.finished if counts.total else 1,
+            total=max(total, 1),
+            completed=finished if total else 1,
             detail=detail,
         )
 
 
 def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
     quiet = args.quiet or args.json
-    args.batch_id = None
+    paths = _expand(args.files)
+    args.batch_ids = []
+    args.state_path = args.state_file or _default_state_file(client.api_url, paths, args)
 
     def on_created(created: CreatedBatch) -> None:
-        args.batch_id, args.uploading = created.batch_id, True
-
-    def on_upload(progress: UploadProgress) -> None:
-        args.uploading = progress.files_done < progress.files_total
-        display.uploaded(progress)
-
-    def on_status(status: BatchStatus) -> None:
-        args.uploading = False
-        display.status(status)
+        args.batch_ids.append(created.batch_id)
 
     with _ProgressDisplay(quiet=quiet) as display:
         run = client.submit(
-            args.files,
+            paths,
+            chunk_size=args.chunk_size,
+            max_batches_in_flight=args.max_batches_in_flight,
             name=args.name,
             metadata=dict(args.metadata) if args.metadata else None,
             webhook_url=args.webhook_url,
@@ -435,24 +468,63 @@ def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
             timeout=args.timeout,
             poll_interval=args.poll_interval,
             concurrency=args.concurrency,
-            on_upload_progress=on_upload,
-            on_progress=on_status,
+            part_concurrency=args.part_concurrency,
+            state_file=args.state_path,
             on_created=on_created,
+            on_upload_progress=display.uploaded,
+            on_batch_status=display.status,
         )
-    args.uploading = False
+    # The run ended: nothing is left to resume.
+    args.state_path.unlink(missing_ok=True)
     if args.no_wait:
         if args.json:
-            _print_json({"batch_id": run.batch_id, "status": run.batch.status})
+            _print_json({"batches": [{"batch_id": b.batch_id, "status": b.batch.status} for b in run.batches]})
         elif not args.quiet:
-            print(run.batch_id)
+            for batch in run.batches:
+                print(batch.batch_id)
         return EXIT_OK
     if args.json:
         _print_json(_run_json(run))
     elif not args.quiet:
         for result in run.results:
             print(_result_line(result))
-        print(_summary_line(run))
+        for batch in run.batches:
+            print(_summary_line(batch))
     return EXIT_OK if run.ok else EXIT_FILES_FAILED
+
+
+def _expand(arguments: Sequence[str]) -> list[Path]:
+    """The paths to submit: each argument as it is, or, when no such file exists and it holds a
+    wildcard, the sorted files it matches (for shells that do not expand globs, or quoted ones)."""
+    paths: list[Path] = []
+    for argument in arguments:
+        if not os.path.lexists(argument) and glob.has_magic(argument):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                raise InvalidFileError(f"{argument}: no file matches")
+            paths += [Path(match) for match in matches]
+        else:
+            paths.append(Path(argument))
+    return paths
+
+
+def _default_state_file(api_url: str, paths: Sequence[Path], args: argparse.Namespace) -> Path:
+    """One state file per command (the API, the paths and the options that shape the batches): the
+    same command run again finds it and resumes."""
+    command = json.dumps(
+        [
+            api_url,
+            [str(path.resolve()) for path in paths],
+            args.chunk_size,
+            args.name,
+            args.upload_method,
+            args.skip_duplicates,
+            sorted(args.metadata),
+            args.webhook_url,
+        ]
+    )
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "filebatch" / "runs" / f"{hashlib.sha256(command.encode()).hexdigest()[:32]}.jsonl"
 
 
 def _status(client: FilebatchClient, args: argparse.Namespace) -> int:
@@ -581,10 +653,12 @@ def _show_status(status: BatchStatus, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_json(run: BatchRun) -> dict[str, Any]:
+def _run_json(run: SubmitRun) -> dict[str, Any]:
     return {
-        "batch_id": run.batch_id,
-        "status": to_json(run.status),
+        "batches": [
+            {"batch_id": batch.batch_id, "status": to_json(batch.status), "summary": batch.summary()}
+            for batch in run.batches
+        ],
         "summary": run.summary(),
         "results": to_json(run.results),
     }

@@ -61,7 +61,10 @@ from filebatch_sdk._protocol import (
     create_options,
     serialized,
 )
+from filebatch_sdk._callbacks import CallbackDispatcher
+from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._retry import Backoff
+from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
 from filebatch_sdk.errors import UploadError
 from filebatch_sdk.models import (
     BatchesPage,
@@ -78,6 +81,7 @@ from filebatch_sdk.models import (
     HeldPart,
     PartsPage,
     ResultsPage,
+    SubmitRun,
     UploadPart,
     UploadProgress,
     WebhookSecret,
@@ -389,52 +393,87 @@ class FilebatchClient:
 
     def submit(
         self,
-        paths: Sequence[PathLike],
+        files: FilesArgument,
         *,
+        chunk_size: int = 100,
+        max_batches_in_flight: int = 2,
+        description: DescriptionOptions | None = None,
         name: str | None = None,
         metadata: Mapping[str, str] | None = None,
         webhook_url: str | None = None,
-        skip_duplicates: bool = False,
+        skip_duplicates: bool = True,
+        upload_method: UploadMethod = "PUT",
         wait: bool = True,
         timeout: float = 600,
         poll_interval: float = 1.0,
         concurrency: int = 8,
+        part_concurrency: int = 4,
         page_size: int = 100,
-        on_upload_progress: UploadProgressCallback | None = None,
-        on_progress: StatusCallback | None = None,
-        upload_method: UploadMethod = "PUT",
+        state_file: PathLike | None = None,
+        raise_on_failure: bool = False,
         on_created: Callable[[CreatedBatch], None] | None = None,
-    ) -> BatchRun:
-        """Create a batch of `paths`, upload them, and (unless `wait=False`) wait for every result.
+        on_upload_progress: UploadProgressCallback | None = None,
+        on_batch_status: StatusCallback | None = None,
+        on_file_complete: Callable[[FileResult], None] | None = None,
+        on_file_failed: Callable[[FileResult], None] | None = None,
+    ) -> SubmitRun:
+        """Submit any number of files: split into batches, uploaded, processed, results in order.
 
-        `name`, `metadata` and `webhook_url` are stored with the batch, `upload_method` chooses
-        presigned PUTs or browser-style POSTs, and `skip_duplicates` skips files already described
-        (their SHA-256 is declared from the file; see `create_batch`). `on_created` gets the batch
-        as soon as it exists, before any upload (so an interrupted caller can name it).
-        Returns a `BatchRun` with `.results`, `.summary()`, `.failed()` and `.retryable()`. Files
-        that failed are results, not exceptions; exceptions mean the batch itself could not be
-        created, uploaded or followed.
+        `files`: paths (a list, or any iterable such as a generator, read lazily) or a directory,
+        walked lazily (hidden files skipped; see `filebatch_sdk._inputs`). Each batch holds
+        `chunk_size` files (at most 10,000, the API's bound). Batches are **pipelined**: the next
+        batch is declared and uploaded while the previous ones are processed, with at most
+        `max_batches_in_flight` batches open at once.
+
+        Each file is declared with its SHA-256 (S3 refuses other bytes) and, with `skip_duplicates`
+        (the default), a file already described for this API key is not uploaded again: its
+        result is `skipped`, with the earlier description. Files are read in blocks, never whole;
+        files above the deployment's multipart threshold go up in parts, `part_concurrency` at a
+        time, resumably. 429 and 503 answers are retried after their Retry-After.
+
+        `name` is the first batch's name (the next ones are `name-2`, `name-3`...); `description`,
+        `metadata`, `webhook_url` and `upload_method` apply to every batch. `timeout` bounds the
+        wait for each batch (`BatchTimeoutError`).
+
+        Callbacks are called from one thread of their own, one at a time, so they never block
+        uploads and need no locking: `on_created(CreatedBatch)` as each batch exists (before its
+        uploads), `on_upload_progress(UploadProgress)` as bytes go up (per file and per batch;
+        while the callback is busy, only a file's latest progress is kept), `on_batch_status`
+        with every status polled, and `on_file_complete` / `on_file_failed` with each file's
+        result once its batch ended. An exception in a callback is logged, not raised.
+
+        `state_file`: record the run there; calling `submit` again with the same files and state
+        file after a crash or Ctrl-C continues where it stopped, uploading nothing twice.
+
+        Returns a `SubmitRun` (results in input order, `summary()`, `failed()`, `retryable()`,
+        `retry_failed()`). Files that failed are results, not exceptions, unless
+        `raise_on_failure` is set: then `RunFailedError` carries every failure. A file whose
+        upload failed after retries ends `upload_expired` (its batch is closed so the others go
+        on) and its reason is in the batch's `upload_failures`. With `wait=False` the batches are
+        created and uploaded, and not followed.
         """
-        local = [Path(path) for path in paths]
-        created = self.create_batch(
-            local,
+        options = submit_options(
+            chunk_size=chunk_size,
+            max_batches_in_flight=max_batches_in_flight,
+            description=description,
             name=name,
             metadata=metadata,
             webhook_url=webhook_url,
-            upload_method=upload_method,
             skip_duplicates=skip_duplicates,
+            upload_method=upload_method,
+            wait=wait,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            concurrency=concurrency,
+            part_concurrency=part_concurrency,
+            page_size=page_size,
         )
-        logger.info("batch %s created with %d files", created.batch_id, len(created.files))
-        if on_created is not None:
-            on_created(created)
-        self.upload(created, local, concurrency=concurrency, on_progress=on_upload_progress)
-        run = BatchRun(batch=created, paths=local)
-        if not wait:
-            return run
-        run.status = self.wait(
-            created.batch_id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
-        )
-        run.results = list(self.iter_results(created.batch_id, page_size=page_size))
+        callbacks = SubmitCallbacks(on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed)
+        with CallbackDispatcher() as dispatcher, open_run_state(state_file, options) as state:
+            run = self._run(submit(self._protocol, files, options, callbacks, dispatcher, state))
+        run.bind_retry(lambda failed: self._run(retry_failed(self._protocol, failed, options)))
+        if raise_on_failure:
+            run.raise_for_failures()
         return run
 
 

@@ -7,26 +7,30 @@ and polls run instantly and the delays it chose can be asserted.
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import hashlib
+import inspect
 import json
 import threading
 import tracemalloc
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from filebatch_sdk import (
     API_ERRORS,
+    AsyncFilebatchClient,
     BatchEndedError,
     BatchNotEndedError,
     BatchNotFoundError,
@@ -57,6 +61,7 @@ from filebatch_sdk._retry import Backoff, parse_retry_after
 from filebatch_sdk.cli import main
 
 API_KEY = "test-key-0123456789abcdef"
+FakeApiT = TypeVar("FakeApiT", bound="FakeApi")
 TIMESTAMP = "2024-05-01T12:00:00Z"
 
 
@@ -527,19 +532,27 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest's output clean
 
 
-@pytest.fixture
-def fake_api() -> Iterator[FakeApi]:
-    fake = FakeApi()
+@contextmanager
+def serving(fake: FakeApiT) -> Iterator[FakeApiT]:
+    """`fake` served over HTTP on 127.0.0.1 (a free port) while the block runs."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     # A short poll interval makes shutdown() return at once at the end of each test.
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApi]:
+    with serving(FakeApi()) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -547,10 +560,55 @@ def sleeps() -> list[float]:
     return []
 
 
-@pytest.fixture
-def client(fake_api: FakeApi, sleeps: list[float]) -> Iterator[FilebatchClient]:
-    with FilebatchClient(fake_api.base_url, API_KEY, sleep=sleeps.append, backoff_base=0.01) as sdk:
-        yield sdk
+class BlockingAsyncClient:
+    """`AsyncFilebatchClient` called like `FilebatchClient`: each coroutine runs on one event loop
+    in a thread of its own, async iterators are read to the end. With it, every test taking the
+    `client` fixture runs against both clients: the same requests, retries and answers, since
+    both run the one protocol implementation (filebatch_sdk._protocol)."""
+
+    def __init__(self, base_url: str, sleeps: list[float]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        self._client = AsyncFilebatchClient(base_url, API_KEY, sleep=sleep, backoff_base=0.01)
+
+    def _wait(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if inspect.isasyncgenfunction(attribute):
+
+            async def collect(*args: Any, **kwargs: Any) -> list[Any]:
+                return [item async for item in attribute(*args, **kwargs)]
+
+            return lambda *args, **kwargs: iter(self._wait(collect(*args, **kwargs)))
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self._wait(attribute(*args, **kwargs))
+        return attribute
+
+    def close(self) -> None:
+        self._wait(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+@pytest.fixture(params=["requests", "httpx-async"])
+def client(request: pytest.FixtureRequest, fake_api: FakeApi, sleeps: list[float]) -> Iterator[FilebatchClient]:
+    if request.param == "requests":
+        with FilebatchClient(fake_api.base_url, API_KEY, sleep=sleeps.append, backoff_base=0.01) as sdk:
+            yield sdk
+        return
+    adapter = BlockingAsyncClient(fake_api.base_url, sleeps)
+    try:
+        yield cast(FilebatchClient, adapter)
+    finally:
+        adapter.close()
 
 
 @pytest.fixture
@@ -577,11 +635,13 @@ def test_submit_creates_uploads_waits_and_pages_results(
 
     # When they are submitted with results fetched two per page
     run = client.submit(
-        sample_files, page_size=2, on_upload_progress=uploads.append, on_progress=statuses.append
+        sample_files, page_size=2, on_upload_progress=uploads.append, on_batch_status=statuses.append
     )
 
-    # Then the batch declared each file's name, size, a content type from its extension and its
-    # SHA-256 (so that S3 refuses other bytes), and no upload method (PUT is the default)
+    # Then one batch declared each file's name, size, a content type from its extension and its
+    # SHA-256 (so that S3 refuses other bytes), no upload method (PUT is the default), and asked to
+    # skip files already described (submit's default)
+    (batch,) = run.batches
     created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
     assert created == {
         "files": [
@@ -592,12 +652,13 @@ def test_submit_creates_uploads_waits_and_pages_results(
                 "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
             }
             for p in sample_files
-        ]
+        ],
+        "skip_duplicates": True,
     }
     assert [f["content_type"] for f in created["files"]] == ["image/png", "image/webp", "text/plain"]
     # And each PUT carried the file's raw bytes with exactly the returned headers, and no API key
-    batch_id = run.batch_id
-    for created_file, path in zip(run.batch.files, sample_files, strict=True):
+    batch_id = batch.batch_id
+    for created_file, path in zip(batch.batch.files, sample_files, strict=True):
         (put,) = fake_api.calls("PUT", f"/upload/{batch_id}/{created_file.file_id}")
         assert put.body == path.read_bytes()
         assert put.query == {"X-Amz-Signature": ["abc123"]}
@@ -612,18 +673,21 @@ def test_submit_creates_uploads_waits_and_pages_results(
         for r in fake_api.requests
         if r.path.startswith("/v1")
     )
-    # And upload progress was reported while files went up (bytes per file and overall, never
-    # going back) and once each file was stored, ending at every byte of every file
-    sizes = {f.file_id: f.size for f in run.batch.files}
-    assert [u.bytes_done for u in uploads] == sorted(u.bytes_done for u in uploads)
-    assert sorted({u.files_done for u in uploads} - {0}) == [1, 2, 3]
+    # And upload progress was reported while files went up (bytes per file, never going back, and
+    # overall) and once each file was stored, ending at every byte of every file
+    sizes = {f.file_id: f.size for f in batch.batch.files}
+    for file_id in sizes:
+        sent = [u.file_bytes_done for u in uploads if u.file_id == file_id]
+        assert sent == sorted(sent)
+    assert all(u.batch_id == batch_id for u in uploads)
+    assert max(u.files_done for u in uploads) == 3
     assert all(0 <= u.file_bytes_done <= u.file_bytes_total == sizes[u.file_id] for u in uploads)
     assert {u.file_id for u in uploads if u.file_bytes_done == u.file_bytes_total} == set(sizes)
-    assert uploads[-1].bytes_done == uploads[-1].bytes_total == sum(sizes.values())
+    assert max(u.bytes_done for u in uploads) == uploads[-1].bytes_total == sum(sizes.values())
     # And the status of every poll, ending terminal
     assert [s.is_terminal for s in statuses] == [False, True]
-    assert run.status is not None
-    assert run.status.status == "completed_with_errors"
+    assert batch.status is not None
+    assert batch.status.status == "completed_with_errors"
     # And the results were read over two pages, following the cursor, in submission order
     pages = fake_api.calls("GET", f"/v1/batches/{batch_id}/results")
     assert [p.query for p in pages] == [{"limit": ["2"]}, {"limit": ["2"], "cursor": ["2"]}]
@@ -811,7 +875,7 @@ def test_cli_reads_the_stack_file_and_prints_results_and_status(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given a finished batch, no credentials in the environment, and the local stack's file
-    run = client.submit(sample_files)
+    (run,) = client.submit(sample_files).batches
     monkeypatch.delenv("FILEBATCH_API_URL", raising=False)
     monkeypatch.delenv("FILEBATCH_API_KEY", raising=False)
     (tmp_path / ".local").mkdir()
@@ -1113,7 +1177,8 @@ def test_status_carries_the_batch_token_totals_and_tolerates_servers_without_the
 
 def _finished_batch(client: FilebatchClient, paths: list[Path]) -> str:
     """A batch of `paths`, uploaded and followed to its end (the fake ends it on its 2nd poll)."""
-    return client.submit(paths).batch_id
+    (batch_id,) = client.submit(paths).batch_ids
+    return batch_id
 
 
 def test_create_sends_name_metadata_and_webhook_url_and_reads_them_back(
@@ -1722,7 +1787,7 @@ def test_post_uploads_send_the_signed_fields_then_the_streamed_file_as_form_data
     # Given a service that finishes batches on the first poll
     fake_api.polls_until_done = 1
     # When files are submitted asking for browser-style POST uploads
-    run = client.submit(sample_files, upload_method="POST")
+    (run,) = client.submit(sample_files, upload_method="POST").batches
     # Then the create asked for POST uploads, and declared each file's SHA-256
     created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
     assert created["upload_method"] == "POST"
@@ -1828,7 +1893,7 @@ def test_a_result_reads_the_declared_sha256_next_to_the_uploaded_one(
 ) -> None:
     # Given a finished batch whose results carry the declared hash (servers before issue 10 do not)
     fake_api.polls_until_done = 1
-    run = client.submit(sample_files[:1])
+    (run,) = client.submit(sample_files[:1]).batches
     body = {**_result(fake_api.batches[run.batch_id].files[0]), "declared_sha256": "ab" * 32}
     # When results are read, Then the declared hash is there, and absent it reads as None
     assert FileResult.from_json(body).declared_sha256 == "ab" * 32

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +20,7 @@ import pytest
 from filebatch_sdk import FilebatchClient, MultipartInstruction, UploadError, UploadInstruction
 from tests.unit.test_sdk import (
     API_KEY,
+    BlockingAsyncClient,
     TIMESTAMP,
     FakeApi,
     FakeBatch,
@@ -27,7 +28,7 @@ from tests.unit.test_sdk import (
     Recorded,
     Scripted,
     _error,
-    _Handler,
+    serving,
     _Server,
 )
 
@@ -206,22 +207,22 @@ def sha256_b64(body: bytes) -> str:
 
 @pytest.fixture
 def fake() -> Iterator[MultipartFakeApi]:
-    api = MultipartFakeApi()
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = api
-    api.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield api
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(MultipartFakeApi()) as api:
+        yield api
 
 
-@pytest.fixture
-def sdk(fake: MultipartFakeApi) -> Iterator[FilebatchClient]:
-    with FilebatchClient(fake.base_url, API_KEY, sleep=lambda _: None, backoff_base=0.01) as client:
-        yield client
+@pytest.fixture(params=["requests", "httpx-async"])
+def sdk(request: pytest.FixtureRequest, fake: MultipartFakeApi) -> Iterator[FilebatchClient]:
+    # Both clients: they run the one protocol implementation, so they send the same parts.
+    if request.param == "requests":
+        with FilebatchClient(fake.base_url, API_KEY, sleep=lambda _: None, backoff_base=0.01) as client:
+            yield client
+        return
+    adapter = BlockingAsyncClient(fake.base_url, [])
+    try:
+        yield cast(FilebatchClient, adapter)
+    finally:
+        adapter.close()
 
 
 @pytest.fixture
