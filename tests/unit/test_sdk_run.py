@@ -4,6 +4,7 @@ its callbacks, and the run object it returns."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,18 @@ from typing import Any
 import pytest
 
 from filebatch_sdk import (
+    BatchCounts,
+    BatchRun,
+    BatchStatus,
+    CreatedBatch,
+    CreatedFile,
+    FilebatchError,
+    FileError,
+    FileResult,
     FileSpec,
+    RunFailedError,
+    SubmitRun,
+    UploadProgress,
 )
 from filebatch_sdk._inputs import InputFile, chunked, iter_file_inputs, walk_directory
 
@@ -138,3 +150,166 @@ def test_chunks_have_the_size_asked_for_and_the_last_has_the_rest() -> None:
 def test_a_chunk_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         list(chunked(range(3), 0))
+
+
+# ---- the run object -------------------------------------------------------------------------------
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _result(
+    file_id: str, filename: str, status: str = "completed", error: FileError | None = None
+) -> FileResult:
+    return FileResult(
+        file_id=file_id,
+        filename=filename,
+        status=status,
+        declared_size=1,
+        declared_content_type="image/jpeg",
+        size_bytes=1,
+        sha256=None,
+        detected_content_type="image/jpeg",
+        description=None,
+        error=error,
+        uploaded_at=NOW,
+        finished_at=NOW,
+    )
+
+
+def _batch_run(
+    batch_id: str, names: list[str], results: list[FileResult], status: str = "completed"
+) -> BatchRun:
+    files = [
+        CreatedFile(f"f{index:05d}", name, 1, "image/jpeg", upload=None) for index, name in enumerate(names)
+    ]
+    run = BatchRun(
+        batch=CreatedBatch(batch_id=batch_id, status="awaiting_upload", created_at=NOW, files=files),
+        paths=[Path("in") / name for name in names],
+        results=results,
+    )
+    run.status = _status(batch_id, status)
+    return run
+
+
+def _status(batch_id: str, status: str) -> BatchStatus:
+    return BatchStatus(
+        batch_id=batch_id,
+        status=status,
+        is_terminal=True,
+        counts=BatchCounts(total=2, uploaded=2, completed=2, failed=0),
+        progress_percentage=100.0,
+        created_at=NOW,
+        updated_at=NOW,
+        finished_at=NOW,
+    )
+
+
+TIMEOUT = FileError("timeout", "the model took too long", retryable=True)
+UNSUPPORTED = FileError("unsupported_type", "not an image", retryable=False)
+
+
+def _two_chunks() -> SubmitRun:
+    # File ids repeat across batches (f00000, f00001 in each); results may come in any order.
+    first = _batch_run(
+        "b-1",
+        ["a.jpg", "b.jpg"],
+        [_result("f00001", "b.jpg", "failed", TIMEOUT), _result("f00000", "a.jpg")],
+        status="completed_with_errors",
+    )
+    second = _batch_run(
+        "b-2",
+        ["c.jpg", "d.jpg"],
+        [_result("f00000", "c.jpg", "failed", UNSUPPORTED), _result("f00001", "d.jpg", "skipped")],
+        status="completed_with_errors",
+    )
+    return SubmitRun(batches=[first, second])
+
+
+def test_a_runs_results_come_in_input_order_across_batches() -> None:
+    run = _two_chunks()
+    assert [result.filename for result in run.results] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert run.batch_ids == ["b-1", "b-2"]
+
+
+def test_a_runs_summary_and_lists_cover_every_batch() -> None:
+    run = _two_chunks()
+    assert run.summary() == {"completed": 1, "failed": 2, "skipped": 1}
+    assert list(run.summary()) == ["completed", "failed", "skipped"]
+    assert [r.filename for r in run.completed()] == ["a.jpg"]
+    assert [r.filename for r in run.failed()] == ["b.jpg", "c.jpg"]
+    assert [r.filename for r in run.retryable()] == ["b.jpg"]
+    assert run.has_failures
+    assert not run.ok
+
+
+def test_a_run_whose_batches_all_completed_is_ok() -> None:
+    run = SubmitRun(
+        batches=[
+            _batch_run("b-1", ["a.jpg"], [_result("f00000", "a.jpg")]),
+            _batch_run("b-2", ["b.jpg"], [_result("f00000", "b.jpg")]),
+        ]
+    )
+    assert run.ok
+    assert not run.has_failures
+    run.raise_for_failures()  # nothing failed: no exception
+
+
+def test_path_for_finds_the_file_of_a_result_though_file_ids_repeat() -> None:
+    run = _two_chunks()
+    assert [run.path_for(result) for result in run.results] == [
+        Path("in/a.jpg"),
+        Path("in/b.jpg"),
+        Path("in/c.jpg"),
+        Path("in/d.jpg"),
+    ]
+    assert run.path_for(run.batches[1].batch.files[1]) == Path("in/d.jpg")
+
+
+def test_path_for_a_result_of_another_run_is_a_key_error() -> None:
+    with pytest.raises(KeyError, match="f00000"):
+        _two_chunks().path_for(_result("f00000", "a.jpg"))
+
+
+def test_path_for_follows_batches_added_after_a_first_lookup() -> None:
+    run = _two_chunks()
+    run.path_for(run.results[0])
+    later = _batch_run("b-3", ["e.jpg"], [_result("f00000", "e.jpg")])
+    run.batches.append(later)
+    assert run.path_for(later.results[0]) == Path("in/e.jpg")
+
+
+def test_raise_for_failures_carries_every_failure() -> None:
+    # Given a run where 5 of 6 files failed
+    names = [f"{index}.jpg" for index in range(6)]
+    failed = [
+        _result(f"f{index:05d}", name, "failed", UNSUPPORTED) for index, name in enumerate(names[1:], 1)
+    ]
+    run = SubmitRun(batches=[_batch_run("b-1", names, [_result("f00000", names[0]), *failed])])
+    # When it is asked to raise, then the error holds them all and names the first three
+    with pytest.raises(RunFailedError) as raised:
+        run.raise_for_failures()
+    assert raised.value.failures == failed
+    assert raised.value.total == 6
+    assert str(raised.value) == (
+        "5 of 6 file(s) failed: 1.jpg (failed, unsupported_type: not an image); "
+        "2.jpg (failed, unsupported_type: not an image); 3.jpg (failed, unsupported_type: not an image); "
+        "and 2 more"
+    )
+    assert isinstance(raised.value, FilebatchError)
+
+
+def test_an_empty_run_has_nothing() -> None:
+    run = SubmitRun()
+    assert (run.results, run.summary(), run.batch_ids, run.has_failures) == ([], {}, [], False)
+
+
+def test_upload_progress_keeps_its_old_fields_and_adds_per_file_bytes() -> None:
+    # Given a report built the way it was before per-file bytes
+    old = UploadProgress("f00000", "a.bin", 1, 2, 50, 200)
+    assert (old.file_bytes_done, old.file_bytes_total, old.percentage) == (0, 0, 25.0)
+    assert old.file_finished
+    # And one sent while a file uploads
+    now = UploadProgress("f00000", "a.bin", 0, 2, 50, 400, file_bytes_done=50, file_bytes_total=200)
+    assert (now.file_percentage, now.percentage, now.file_finished) == (25.0, 12.5, False)
+    # And the file's last one
+    assert UploadProgress("f00000", "a.bin", 1, 2, 200, 400, 200, 200).file_finished
