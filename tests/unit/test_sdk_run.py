@@ -3,6 +3,8 @@ its callbacks, and the run object it returns."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
@@ -22,10 +24,13 @@ from filebatch_sdk import (
     FileResult,
     FileSpec,
     RunFailedError,
+    StateFileError,
+    StateFileMismatchError,
     SubmitRun,
     UploadProgress,
 )
 from filebatch_sdk._inputs import InputFile, chunked, iter_file_inputs, walk_directory
+from filebatch_sdk._state import ChunkFile, ChunkState, RunState
 
 # Generous: only reached when the code under test is broken (an event that never comes).
 WAIT = 10.0
@@ -150,6 +155,266 @@ def test_chunks_have_the_size_asked_for_and_the_last_has_the_rest() -> None:
 def test_a_chunk_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         list(chunked(range(3), 0))
+
+
+# ---- state file ---------------------------------------------------------------------------------
+
+FINGERPRINT = {"chunk_size": 2, "name": "june", "upload_method": "PUT", "skip_duplicates": True}
+
+
+def _files(*names: str, size: int = 10) -> list[ChunkFile]:
+    return [
+        ChunkFile.declared(FileSpec(name, size, "image/jpeg", sha256=name * 2), f"/data/{name}")
+        for name in names
+    ]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_run_is_recorded_and_resumed_where_it_stopped(tmp_path: Path) -> None:
+    # Given a run that recorded a finished chunk and a half uploaded one
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        first = state.start_chunk(0, _files("a", "b"))
+        state.created(0, "b-1")
+        state.uploaded(0, "f00000")
+        state.uploaded(0, "f00001")
+        state.ended(0, "completed")
+        second = state.start_chunk(1, _files("c", "d"), idempotency_key="my-key-1")
+        state.created(1, "b-2")
+        state.uploaded(1, "f00001")
+    # When the same run opens it again
+    with RunState.open(path, run_fingerprint=dict(FINGERPRINT)) as resumed:
+        # Then both chunks are as they were left
+        assert resumed.chunk_indexes == [0, 1]
+        done = resumed.chunk(0)
+        assert done is not None
+        assert (done.idempotency_key, done.batch_id, done.uploaded, done.ended) == (
+            first.idempotency_key,
+            "b-1",
+            {"f00000", "f00001"},
+            "completed",
+        )
+        assert done.files == tuple(_files("a", "b"))
+        # And starting chunk 1 again hands back its recorded key and uploads, not a new chunk
+        again = resumed.start_chunk(1, _files("c", "d"), idempotency_key="another-key")
+        assert (again.idempotency_key, again.batch_id, again.uploaded, again.ended) == (
+            second.idempotency_key,
+            "b-2",
+            {"f00001"},
+            None,
+        )
+        assert again.idempotency_key == "my-key-1"
+        assert resumed.chunk(2) is None
+    # And the file is the log of what happened, a line each
+    assert [record["record"] for record in _records(path)] == [
+        "run",
+        "chunk",
+        "created",
+        "uploaded",
+        "uploaded",
+        "ended",
+        "chunk",
+        "created",
+        "uploaded",
+    ]
+
+
+def test_a_new_chunk_gets_a_fresh_key_of_its_own(tmp_path: Path) -> None:
+    with RunState.open(tmp_path / "s", run_fingerprint=FINGERPRINT) as state:
+        keys = {state.start_chunk(index, _files(str(index))).idempotency_key for index in range(3)}
+    assert len(keys) == 3
+
+
+def test_the_chunks_handed_out_are_copies(tmp_path: Path) -> None:
+    # Given a started chunk
+    with RunState.open(tmp_path / "s", run_fingerprint=FINGERPRINT) as state:
+        started = state.start_chunk(0, _files("a"))
+        # When the copies handed out are changed
+        started.uploaded.add("f00000")
+        copy = state.chunk(0)
+        assert copy is not None
+        copy.batch_id = "b-9"
+        # Then the state is not: only its own methods record
+        assert state.chunk(0) == ChunkState(started.idempotency_key, tuple(_files("a")))
+
+
+def test_a_last_line_cut_by_a_crash_is_dropped_and_cut_off(tmp_path: Path) -> None:
+    # Given a state file whose last write was cut short
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a", "b"))
+        state.created(0, "b-1")
+        state.uploaded(0, "f00000")
+    with path.open("ab") as log:
+        log.write(b'{"file_id":"f00001","index":0,"rec')
+    # When it is opened again and the run goes on
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as resumed:
+        chunk = resumed.chunk(0)
+        assert chunk is not None
+        assert chunk.uploaded == {"f00000"}
+        resumed.uploaded(0, "f00001")
+    # Then the cut line is gone and the new record is a line of its own
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as again:
+        chunk = again.chunk(0)
+        assert chunk is not None
+        assert chunk.uploaded == {"f00000", "f00001"}
+    assert len(_records(path)) == 5
+
+
+def test_a_last_record_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
+    # Given a state file whose last record lost its newline
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a"))
+        state.created(0, "b-1")
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    # When it is opened and written to
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as resumed:
+        resumed.uploaded(0, "f00000")
+    # Then both the record and the new one are read back
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as again:
+        chunk = again.chunk(0)
+        assert chunk is not None
+        assert (chunk.batch_id, chunk.uploaded) == ("b-1", {"f00000"})
+
+
+def test_a_bad_line_before_the_last_is_an_error(tmp_path: Path) -> None:
+    # Given a state file with a garbled line in the middle
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a"))
+        state.created(0, "b-1")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"{garbage\n" + b"".join(lines[1:]))
+    # When it is opened, then the error names the line
+    with pytest.raises(StateFileError, match=r"run\.state:2: not a JSON record"):
+        RunState.open(path, run_fingerprint=FINGERPRINT)
+
+
+def test_a_record_of_a_chunk_never_started_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "run.state"
+    RunState.open(path, run_fingerprint=FINGERPRINT).close()
+    with path.open("a") as log:
+        log.write('{"record":"created","index":4,"batch_id":"b-9"}\n')
+    with pytest.raises(StateFileError, match=r"run\.state:2: not a record of this run"):
+        RunState.open(path, run_fingerprint=FINGERPRINT)
+
+
+def test_a_file_that_is_not_a_state_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"file_id": "f00000", "status": "completed"}\n')
+    with pytest.raises(StateFileError, match="not a filebatch submit state file"):
+        RunState.open(path, run_fingerprint=FINGERPRINT)
+
+
+def test_an_empty_file_is_a_new_state_file(tmp_path: Path) -> None:
+    # Given an empty file (a crash right after it was created)
+    path = tmp_path / "run.state"
+    path.touch()
+    # When it is opened, then it starts a run
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        assert state.chunk_indexes == []
+    assert _records(path) == [{"record": "run", "version": 1, "fingerprint": FINGERPRINT}]
+
+
+def test_another_runs_state_file_is_refused_naming_the_difference(tmp_path: Path) -> None:
+    # Given a state file of a run with chunks of 2
+    path = tmp_path / "run.state"
+    RunState.open(path, run_fingerprint=FINGERPRINT).close()
+    # When a run with chunks of 3 opens it, then it is refused, naming the option
+    with pytest.raises(StateFileMismatchError, match="chunk_size: 2 there, 3 here"):
+        RunState.open(path, run_fingerprint={**FINGERPRINT, "chunk_size": 3})
+    # And it is a ValueError and an SDK error
+    assert issubclass(StateFileMismatchError, ValueError)
+    assert issubclass(StateFileMismatchError, FilebatchError)
+
+
+def test_a_fingerprint_is_compared_as_json(tmp_path: Path) -> None:
+    # Given a fingerprint holding a tuple, which the file stores as a list
+    path = tmp_path / "run.state"
+    fingerprint = {**FINGERPRINT, "description": {"detail": "brief", "languages": ("en", "pt")}}
+    RunState.open(path, run_fingerprint=fingerprint).close()
+    # When the same run opens it again, then it matches
+    RunState.open(path, run_fingerprint=fingerprint).close()
+
+
+@pytest.mark.parametrize(
+    ("now", "message"),
+    [
+        (_files("a", "x"), r"file 1 of chunk 0 was /data/b \(10 bytes, sha256 bb\), is now /data/x"),
+        (_files("a", "b", size=11), r"file 0 of chunk 0 was /data/a \(10 bytes.*is now /data/a \(11 bytes"),
+        (_files("a"), "chunk 0 had 2 file.s., now has 1"),
+        (_files("a", "b", "c"), "chunk 0 had 2 file.s., now has 3"),
+    ],
+)
+def test_a_chunk_with_other_files_than_recorded_is_refused(
+    tmp_path: Path, now: list[ChunkFile], message: str
+) -> None:
+    # Given a run that recorded chunk 0 as files a and b
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a", "b"))
+    # When a resumed run puts other files in chunk 0, then it is refused naming the first difference
+    with (
+        RunState.open(path, run_fingerprint=FINGERPRINT) as resumed,
+        pytest.raises(StateFileMismatchError, match=message),
+    ):
+        resumed.start_chunk(0, now)
+
+
+def test_a_changed_sha256_is_a_different_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.state"
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a"))
+        changed = [ChunkFile.declared(FileSpec("a", 10, "image/jpeg", sha256="00"), "/data/a")]
+        with pytest.raises(StateFileMismatchError, match=r"sha256 aa\).*sha256 00\)"):
+            state.start_chunk(0, changed)
+
+
+def test_paths_are_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = FileSpec("a.jpg", 3, "image/jpeg")
+    assert ChunkFile.declared(spec, "a.jpg").path == str(tmp_path / "a.jpg")
+    assert ChunkFile.declared(spec, None).path is None
+
+
+def test_records_of_a_chunk_never_started_are_refused(tmp_path: Path) -> None:
+    with (
+        RunState.open(tmp_path / "s", run_fingerprint=FINGERPRINT) as state,
+        pytest.raises(ValueError, match="chunk 3 was not started"),
+    ):
+        state.uploaded(3, "f00000")
+
+
+def test_uploads_recorded_from_many_threads_are_all_kept(tmp_path: Path) -> None:
+    # Given a chunk being uploaded by 8 threads that record together
+    path = tmp_path / "run.state"
+    threads, per_thread = 8, 50
+    start = threading.Barrier(threads)
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
+        state.start_chunk(0, _files("a"))
+        state.created(0, "b-1")
+
+        def upload(worker: int) -> None:
+            start.wait(WAIT)
+            for number in range(per_thread):
+                state.uploaded(0, f"f{worker:02d}{number:03d}")
+
+        workers = [threading.Thread(target=upload, args=(worker,)) for worker in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    # When the file is read back, then every upload is there, each on a whole line of its own
+    expected = {f"f{worker:02d}{number:03d}" for worker in range(threads) for number in range(per_thread)}
+    with RunState.open(path, run_fingerprint=FINGERPRINT) as resumed:
+        chunk = resumed.chunk(0)
+        assert chunk is not None
+        assert chunk.uploaded == expected
+    assert len(_records(path)) == 3 + threads * per_thread
 
 
 # ---- the run object -------------------------------------------------------------------------------
