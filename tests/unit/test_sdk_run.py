@@ -3,7 +3,9 @@ its callbacks, and the run object it returns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ from filebatch_sdk import (
     SubmitRun,
     UploadProgress,
 )
+from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._inputs import InputFile, chunked, iter_file_inputs, walk_directory
 from filebatch_sdk._state import ChunkFile, ChunkState, RunState
 
@@ -415,6 +418,190 @@ def test_uploads_recorded_from_many_threads_are_all_kept(tmp_path: Path) -> None
         assert chunk is not None
         assert chunk.uploaded == expected
     assert len(_records(path)) == 3 + threads * per_thread
+
+
+# ---- callbacks ----------------------------------------------------------------------------------
+
+
+def _progress(file_id: str, done: int, total: int = 4) -> UploadProgress:
+    return UploadProgress(
+        file_id=file_id,
+        filename=f"{file_id}.bin",
+        files_done=0,
+        files_total=2,
+        bytes_done=done,
+        bytes_total=2 * total,
+        file_bytes_done=done,
+        file_bytes_total=total,
+    )
+
+
+class _Blocker:
+    """A callback that holds the dispatcher's thread until released."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, _: object) -> None:
+        self.started.set()
+        assert self.release.wait(WAIT), "the test never released the callback"
+
+
+def test_posting_returns_while_a_callback_is_blocked(tmp_path: Path) -> None:
+    # Given a callback blocked on an event
+    blocker = _Blocker()
+    delivered: list[int] = []
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(blocker, None)
+        assert blocker.started.wait(WAIT)
+        # When more is posted while it is blocked, then every post returns (this thread goes on)
+        for number in range(100):
+            dispatcher.post(delivered.append, number)
+        assert delivered == []
+        blocker.release.set()
+    # And once released everything is delivered, in order
+    assert delivered == list(range(100))
+
+
+def test_progress_is_coalesced_per_file_keeping_the_last_report_of_each(tmp_path: Path) -> None:
+    # Given a blocked dispatcher
+    blocker = _Blocker()
+    delivered: list[UploadProgress] = []
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(blocker, None)
+        assert blocker.started.wait(WAIT)
+        # When two files report progress meanwhile, file a up to its end
+        for progress in [_progress("a", 1), _progress("b", 1), _progress("a", 2), _progress("b", 2)]:
+            dispatcher.post_progress(delivered.append, progress)
+        dispatcher.post_progress(delivered.append, _progress("a", 3))
+        dispatcher.post_progress(delivered.append, _progress("a", 4))
+        dispatcher.post_progress(delivered.append, _progress("b", 3))
+        blocker.release.set()
+    # Then each file's latest report is delivered, a's final one included, in the order of their data
+    assert [(p.file_id, p.file_bytes_done) for p in delivered] == [("a", 4), ("b", 3)]
+
+
+def test_a_files_final_report_is_never_replaced(tmp_path: Path) -> None:
+    # Given a blocked dispatcher
+    blocker = _Blocker()
+    delivered: list[UploadProgress] = []
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(blocker, None)
+        assert blocker.started.wait(WAIT)
+        # When a file reports its end, then starts again (uploaded once more) and reports twice
+        for done in (2, 4, 1, 3):
+            dispatcher.post_progress(delivered.append, _progress("a", done))
+        blocker.release.set()
+    # Then its final report stays, followed by the latest one after it
+    assert [p.file_bytes_done for p in delivered] == [4, 3]
+
+
+def test_reports_without_file_bytes_are_all_delivered(tmp_path: Path) -> None:
+    # Given reports of an uploader that sends no per-file bytes (one per finished file)
+    blocker = _Blocker()
+    delivered: list[UploadProgress] = []
+    reports = [UploadProgress("a", "a.bin", 1, 2, 5, 9), UploadProgress("a", "a.bin", 2, 2, 9, 9)]
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(blocker, None)
+        assert blocker.started.wait(WAIT)
+        for report in reports:
+            dispatcher.post_progress(delivered.append, report)
+        blocker.release.set()
+    # Then none is coalesced away: each is a file's last report
+    assert delivered == reports
+
+
+def test_progress_and_other_events_keep_their_order(tmp_path: Path) -> None:
+    # Given a file's progress followed by its completion, with an unblocked dispatcher
+    events: list[str] = []
+    with CallbackDispatcher() as dispatcher:
+        for done in (1, 2, 3, 4):
+            dispatcher.post_progress(
+                lambda p: events.append(f"progress {p.file_bytes_done}"), _progress("a", done)
+            )
+        dispatcher.post(events.append, "complete a")
+    # Then, whatever was coalesced, the final progress comes before the completion
+    assert events[-2:] == ["progress 4", "complete a"]
+    assert events == [*sorted(events[:-1]), "complete a"]
+
+
+def test_callbacks_run_on_one_thread_of_their_own(tmp_path: Path) -> None:
+    # Given posts from several threads at once
+    threads, per_thread = 4, 25
+    seen: list[tuple[int, str]] = []
+    start = threading.Barrier(threads)
+    with CallbackDispatcher() as dispatcher:
+
+        def poster(worker: int) -> None:
+            start.wait(WAIT)
+            for _ in range(per_thread):
+                dispatcher.post(lambda w: seen.append((w, threading.current_thread().name)), worker)
+
+        workers = [threading.Thread(target=poster, args=(worker,)) for worker in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    # Then every callback ran, all on the dispatcher's thread
+    assert len(seen) == threads * per_thread
+    assert {name for _, name in seen} == {"filebatch-callbacks"}
+
+
+def test_a_raising_callback_is_logged_and_the_next_ones_run(caplog: pytest.LogCaptureFixture) -> None:
+    # Given callbacks of which two raise
+    delivered: list[str] = []
+
+    def broken(message: str) -> None:
+        raise RuntimeError(message)
+
+    with caplog.at_level(logging.ERROR, logger="filebatch_sdk"), CallbackDispatcher() as dispatcher:
+        dispatcher.post(broken, "first")
+        dispatcher.post(delivered.append, "after")
+        dispatcher.post(broken, "second")
+    # Then the others ran, each failure was logged with its traceback, and the first is kept
+    assert delivered == ["after"]
+    failures = [record for record in caplog.records if record.name == "filebatch_sdk"]
+    assert len(failures) == 2
+    assert all(record.exc_info is not None for record in failures)
+    assert isinstance(dispatcher.first_error, RuntimeError)
+    assert str(dispatcher.first_error) == "first"
+
+
+def test_no_error_leaves_first_error_empty() -> None:
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(lambda _: None, None)
+    assert dispatcher.first_error is None
+
+
+def test_posting_from_asyncio_code_delivers_on_the_dispatchers_thread() -> None:
+    # Given a coroutine that posts from the event loop's thread
+    seen: list[tuple[str, str]] = []
+
+    async def main(dispatcher: CallbackDispatcher) -> str:
+        dispatcher.post(lambda text: seen.append((text, threading.current_thread().name)), "from the loop")
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    with CallbackDispatcher() as dispatcher:
+        loop_thread = asyncio.run(main(dispatcher))
+    # Then the callback ran on the dispatcher's thread, not the loop's
+    assert seen == [("from the loop", "filebatch-callbacks")]
+    assert loop_thread != "filebatch-callbacks"
+
+
+def test_a_closed_dispatcher_refuses_posts_and_closes_again_quietly() -> None:
+    dispatcher = CallbackDispatcher()
+    dispatcher.close()
+    dispatcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        dispatcher.post(print, "late")
+
+
+def test_a_callback_cannot_close_its_own_dispatcher() -> None:
+    with CallbackDispatcher() as dispatcher:
+        dispatcher.post(lambda _: dispatcher.close(), None)
+    assert isinstance(dispatcher.first_error, RuntimeError)
 
 
 # ---- the run object -------------------------------------------------------------------------------
