@@ -15,12 +15,12 @@ All derive from `FilebatchError`, so one `except` catches them all::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from filebatch_sdk.models import BatchStatus
+    from filebatch_sdk.models import BatchStatus, FileResult
 
 __all__ = [
     "API_ERRORS",
@@ -41,6 +41,9 @@ __all__ = [
     "NothingToRetryError",
     "RequestInProgressError",
     "RetryInProgressError",
+    "RunFailedError",
+    "StateFileError",
+    "StateFileMismatchError",
     "UploadError",
     "UploadFailure",
     "api_error",
@@ -233,3 +236,33 @@ class BatchTimeoutError(FilebatchError, TimeoutError):
             f"batch {batch_id} still {last_status.status} after {timeout:g}s "
             f"({last_status.counts.finished}/{last_status.counts.total} files finished)"
         )
+
+
+class RunFailedError(FilebatchError):
+    """Files of a submit failed (`submit(..., raise_on_failure=True)`, `SubmitRun.raise_for_failures`).
+
+    `failures` holds every failed `FileResult`, in input order; `total` is the number of files
+    submitted. The message lists the first few.
+    """
+
+    def __init__(self, failures: Sequence[FileResult], total: int) -> None:
+        self.failures = list(failures)
+        self.total = total
+        shown = "; ".join(_failure_text(result) for result in self.failures[:3])
+        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        super().__init__(f"{len(self.failures)} of {total} file(s) failed: {shown}{more}")
+
+
+def _failure_text(result: FileResult) -> str:
+    why = f"{result.error.code}: {result.error.message}" if result.error else "no error given"
+    return f"{result.filename} ({result.status}, {why})"
+
+
+class StateFileError(FilebatchError, ValueError):
+    """A submit's state file cannot be used: a line other than the last is not a record of it."""
+
+
+class StateFileMismatchError(StateFileError):
+    """The state file was written by a different submit (other options, or other files in a
+    chunk): resuming from it would upload the wrong files. Use another state file, or delete it
+    to start over."""

@@ -16,14 +16,14 @@ import json
 import mimetypes
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any
 
-from filebatch_sdk.errors import InvalidFileError
+from filebatch_sdk.errors import InvalidFileError, RunFailedError
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -751,7 +751,13 @@ def iter_export_file(path: str | os.PathLike[str]) -> Iterator[FileResult]:
 
 @dataclass(frozen=True, slots=True)
 class UploadProgress:
-    """Reported after each file's upload finished (in the thread that called `upload`)."""
+    """Where an upload stands, reported for the file `file_id`.
+
+    `files_*` and `bytes_*` are overall (every file of the upload, or of the whole submit);
+    `file_bytes_*` are this file's. Reporters that send them do so while the file uploads, not
+    only once it finished; the file's last report has `file_bytes_done == file_bytes_total`.
+    Reporters that do not (left at 0) report once per file, after it finished.
+    """
 
     file_id: str
     filename: str
@@ -764,7 +770,27 @@ class UploadProgress:
 
     @property
     def percentage(self) -> float:
+        """Overall bytes done, in percent."""
         return round(100.0 * self.bytes_done / self.bytes_total, 1) if self.bytes_total else 100.0
+
+    @property
+    def file_percentage(self) -> float:
+        """This file's bytes done, in percent."""
+        if not self.file_bytes_total:
+            return 100.0
+        return round(100.0 * self.file_bytes_done / self.file_bytes_total, 1)
+
+    @property
+    def file_finished(self) -> bool:
+        """This is the file's last report: all its bytes are uploaded."""
+        return self.file_bytes_done >= self.file_bytes_total
+
+
+def _summary(results: Iterable[FileResult]) -> dict[str, int]:
+    """Number of files per status, known statuses in `FileState` order, then others by name."""
+    counts = Counter(result.status for result in results)
+    known = [state.value for state in FileState if state.value in counts]
+    return {status: counts[status] for status in [*known, *sorted(set(counts) - set(known))]}
 
 
 @dataclass(slots=True)
@@ -795,9 +821,7 @@ class BatchRun:
 
     def summary(self) -> dict[str, int]:
         """Number of files per status, e.g. {"completed": 9, "failed": 1}."""
-        counts = Counter(result.status for result in self.results)
-        known = [state.value for state in FileState if state.value in counts]
-        return {status: counts[status] for status in [*known, *sorted(set(counts) - set(known))]}
+        return _summary(self.results)
 
     def completed(self) -> list[FileResult]:
         return [result for result in self.results if result.ok]
@@ -818,3 +842,82 @@ class BatchRun:
             if created.file_id == result.file_id:
                 return path
         raise KeyError(result.file_id)
+
+
+@dataclass(slots=True)
+class SubmitRun:
+    """What a chunked `submit` did: one `BatchRun` per chunk of files, in input order.
+
+    `results` are every file's result in the order the files were given, across batches. File ids
+    repeat from one batch to the next, so `path_for` finds a result by identity: pass it results
+    (or created files) of this run.
+    """
+
+    batches: list[BatchRun] = field(default_factory=list)
+    # id(result or created file) -> its batch; rebuilt when it misses (see `_batch_of`).
+    _owners: dict[int, BatchRun] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def results(self) -> list[FileResult]:
+        """Every file's result, in input order (empty for batches submitted without waiting)."""
+        ordered: list[FileResult] = []
+        for run in self.batches:
+            position = {created.file_id: index for index, created in enumerate(run.batch.files)}
+            ordered += sorted(run.results, key=lambda result: position.get(result.file_id, len(position)))
+        return ordered
+
+    @property
+    def batch_ids(self) -> list[str]:
+        return [run.batch_id for run in self.batches]
+
+    @property
+    def ok(self) -> bool:
+        """True when every batch finished and every file completed."""
+        return all(run.ok for run in self.batches)
+
+    @property
+    def has_failures(self) -> bool:
+        return any(run.has_failures for run in self.batches)
+
+    def summary(self) -> dict[str, int]:
+        """Number of files per status across every batch, e.g. {"completed": 990, "failed": 10}."""
+        return _summary(result for run in self.batches for result in run.results)
+
+    def completed(self) -> list[FileResult]:
+        return [result for result in self.results if result.ok]
+
+    def failed(self) -> list[FileResult]:
+        return [result for result in self.results if result.failed]
+
+    def retryable(self) -> list[FileResult]:
+        """Failed files worth submitting again.
+
+        To resubmit them: `client.submit([run.path_for(r) for r in run.retryable()])`.
+        """
+        return [result for result in self.results if result.retryable]
+
+    def path_for(self, result: FileResult | CreatedFile) -> Path:
+        """The local file a result (or created file) of this run belongs to."""
+        return self._batch_of(result).path_for(result)
+
+    def raise_for_failures(self) -> None:
+        """Raise `RunFailedError` carrying every failed result, if any file failed."""
+        failures = self.failed()
+        if failures:
+            raise RunFailedError(failures, total=sum(len(run.batch.files) for run in self.batches))
+
+    def _batch_of(self, item: FileResult | CreatedFile) -> BatchRun:
+        owner = self._owners.get(id(item))
+        if owner is None or not _holds(owner, item):
+            # Built once for every item, so finding the paths of many results stays linear.
+            self._owners = {
+                id(held): run for run in self.batches for held in [*run.results, *run.batch.files]
+            }
+            owner = self._owners.get(id(item))
+        if owner is None or not _holds(owner, item):
+            raise KeyError(item.file_id)
+        return owner
+
+
+def _holds(run: BatchRun, item: FileResult | CreatedFile) -> bool:
+    return any(held is item for held in [*run.results, *run.batch.files])
