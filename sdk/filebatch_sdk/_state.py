@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -68,9 +68,13 @@ class ChunkState:
     batch_id: str | None = None
     uploaded: set[str] = field(default_factory=set)  # file ids
     ended: str | None = None  # the batch's final status
+    # The file ids the batch gave `files`, in order (a resumed run needs them to match uploads).
+    file_ids: tuple[str, ...] = ()
 
     def copy(self) -> ChunkState:
-        return ChunkState(self.idempotency_key, self.files, self.batch_id, set(self.uploaded), self.ended)
+        return ChunkState(
+            self.idempotency_key, self.files, self.batch_id, set(self.uploaded), self.ended, self.file_ids
+        )
 
 
 class RunState:
@@ -150,12 +154,14 @@ class RunState:
             self._chunks[index] = chunk
             return chunk.copy()
 
-    def created(self, index: int, batch_id: str) -> None:
-        """Record the batch that chunk `index` created."""
+    def created(self, index: int, batch_id: str, file_ids: Sequence[str]) -> None:
+        """Record the batch that chunk `index` created, and the ids it gave the chunk's files."""
         with self._lock:
             chunk = self._started(index)
-            self._append({"record": "created", "index": index, "batch_id": batch_id}, sync=True)
+            record = {"record": "created", "index": index, "batch_id": batch_id, "file_ids": list(file_ids)}
+            self._append(record, sync=True)
             chunk.batch_id = batch_id
+            chunk.file_ids = tuple(file_ids)
 
     def uploaded(self, index: int, file_id: str) -> None:
         """Record that file `file_id` of chunk `index` is uploaded."""
@@ -261,6 +267,7 @@ def _replay(
                 chunks[index] = ChunkState(idempotency_key=record["idempotency_key"], files=files)
             elif kind == "created":
                 chunks[index].batch_id = record["batch_id"]
+                chunks[index].file_ids = tuple(record["file_ids"])
             elif kind == "uploaded":
                 chunks[index].uploaded.add(record["file_id"])
             elif kind == "ended":

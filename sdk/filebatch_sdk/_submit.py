@@ -16,6 +16,7 @@ uploaded again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections import deque
@@ -28,11 +29,10 @@ from typing import Any
 from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._inputs import FilesArgument, chunked, iter_file_inputs
 from filebatch_sdk._protocol import Join, Op, Protocol, Spawn, blocking, create_options
-from filebatch_sdk._state import ChunkState, RunState
-from filebatch_sdk.errors import BatchNotOpenError
+from filebatch_sdk._state import ChunkFile, ChunkState, RunState
+from filebatch_sdk.errors import BatchNotOpenError, ConflictError
 from filebatch_sdk.models import (
     BatchRun,
-    BatchState,
     BatchStatus,
     CreatedBatch,
     CreatedFile,
@@ -122,6 +122,7 @@ def open_run_state(path: str | os.PathLike[str] | None, options: SubmitOptions) 
     if path is None:
         yield None
         return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     state = RunState.open(Path(path), run_fingerprint=run_fingerprint(options))
     try:
         yield state
@@ -195,16 +196,19 @@ def submit(
         while len(in_flight) >= options.max_batches_in_flight:
             batches.append((yield Join(in_flight.popleft())))
         paths = [_local_path(item.path, item.source) for item in chunk]
-        recorded = state.chunk(index) if state is not None else None
+        # Hashed on every run, a resumed one too: the state file's files are checked against them.
+        specs = yield from blocking(_declaring(paths))
+        recorded: ChunkState | None = None
+        if state is not None:
+            # Recorded before the create: a crash after the server created the batch repeats the
+            # create with the same key, and the server answers the batch it created.
+            recorded = state.start_chunk(
+                index, [ChunkFile.declared(spec, path) for spec, path in zip(specs, paths, strict=True)]
+            )
         if recorded is not None and recorded.batch_id is not None:
-            created = yield from _resumed(protocol, recorded, paths)
+            created = yield from _resumed(protocol, recorded, specs)
         else:
-            specs = yield from blocking(lambda: [FileSpec.from_path(path) for path in paths])
             key = recorded.idempotency_key if recorded is not None else str(uuid.uuid4())
-            if state is not None and recorded is None:
-                # Before the request: a crash after the server created the batch repeats the
-                # create with this key, and the server answers the batch it created.
-                state.start_chunk(index, key, list(zip(paths, specs, strict=True)))
             create_options = dict(options.create_options)
             if options.name is not None:
                 create_options["name"] = _batch_name(options.name, index)
@@ -219,45 +223,61 @@ def submit(
             paths,
             concurrency=options.concurrency,
             part_concurrency=options.part_concurrency,
-            on_progress=(
-                (lambda progress: dispatcher.post_progress(callbacks.on_upload_progress, progress))
-                if callbacks.on_upload_progress is not None
-                else None
-            ),
+            on_progress=_progress_poster(dispatcher, callbacks.on_upload_progress),
             skip_file_ids=uploaded,
             on_file_uploaded=_recorder(state, index),
         )
         if run.upload_failures:
             # Those files cannot arrive: stop waiting for them, so that the others are processed
-            # now and the batch ends (the missing files end as `upload_expired`).
-            try:
+            # now and the batch ends (the missing files end as `upload_expired`). Already closed
+            # (a resumed run): nothing to do.
+            with contextlib.suppress(BatchNotOpenError):
                 yield from protocol.close_batch(created.batch_id)
-            except BatchNotOpenError:
-                pass
         in_flight.append((yield Spawn(follow(index, run))))
     while in_flight:
         batches.append((yield Join(in_flight.popleft())))
     return SubmitRun(batches=batches)
 
 
-def _resumed(protocol: Protocol, recorded: ChunkState, paths: list[Path]) -> Op[CreatedBatch]:
+def _resumed(protocol: Protocol, recorded: ChunkState, specs: list[FileSpec]) -> Op[CreatedBatch]:
     """A batch created by an earlier run of the same call: fresh upload instructions for its files
     still awaiting upload (none once it is processing or ended)."""
     assert recorded.batch_id is not None
     status = yield from protocol.get_batch(recorded.batch_id)
     pending: dict[str, CreatedFile] = {}
-    if status.status == BatchState.AWAITING_UPLOAD:
-        items = yield from protocol.upload_pages(recorded.batch_id)
+    if not status.is_terminal:
+        try:
+            items = yield from protocol.upload_pages(recorded.batch_id)
+        except ConflictError:
+            # Ended or closed meanwhile: it takes no more uploads.
+            items = []
         pending = {item["file_id"]: CreatedFile.from_json(item) for item in items}
     files = [
         pending.get(file_id)
-        or CreatedFile(file_id=file_id, filename=declared.filename, size=declared.size,
-                       content_type=declared.content_type, upload=None)
-        for file_id, declared in zip(recorded.file_ids, recorded.specs, strict=True)
+        or CreatedFile(
+            file_id=file_id,
+            filename=declared.filename,
+            size=declared.size,
+            content_type=declared.content_type,
+            upload=None,
+        )
+        for file_id, declared in zip(recorded.file_ids, specs, strict=True)
     ]
     return CreatedBatch(
         batch_id=recorded.batch_id, status=status.status, created_at=status.created_at, files=files
     )
+
+
+def _declaring(paths: list[Path]) -> Callable[[], list[FileSpec]]:
+    return lambda: [FileSpec.from_path(path) for path in paths]
+
+
+def _progress_poster(
+    dispatcher: CallbackDispatcher, callback: Callable[[UploadProgress], None] | None
+) -> Callable[[UploadProgress], None] | None:
+    if callback is None:
+        return None
+    return lambda progress: dispatcher.post_progress(callback, progress)
 
 
 def _recorder(state: RunState | None, index: int) -> Callable[[CreatedFile], None] | None:

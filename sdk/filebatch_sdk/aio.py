@@ -29,6 +29,7 @@ from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import AsyncDriver
 from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._protocol import Op, Pager, UploadMethod, create_options, serialized
+from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
 from filebatch_sdk.client import (
     FileInput,
     PathLike,
@@ -36,7 +37,6 @@ from filebatch_sdk.client import (
     UploadProgressCallback,
     new_protocol,
 )
-from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
 from filebatch_sdk.errors import UploadError
 from filebatch_sdk.models import (
     BatchesPage,
@@ -319,7 +319,9 @@ class AsyncFilebatchClient:
             part_concurrency=part_concurrency,
             page_size=page_size,
         )
-        callbacks = SubmitCallbacks(on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed)
+        callbacks = SubmitCallbacks(
+            on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed
+        )
         with CallbackDispatcher() as dispatcher, open_run_state(state_file, options) as state:
             run = await self._run(submit(self._protocol, files, options, callbacks, dispatcher, state))
 

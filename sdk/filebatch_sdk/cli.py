@@ -178,9 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--part-concurrency", type=_positive, default=4, help="parts of a large file uploaded at a time (4)"
     )
     submit.add_argument("--chunk-size", type=_positive, default=100, help="files per batch (100)")
-    submit.add_argument(
-        "--max-batches-in-flight", type=_positive, default=2, help="batches open at once (2)"
-    )
+    submit.add_argument("--max-batches-in-flight", type=_positive, default=2, help="batches open at once (2)")
     submit.add_argument(
         "--state-file",
         type=Path,
@@ -402,7 +400,9 @@ class _ProgressDisplay:
             _err(f"uploaded {progress.files_done}/{progress.files_total}  {progress.filename}")
         if not self._live:
             return
-        bytes_done, bytes_total, files_done, files_total = (sum(v) for v in zip(*self._bytes_by_batch.values()))
+        bytes_done, bytes_total, files_done, files_total = (
+            sum(v) for v in zip(*self._bytes_by_batch.values(), strict=True)
+        )
         detail = (
             f"{filesize.decimal(bytes_done)} of {filesize.decimal(bytes_total)}, "
             f"{files_done}/{files_total} files"
@@ -426,14 +426,16 @@ class _ProgressDisplay:
         if not self._live:
             return
         self._finished_by_batch[status.batch_id] = (status.counts.finished, status.counts.total)
-        finished, total = (sum(v) for v in zip(*self._finished_by_batch.values()))
+        finished, total = (sum(v) for v in zip(*self._finished_by_batch.values(), strict=True))
         eta = (
             f", about {status.eta_seconds}s left"
             if status.eta_seconds is not None and not status.is_terminal
             else ""
         )
         batches = len(self._finished_by_batch)
-        where = f"{status.status}" if batches == 1 else f"{batches} batches, {status.batch_id} {status.status}"
+        where = (
+            f"{status.status}" if batches == 1 else f"{batches} batches, {status.batch_id} {status.status}"
+        )
         detail = f"{finished}/{total} files, {where}{eta}"
         if self._files_task is None:
             self._files_task = self._progress.add_task("processed", total=total, detail="")
@@ -478,7 +480,9 @@ def _submit(client: FilebatchClient, args: argparse.Namespace) -> int:
     args.state_path.unlink(missing_ok=True)
     if args.no_wait:
         if args.json:
-            _print_json({"batches": [{"batch_id": b.batch_id, "status": b.batch.status} for b in run.batches]})
+            _print_json(
+                {"batches": [{"batch_id": b.batch_id, "status": b.batch.status} for b in run.batches]}
+            )
         elif not args.quiet:
             for batch in run.batches:
                 print(batch.batch_id)

@@ -50,7 +50,9 @@ from typing import Self, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
+from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import SyncDriver
+from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._protocol import (
     USER_AGENT,
     Op,
@@ -61,15 +63,12 @@ from filebatch_sdk._protocol import (
     create_options,
     serialized,
 )
-from filebatch_sdk._callbacks import CallbackDispatcher
-from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._retry import Backoff
 from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
 from filebatch_sdk.errors import UploadError
 from filebatch_sdk.models import (
     BatchesPage,
     BatchRetry,
-    BatchRun,
     BatchStatus,
     CreatedBatch,
     CreatedFile,
@@ -468,7 +467,9 @@ class FilebatchClient:
             part_concurrency=part_concurrency,
             page_size=page_size,
         )
-        callbacks = SubmitCallbacks(on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed)
+        callbacks = SubmitCallbacks(
+            on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed
+        )
         with CallbackDispatcher() as dispatcher, open_run_state(state_file, options) as state:
             run = self._run(submit(self._protocol, files, options, callbacks, dispatcher, state))
         run.bind_retry(lambda failed: self._run(retry_failed(self._protocol, failed, options)))

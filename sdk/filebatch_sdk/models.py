@@ -16,14 +16,14 @@ import json
 import mimetypes
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any
 
-from filebatch_sdk.errors import InvalidFileError, RunFailedError
+from filebatch_sdk.errors import InvalidFileError, RunFailedError, UploadFailure
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -767,6 +767,8 @@ class UploadProgress:
     bytes_total: int
     file_bytes_done: int = 0
     file_bytes_total: int = 0
+    # The batch the file belongs to (a submit of several batches reports them all).
+    batch_id: str = ""
 
     @property
     def percentage(self) -> float:
@@ -805,6 +807,8 @@ class BatchRun:
     paths: list[Path]
     status: BatchStatus | None = None
     results: list[FileResult] = field(default_factory=list)
+    # Files whose upload still failed after retries (`submit`): they end `upload_expired`.
+    upload_failures: list[UploadFailure] = field(default_factory=list)
 
     @property
     def batch_id(self) -> str:
@@ -856,6 +860,38 @@ class SubmitRun:
     batches: list[BatchRun] = field(default_factory=list)
     # id(result or created file) -> its batch; rebuilt when it misses (see `_batch_of`).
     _owners: dict[int, BatchRun] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # How the client that made the run retries it (set by `submit`).
+    _retry: Callable[[SubmitRun], SubmitRun] | None = field(default=None, repr=False, compare=False)
+    _aretry: Callable[[SubmitRun], Awaitable[SubmitRun]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def bind_retry(self, retry: Callable[[SubmitRun], SubmitRun]) -> None:
+        self._retry = retry
+
+    def bind_async_retry(self, retry: Callable[[SubmitRun], Awaitable[SubmitRun]]) -> None:
+        self._aretry = retry
+
+    def retry_failed(self) -> SubmitRun:
+        """Run every retryable failed file again (the retry route, once per batch with some), wait
+        for them, and return the run with their new results. For a run of `FilebatchClient`;
+        with `AsyncFilebatchClient`, `await run.aretry_failed()`."""
+        if self._retry is None:
+            raise TypeError(
+                "this run was not made by FilebatchClient.submit (async: await run.aretry_failed())"
+            )
+        return self._retry(self)
+
+    async def aretry_failed(self) -> SubmitRun:
+        """`retry_failed` for a run of `AsyncFilebatchClient.submit`."""
+        if self._aretry is None:
+            raise TypeError("this run was not made by AsyncFilebatchClient.submit (use run.retry_failed())")
+        return await self._aretry(self)
+
+    @property
+    def upload_failures(self) -> list[UploadFailure]:
+        """Files whose upload still failed after retries, across batches (they end `upload_expired`)."""
+        return [failure for run in self.batches for failure in run.upload_failures]
 
     @property
     def results(self) -> list[FileResult]:

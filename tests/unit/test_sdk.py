@@ -283,7 +283,8 @@ class FakeApi:
         if not file_ids:
             return _error(409, "nothing_to_retry", "no failed files")
         batch.retries += 1
-        batch.state = "processing"
+        # Processing again, until the polls end it as before.
+        batch.state, batch.polls = None, 0
         return Scripted(
             202,
             {
@@ -555,6 +556,14 @@ def fake_api() -> Iterator[FakeApi]:
         yield fake
 
 
+@pytest.fixture(autouse=True)
+def private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Where the CLI keeps its run state files (XDG_CACHE_HOME): the test's own directory."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 @pytest.fixture
 def sleeps() -> list[float]:
     return []
@@ -599,7 +608,9 @@ class BlockingAsyncClient:
 
 
 @pytest.fixture(params=["requests", "httpx-async"])
-def client(request: pytest.FixtureRequest, fake_api: FakeApi, sleeps: list[float]) -> Iterator[FilebatchClient]:
+def client(
+    request: pytest.FixtureRequest, fake_api: FakeApi, sleeps: list[float]
+) -> Iterator[FilebatchClient]:
     if request.param == "requests":
         with FilebatchClient(fake_api.base_url, API_KEY, sleep=sleeps.append, backoff_base=0.01) as sdk:
             yield sdk
@@ -859,8 +870,9 @@ def test_cli_submit_json_output_parses(
     # Then stdout is one JSON document in the API's shape, and every file completed
     document = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert document["status"]["status"] == "completed"
-    assert document["summary"] == {"completed": 2}
+    (batch,) = document["batches"]
+    assert batch["status"]["status"] == "completed"
+    assert batch["summary"] == document["summary"] == {"completed": 2}
     assert [r["filename"] for r in document["results"]] == ["cat.png", "photo.webp"]
     assert document["results"][0]["status"] == FileState.COMPLETED
     assert document["results"][0]["finished_at"] == TIMESTAMP
@@ -1368,7 +1380,7 @@ def test_retry_sends_the_chosen_files_and_maps_its_conflicts(
 
     # When it is retried with chosen files, and without
     retry = client.retry_batch(batch_id, file_ids=["f00002"])
-    fake_api.batches[batch_id].state = None  # ended again
+    fake_api.batches[batch_id].polls = fake_api.polls_until_done  # ended again
     with pytest.raises(NothingToRetryError):
         client.retry_batch(batch_id)
     fake_api.script("POST", path, _error(409, "retry_in_progress", "a retry is running"))

@@ -18,10 +18,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from filebatch_sdk import FilebatchClient
+from filebatch_sdk._protocol import Protocol
 from filebatch_sdk.cli import CSV_COLUMNS, EXIT_INTERRUPTED
 from tests.unit import test_sdk
 from tests.unit.test_sdk import API_KEY, FakeApi, _cli, _finished_batch
@@ -31,6 +33,7 @@ fake_api = test_sdk.fake_api
 sleeps = test_sdk.sleeps
 client = test_sdk.client
 sample_files = test_sdk.sample_files
+private_cache = test_sdk.private_cache
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -190,34 +193,61 @@ def test_ctrl_c_while_waiting_exits_130_naming_the_batch_and_watch(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(FilebatchClient, "wait", interrupted)
+    wait = Protocol.wait
+    monkeypatch.setattr(Protocol, "wait", interrupted)
     # When files are submitted
     code = _cli(fake_api, "submit", str(sample_files[0]))
     output = capsys.readouterr()
-    # Then it stops with 130 and says how to follow the batch, which carries on
+    # Then it stops with 130, names the batch (which carries on) and says how to resume
     (batch_id,) = fake_api.batches
     assert code == EXIT_INTERRUPTED == 130
     assert output.out == ""
-    assert f"filebatch watch {batch_id}" in output.err
+    assert batch_id in output.err
+    assert "run the same command again to resume" in output.err
     assert "Traceback" not in output.err
+    # And when the same command runs again, it follows that batch instead of creating another
+    monkeypatch.setattr(Protocol, "wait", wait)
+    assert _cli(fake_api, "submit", str(sample_files[0])) == 0
+    assert list(fake_api.batches) == [batch_id]
+    assert len(fake_api.calls("PUT", f"/upload/{batch_id}/f00001")) == 1
 
 
-def test_ctrl_c_while_uploading_says_how_to_cancel_or_close_the_batch(
+def test_ctrl_c_while_uploading_resumes_with_the_same_command_uploading_only_what_is_missing(
     fake_api: FakeApi,
     sample_files: list[Path],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    private_cache: Path,
 ) -> None:
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
+    # Given uploads that the user interrupts at the second file (the first is stored)
+    upload_file = Protocol.upload_file
 
-    monkeypatch.setattr(FilebatchClient, "upload", interrupted)
-    code = _cli(fake_api, "submit", str(sample_files[0]))
+    def interrupted_at_the_second(
+        self: Protocol, batch_id: str, created: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if created.file_id == "f00002":
+            raise KeyboardInterrupt
+        return (yield from upload_file(self, batch_id, created, *args, **kwargs))
+
+    monkeypatch.setattr(Protocol, "upload_file", interrupted_at_the_second)
+    files = [str(p) for p in sample_files[:2]]
+    # When they are submitted, one at a time
+    code = _cli(fake_api, "submit", *files, "--concurrency", "1")
     (batch_id,) = fake_api.batches
     err = capsys.readouterr().err
+    # Then it stops with 130, saying how to resume, and the run is recorded in the cache
     assert code == 130
-    assert f"filebatch cancel {batch_id}" in err
-    assert f"filebatch close {batch_id}" in err
+    assert "run the same command again to resume" in err
+    (state_file,) = (private_cache / "filebatch" / "runs").iterdir()
+    assert str(state_file) in err
+    # And when the same command runs again, only the missing file is uploaded, to the same batch
+    monkeypatch.setattr(Protocol, "upload_file", upload_file)
+    assert _cli(fake_api, "submit", *files, "--concurrency", "1") == 0
+    assert list(fake_api.batches) == [batch_id]
+    puts = [r.path for r in fake_api.requests if r.method == "PUT"]
+    assert puts == [f"/upload/{batch_id}/f00001", f"/upload/{batch_id}/f00002"]
+    # And the finished run's state file is gone
+    assert not state_file.exists()
 
 
 # ---- under a pseudo-terminal ---------------------------------------------------------------------

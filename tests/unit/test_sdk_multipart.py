@@ -20,8 +20,8 @@ import pytest
 from filebatch_sdk import FilebatchClient, MultipartInstruction, UploadError, UploadInstruction
 from tests.unit.test_sdk import (
     API_KEY,
-    BlockingAsyncClient,
     TIMESTAMP,
+    BlockingAsyncClient,
     FakeApi,
     FakeBatch,
     FakeFile,
@@ -29,7 +29,6 @@ from tests.unit.test_sdk import (
     Scripted,
     _error,
     serving,
-    _Server,
 )
 
 PART_SIZE = 1000

@@ -181,12 +181,12 @@ def test_a_run_is_recorded_and_resumed_where_it_stopped(tmp_path: Path) -> None:
     path = tmp_path / "run.state"
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         first = state.start_chunk(0, _files("a", "b"))
-        state.created(0, "b-1")
+        state.created(0, "b-1", ["f00001"])
         state.uploaded(0, "f00000")
         state.uploaded(0, "f00001")
         state.ended(0, "completed")
         second = state.start_chunk(1, _files("c", "d"), idempotency_key="my-key-1")
-        state.created(1, "b-2")
+        state.created(1, "b-2", ["f00001"])
         state.uploaded(1, "f00001")
     # When the same run opens it again
     with RunState.open(path, run_fingerprint=dict(FINGERPRINT)) as resumed:
@@ -249,7 +249,7 @@ def test_a_last_line_cut_by_a_crash_is_dropped_and_cut_off(tmp_path: Path) -> No
     path = tmp_path / "run.state"
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         state.start_chunk(0, _files("a", "b"))
-        state.created(0, "b-1")
+        state.created(0, "b-1", ["f00001"])
         state.uploaded(0, "f00000")
     with path.open("ab") as log:
         log.write(b'{"file_id":"f00001","index":0,"rec')
@@ -272,7 +272,7 @@ def test_a_last_record_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "run.state"
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         state.start_chunk(0, _files("a"))
-        state.created(0, "b-1")
+        state.created(0, "b-1", ["f00001"])
     path.write_bytes(path.read_bytes().rstrip(b"\n"))
     # When it is opened and written to
     with RunState.open(path, run_fingerprint=FINGERPRINT) as resumed:
@@ -289,7 +289,7 @@ def test_a_bad_line_before_the_last_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "run.state"
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         state.start_chunk(0, _files("a"))
-        state.created(0, "b-1")
+        state.created(0, "b-1", ["f00001"])
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(lines[0] + b"{garbage\n" + b"".join(lines[1:]))
     # When it is opened, then the error names the line
@@ -399,7 +399,7 @@ def test_uploads_recorded_from_many_threads_are_all_kept(tmp_path: Path) -> None
     start = threading.Barrier(threads)
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         state.start_chunk(0, _files("a"))
-        state.created(0, "b-1")
+        state.created(0, "b-1", ["f00001"])
 
         def upload(worker: int) -> None:
             start.wait(WAIT)

@@ -150,9 +150,17 @@ def test_callbacks_run_on_one_thread_never_block_uploads_and_see_every_file(
 
     def on_batch_status(status: BatchStatus) -> None:
         threads.add(threading.get_ident())
-        if all(f.uploaded is not None for b in fake_api.batches.values() for f in b.files):
-            all_uploaded.set()
         statuses.append(status)
+
+    store = fake_api._put
+
+    def put_and_count(batch_id: str, file_id: str, body: bytes) -> Scripted:
+        answer = store(batch_id, file_id, body)
+        if sum(f.uploaded is not None for b in fake_api.batches.values() for f in b.files) == len(paths):
+            all_uploaded.set()
+        return answer
+
+    fake_api._put = put_and_count  # type: ignore[method-assign]
 
     def on_file(sink: list[FileResult]) -> Any:
         def record(result: FileResult) -> None:
@@ -201,12 +209,11 @@ def test_retry_failed_retries_only_the_retryable_files_of_each_batch(
 ) -> None:
     # Given a run of two batches where one file of the second batch failed (retryable)
     paths = _files(tmp_path / "in", 4, flaky=(3,))
-    run = client.submit(paths, chunk_size=2)
+    run = client.submit(paths, chunk_size=2, timeout=30)
     # When its failures are retried
-    if isinstance(client, FilebatchClient):
-        again = run.retry_failed()
-    else:
-        again = client._wait(run.aretry_failed())  # type: ignore[attr-defined]
+    again = (
+        run.retry_failed() if isinstance(client, FilebatchClient) else client._wait(run.aretry_failed())  # type: ignore[attr-defined]
+    )
     # Then the retry route was called once, for the second batch and its failed file
     retries = [(r.path, json.loads(r.body)) for r in fake_api.requests if r.path.endswith("/retry")]
     assert retries == [(f"/v1/batches/{run.batch_ids[1]}/retry", {"file_ids": ["f00002"]})]
