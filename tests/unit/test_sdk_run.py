@@ -30,6 +30,7 @@ from filebatch_sdk import (
     StateFileMismatchError,
     SubmitRun,
     UploadProgress,
+    to_json,
 )
 from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._inputs import InputFile, chunked, iter_file_inputs, walk_directory
@@ -748,6 +749,16 @@ def test_raise_for_failures_carries_every_failure() -> None:
         "and 2 more"
     )
     assert isinstance(raised.value, FilebatchError)
+
+
+def test_a_run_as_json_is_its_batches() -> None:
+    # Given a run whose paths were looked up (which fills its private index)
+    run = _two_chunks()
+    run.path_for(run.results[0])
+    # When it is turned into JSON, then it holds its batches only
+    document = to_json(run)
+    assert list(document) == ["batches"]
+    assert [batch["batch"]["batch_id"] for batch in document["batches"]] == ["b-1", "b-2"]
 
 
 def test_an_empty_run_has_nothing() -> None:
