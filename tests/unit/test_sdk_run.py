@@ -314,10 +314,11 @@ def test_a_file_that_is_not_a_state_file_is_refused(tmp_path: Path) -> None:
         RunState.open(path, run_fingerprint=FINGERPRINT)
 
 
-def test_an_empty_file_is_a_new_state_file(tmp_path: Path) -> None:
-    # Given an empty file (a crash right after it was created)
+@pytest.mark.parametrize("content", [b"", b'{"fingerprint":{"chunk_si'], ids=["empty", "cut-first-line"])
+def test_a_file_without_a_whole_first_line_is_a_new_state_file(tmp_path: Path, content: bytes) -> None:
+    # Given a file a crash left empty, or cut in its first line
     path = tmp_path / "run.state"
-    path.touch()
+    path.write_bytes(content)
     # When it is opened, then it starts a run
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         assert state.chunk_indexes == []
