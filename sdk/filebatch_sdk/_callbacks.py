@@ -57,8 +57,7 @@ class CallbackDispatcher:
         """Queue `callback(progress)`, replacing a report of the same file still waiting.
 
         `callback` must be hashable (functions and bound methods are)."""
-        # By the callback itself, not its id: `obj.method` is a new object each time, equal to
-        # the last one (so callbacks must be hashable, as functions and methods are).
+        # Keyed by the callback's value, not its id: `obj.method` is a new object at each access.
         file_key = (callback, progress.file_id)
         # A file's last report replaces the one waiting but is never replaced itself.
         self._queue(callback, progress, key=None if progress.file_finished else file_key, replaces=file_key)
