@@ -54,7 +54,10 @@ class CallbackDispatcher:
         self._queue(callback, argument)
 
     def post_progress(self, callback: Callable[[UploadProgress], object], progress: UploadProgress) -> None:
-        """Queue `callback(progress)`, replacing a report of the same file still waiting."""
+        """Queue `callback(progress)`, replacing a report of the same file still waiting.
+
+        `callback` must be hashable (functions and bound methods are)."""
+        # Keyed by the callback's value, not its id: `obj.method` is a new object at each access.
         file_key = (callback, progress.file_id)
         # A file's last report replaces the one waiting but is never replaced itself.
         self._queue(callback, progress, key=None if progress.file_finished else file_key, replaces=file_key)

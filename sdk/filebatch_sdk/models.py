@@ -146,7 +146,8 @@ def _optional_datetime(value: str | None) -> datetime | None:
 def to_json(value: Any) -> Any:
     """`value` (a model, or lists/dicts of them) as JSON-ready data in the API's own shape."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
+        # Fields named "_..." are the SDK's own bookkeeping, not part of the API's shape.
+        return {f.name: to_json(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, list | tuple):

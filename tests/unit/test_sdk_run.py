@@ -30,6 +30,7 @@ from filebatch_sdk import (
     StateFileMismatchError,
     SubmitRun,
     UploadProgress,
+    to_json,
 )
 from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._inputs import InputFile, chunked, iter_file_inputs, walk_directory
@@ -313,10 +314,11 @@ def test_a_file_that_is_not_a_state_file_is_refused(tmp_path: Path) -> None:
         RunState.open(path, run_fingerprint=FINGERPRINT)
 
 
-def test_an_empty_file_is_a_new_state_file(tmp_path: Path) -> None:
-    # Given an empty file (a crash right after it was created)
+@pytest.mark.parametrize("content", [b"", b'{"fingerprint":{"chunk_si'], ids=["empty", "cut-first-line"])
+def test_a_file_without_a_whole_first_line_is_a_new_state_file(tmp_path: Path, content: bytes) -> None:
+    # Given a file a crash left empty, or cut in its first line
     path = tmp_path / "run.state"
-    path.touch()
+    path.write_bytes(content)
     # When it is opened, then it starts a run
     with RunState.open(path, run_fingerprint=FINGERPRINT) as state:
         assert state.chunk_indexes == []
@@ -748,6 +750,16 @@ def test_raise_for_failures_carries_every_failure() -> None:
         "and 2 more"
     )
     assert isinstance(raised.value, FilebatchError)
+
+
+def test_a_run_as_json_is_its_batches() -> None:
+    # Given a run whose paths were looked up (which fills its private index)
+    run = _two_chunks()
+    run.path_for(run.results[0])
+    # When it is turned into JSON, then it holds its batches only
+    document = to_json(run)
+    assert list(document) == ["batches"]
+    assert [batch["batch"]["batch_id"] for batch in document["batches"]] == ["b-1", "b-2"]
 
 
 def test_an_empty_run_has_nothing() -> None:
