@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
+import urllib3
 
 from filebatch_sdk._multipart import MultipartFormFile
 from filebatch_sdk._protocol import (
@@ -60,6 +61,15 @@ class SyncDriver:
         self.timeout = timeout
         self._sleep = sleep
         self._clock = clock
+        # Set when a caller is interrupted (Ctrl-C) while work runs in threads: bodies being sent
+        # stop at their next block, and queued work never starts, so the caller gets control back
+        # without every remaining file being uploaded first.
+        self._interrupted = threading.Event()
+
+    def call(self, op: Op[T]) -> T:
+        """Run `op` for a caller (a client method): a fresh start after an earlier interruption."""
+        self._interrupted.clear()
+        return self.run(op)
 
     def run(self, op: Op[T]) -> T:
         value: Any = None
@@ -100,13 +110,20 @@ class SyncDriver:
             return [self.run(op) for op in ops]
         outcomes: list[Any] = [None] * len(ops)
         errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=min(limit, len(ops)), thread_name_prefix="filebatch") as pool:
+        pool = ThreadPoolExecutor(max_workers=min(limit, len(ops)), thread_name_prefix="filebatch")
+        try:
             futures = [pool.submit(self.run, op) for op in ops]
             for index, future in enumerate(futures):
                 try:
                     outcomes[index] = future.result()
                 except Exception as error:
                     errors.append(error)
+        except BaseException:
+            # KeyboardInterrupt (or another exit): stop what runs, drop what waits.
+            self._interrupted.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         if errors:
             raise errors[0]
         return outcomes
@@ -127,10 +144,12 @@ class SyncDriver:
         data: Any = None
         # None removes a default of the session (requests' own convention).
         headers: dict[str, Any] = dict(request.headers)
+        if self._interrupted.is_set():
+            raise OSError("interrupted")
         if isinstance(request.body, FileBody):
-            data = _FileStream(request.body)
+            data = _FileStream(request.body, self._interrupted)
         elif isinstance(request.body, FormBody):
-            data = _form(request.body).__enter__()
+            data = _form(request.body, self._interrupted).__enter__()
             headers["Content-Type"] = data.content_type
         elif request.body is not None:
             data = request.body
@@ -155,13 +174,10 @@ class SyncDriver:
             finally:
                 if hasattr(data, "close"):
                     data.close()
-        except requests.ConnectTimeout as error:
-            raise TransportError(str(error), sent=False) from error
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as error:
+        except requests.ConnectionError as error:
+            # Refused or timed out while connecting, the request never left; otherwise it may have.
+            raise TransportError(str(error), sent=not _never_connected(error)) from error
+        except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             # ChunkedEncodingError: a transfer cut short, the same as a lost connection.
             raise TransportError(str(error), sent=True) from error
         return Response(
@@ -170,6 +186,14 @@ class SyncDriver:
             content,
             response.reason or "",
         )
+
+
+def _never_connected(error: requests.ConnectionError) -> bool:
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    # urllib3 wraps the cause: MaxRetryError(reason=NewConnectionError(...)) for a refused connection.
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 class AsyncDriver:
@@ -289,15 +313,18 @@ class _FileStream:
     """A `FileBody` as a requests body: a known length (sent as Content-Length, which presigned
     URLs are signed for) read a block at a time, reopened for every attempt."""
 
-    def __init__(self, body: FileBody) -> None:
+    def __init__(self, body: FileBody, interrupted: threading.Event | None = None) -> None:
         self._length = body.length
         self._blocks = iter_file_range(body)
         self._pending = b""
+        self._interrupted = interrupted
 
     def __len__(self) -> int:
         return self._length
 
     def read(self, size: int = -1) -> bytes:
+        if self._interrupted is not None and self._interrupted.is_set():
+            raise OSError("interrupted")
         if not self._pending:
             self._pending = next(self._blocks, b"")
         if size is None or size < 0 or size >= len(self._pending):
@@ -318,8 +345,11 @@ class _CountingForm(MultipartFormFile):
     """The form body, telling its `on_bytes` what each read carried."""
 
     on_bytes: Callable[[int], None] | None = None
+    interrupted: threading.Event | None = None
 
     def read(self, size: int = -1) -> bytes:
+        if self.interrupted is not None and self.interrupted.is_set():
+            raise OSError("interrupted")
         data = super().read(size)
         if self.on_bytes is not None and data:
             self.on_bytes(len(data))
@@ -329,9 +359,10 @@ class _CountingForm(MultipartFormFile):
         self.__exit__()
 
 
-def _form(body: FormBody) -> _CountingForm:
+def _form(body: FormBody, interrupted: threading.Event | None = None) -> _CountingForm:
     form = _CountingForm(body.fields, body.path, filename=body.filename, file_content_type=body.content_type)
     form.on_bytes = body.on_bytes
+    form.interrupted = interrupted
     return form
 
 

@@ -161,7 +161,7 @@ class FilebatchClient:
         self.close()
 
     def _run(self, op: Op[T]) -> T:
-        return self._driver.run(op)
+        return self._driver.call(op)
 
     # ---- the API ------------------------------------------------------------------------------
 

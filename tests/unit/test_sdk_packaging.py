@@ -21,7 +21,7 @@ from pathlib import Path
 import filebatch_sdk
 
 SDK_DIR = Path(__file__).resolve().parents[2] / "sdk"
-DECLARED_DEPENDENCIES = {"requests", "rich"}
+DECLARED_DEPENDENCIES = {"requests", "rich", "urllib3"}
 # Extras: `pip install "./sdk[async]"` for AsyncFilebatchClient.
 OPTIONAL_DEPENDENCIES = {"async": {"httpx"}}
 

@@ -24,6 +24,7 @@ from filebatch_sdk import (
     RunFailedError,
     UploadProgress,
 )
+from filebatch_sdk._protocol import Protocol
 from tests.unit import test_sdk
 from tests.unit.test_sdk import FakeApi, FakeBatch, Scripted, serving
 
@@ -288,3 +289,28 @@ def test_a_create_whose_answer_was_lost_is_answered_with_the_same_batch_when_the
     assert len(keys) == 1
     assert len(fake_api.batches) == 1
     assert run.batch_ids == list(fake_api.batches)
+
+
+def test_an_interrupted_upload_stops_the_queued_files_instead_of_sending_them_all(
+    fake_api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given eight files uploaded two at a time, and Ctrl-C while the third one goes up
+    paths = _files(tmp_path / "in", 8)
+    upload_file = Protocol.upload_file
+
+    def interrupted_at_the_third(
+        self: Protocol, batch_id: str, created: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if created.file_id == "f00003":
+            raise KeyboardInterrupt
+        return (yield from upload_file(self, batch_id, created, *args, **kwargs))
+
+    monkeypatch.setattr(Protocol, "upload_file", interrupted_at_the_third)
+    # When they are submitted
+    with (
+        FilebatchClient(fake_api.base_url, test_sdk.API_KEY, sleep=lambda _: None) as sdk,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        sdk.submit(paths, concurrency=2)
+    # Then the files queued behind it were never sent (at most the one beside it finished)
+    assert len([r for r in fake_api.requests if r.method == "PUT"]) <= 3
