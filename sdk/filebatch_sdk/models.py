@@ -688,6 +688,11 @@ class FileResult:
         return self.status == FileState.FAILED
 
     @property
+    def ended_unsuccessfully(self) -> bool:
+        """Ended without a result: failed, cancelled, or never uploaded (upload_expired)."""
+        return self.status in (FileState.FAILED, FileState.CANCELLED, FileState.UPLOAD_EXPIRED)
+
+    @property
     def retryable(self) -> bool:
         """Failed, but for a reason that may pass on another attempt (throttling, timeouts)."""
         return self.failed and self.error is not None and self.error.retryable
@@ -914,7 +919,8 @@ class SubmitRun:
 
     @property
     def has_failures(self) -> bool:
-        return any(run.has_failures for run in self.batches)
+        """Some file ended without a result (see `failed`)."""
+        return any(result.ended_unsuccessfully for run in self.batches for result in run.results)
 
     def summary(self) -> dict[str, int]:
         """Number of files per status across every batch, e.g. {"completed": 990, "failed": 10}."""
@@ -924,12 +930,14 @@ class SubmitRun:
         return [result for result in self.results if result.ok]
 
     def failed(self) -> list[FileResult]:
-        return [result for result in self.results if result.failed]
+        """Every file that ended without a result: failed, cancelled, or never uploaded
+        (`upload_expired`, e.g. an upload that failed after retries: see `upload_failures`)."""
+        return [result for result in self.results if result.ended_unsuccessfully]
 
     def retryable(self) -> list[FileResult]:
-        """Failed files worth submitting again.
+        """Failed files worth running again (`retry_failed()`).
 
-        To resubmit them: `client.submit([run.path_for(r) for r in run.retryable()])`.
+        Or to submit them again: `client.submit([run.path_for(r) for r in run.retryable()])`.
         """
         return [result for result in self.results if result.retryable]
 

@@ -81,6 +81,8 @@ class FakeFile:
     size: int
     content_type: str
     uploaded: bytes | None = None
+    # The batch was closed before this file arrived: it ends upload_expired.
+    expired: bool = False
     # What a form POST upload sent besides the file (field name → value, in order).
     posted_fields: dict[str, str] | None = None
 
@@ -97,6 +99,7 @@ class FakeBatch:
     state: str | None = None
     retries: int = 0
     upload_method: str = "PUT"
+    closed: bool = False
 
 
 # The fake plays the server, which knows its own terminal states.
@@ -262,9 +265,12 @@ class FakeApi:
         )
 
     def _close(self, batch: FakeBatch) -> Scripted:
-        if batch.state is not None or self._done(batch):
+        if batch.closed or batch.state is not None or self._done(batch):
             return _error(409, "batch_not_open", "only a batch awaiting upload can be closed")
-        batch.state = "processing"
+        # What arrived is processed (the polls end it as usual); the rest ends upload_expired.
+        batch.closed = True
+        for file in batch.files:
+            file.expired = file.uploaded is None
         return Scripted(202, self._status_body(batch))
 
     def _cancel(self, batch: FakeBatch) -> Scripted:
@@ -407,11 +413,12 @@ class FakeApi:
 
     def _status_body(self, batch: FakeBatch) -> dict[str, Any]:
         finished = batch.state is None and batch.polls >= self.polls_until_done
-        failed = sum(1 for f in batch.files if "flaky" in f.filename) if finished else 0
-        completed = len(batch.files) - failed if finished else 0
+        failed = sum(1 for f in batch.files if "flaky" in f.filename and not f.expired) if finished else 0
+        expired = sum(1 for f in batch.files if f.expired) if finished else 0
+        completed = len(batch.files) - failed - expired if finished else 0
         status = batch.state or "processing"
         if finished:
-            status = "completed" if not failed else "completed_with_errors"
+            status = "completed" if not failed and not expired else "completed_with_errors"
         done = status in FAKE_TERMINAL
         return {
             "batch_id": batch.batch_id,
@@ -429,7 +436,7 @@ class FakeApi:
                 "completed": completed,
                 "failed": failed,
                 "cancelled": len(batch.files) if status == "cancelled" else 0,
-                "upload_expired": 0,
+                "upload_expired": expired,
                 "skipped": 0,
             },
             "progress_percentage": 100.0 if done else 0.0,
@@ -457,6 +464,17 @@ class FakeApi:
 
 
 def _result(file: FakeFile) -> dict[str, Any]:
+    if file.expired:
+        return {
+            "file_id": file.file_id,
+            "filename": file.filename,
+            "status": "upload_expired",
+            "declared_size": file.size,
+            "declared_content_type": file.content_type,
+            "description": None,
+            "error": {"code": "upload_expired", "message": "never uploaded", "retryable": False},
+            "finished_at": TIMESTAMP,
+        }
     flaky = "flaky" in file.filename
     return {
         "file_id": file.file_id,

@@ -314,3 +314,26 @@ def test_an_interrupted_upload_stops_the_queued_files_instead_of_sending_them_al
         sdk.submit(paths, concurrency=2)
     # Then the files queued behind it were never sent (at most the one beside it finished)
     assert len([r for r in fake_api.requests if r.method == "PUT"]) <= 3
+
+
+def test_a_file_whose_upload_keeps_failing_ends_upload_expired_and_the_rest_of_its_batch_goes_on(
+    client: FilebatchClient, fake_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given three files, storage refusing the second one's upload every time
+    paths = _files(tmp_path / "in", 3)
+    refused = Scripted(403, b"<Error><Code>AccessDenied</Code></Error>")
+    fake_api.script("PUT", f"/upload/{'b-' + '0' * 31 + '1'}/f00002", refused)
+    failed: list[FileResult] = []
+    # When they are submitted
+    run = client.submit(paths, on_file_failed=failed.append)
+    # Then the batch was closed so that the others were processed, and it ended
+    (batch,) = run.batches
+    assert fake_api.calls("POST", f"/v1/batches/{batch.batch_id}/close")
+    assert batch.status is not None and batch.status.status == "completed_with_errors"
+    # And the refused file ended upload_expired, counted as a failure with the storage's reason
+    assert [r.status for r in run.results] == ["completed", "upload_expired", "completed"]
+    assert [r.filename for r in run.failed()] == [paths[1].name] == [r.filename for r in failed]
+    assert run.has_failures
+    assert [(f.file_id, f.reason, f.status) for f in run.upload_failures] == [
+        ("f00002", "HTTP 403 AccessDenied", 403)
+    ]
