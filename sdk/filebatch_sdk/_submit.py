@@ -189,7 +189,8 @@ def submit(
         if state is not None:
             state.ended(index, run.status.status)
         for result in run.results:
-            post(callbacks.on_file_failed if result.ended_unsuccessfully else callbacks.on_file_complete, result)
+            ended_badly = result.ended_unsuccessfully
+            post(callbacks.on_file_failed if ended_badly else callbacks.on_file_complete, result)
         return run
 
     for index, chunk in enumerate(chunked(iter_file_inputs(files), options.chunk_size)):
