@@ -1,7 +1,8 @@
 """Command line: `filebatch COMMAND` (the same as `python -m filebatch_sdk COMMAND`).
 
     filebatch submit photos/*.jpg            # upload, wait, print one line per file
-    filebatch submit --no-wait a.pdf         # print the batch id once uploaded
+    filebatch submit scans/ --chunk-size 500 # a directory, walked; batches of 500, pipelined
+    filebatch submit --no-wait a.pdf         # print the batch ids once uploaded
     filebatch submit --quiet *.pdf           # no progress, no lines: errors only, the exit status says it
     filebatch submit --name june --metadata team=ops --webhook-url https://... *.pdf
     filebatch watch b-0123...                # follow a batch until it ends
@@ -31,7 +32,8 @@ unusable files; 3 the API refused or could not be reached, uploads or the export
 failed: among the refusals, the batch is not in a state for it (409, e.g. close after uploads
 ended, delete before it ended, export before it ended; the error names the code) or it does not
 exist (404); 4 gave up waiting (the batch carries on: follow it with `watch`); 130 interrupted
-(Ctrl-C: the batch carries on, and the message says how to follow it).
+(Ctrl-C: the batches carry on; for submit, running the same command again resumes the run from its
+state file, uploading only what is missing).
 """
 
 from __future__ import annotations
