@@ -37,6 +37,7 @@ from filebatch_sdk._protocol import (
     Sleep,
     Spawn,
     TransportError,
+    advance,
     iter_file_range,
 )
 
@@ -72,19 +73,15 @@ class SyncDriver:
         return self.run(op)
 
     def run(self, op: Op[T]) -> T:
-        value: Any = None
-        error: BaseException | None = None
-        while True:
+        step = advance(op, None, None)
+        while not step.done:
             try:
-                effect = op.throw(error) if error is not None else op.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            value, error = None, None
-            try:
-                value = self._handle(effect)
+                value, error = self._handle(step.value), None
             except Exception as raised:
-                error = raised
+                value, error = None, raised
+            step = advance(op, value, error)
+        result: T = step.value
+        return result
 
     def _handle(self, effect: Any) -> Any:
         if isinstance(effect, Request):
@@ -212,19 +209,15 @@ class AsyncDriver:
         self._clock = clock
 
     async def run(self, op: Op[T]) -> T:
-        value: Any = None
-        error: BaseException | None = None
-        while True:
+        step = advance(op, None, None)
+        while not step.done:
             try:
-                effect = op.throw(error) if error is not None else op.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            value, error = None, None
-            try:
-                value = await self._handle(effect)
+                value, error = await self._handle(step.value), None
             except Exception as raised:
-                error = raised
+                value, error = None, raised
+            step = advance(op, value, error)
+        result: T = step.value
+        return result
 
     async def _handle(self, effect: Any) -> Any:
         if isinstance(effect, Request):

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit
 
 from filebatch_sdk._retry import NOT_APPLIED_STATUSES, RETRYABLE_STATUSES, Backoff, parse_retry_after
@@ -59,6 +59,8 @@ from filebatch_sdk.models import (
 )
 
 T = TypeVar("T")
+# PUT: presigned PUTs (scripts); POST: browser-style presigned form uploads.
+UploadMethod = Literal["PUT", "POST"]
 
 USER_AGENT = f"filebatch-sdk-python/{__version__}"
 # What a body reads from its file at a time (a file or a part is never held in memory whole).
@@ -182,6 +184,24 @@ class Now:
 
 Effect = Request | Sleep | Blocking[Any] | Gather | Spawn | Join | Now
 Op = Generator[Effect, Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Where an operation is: its next effect, or (`done`) its result."""
+
+    done: bool
+    value: Any
+
+
+def advance(op: Op[Any], value: Any, error: BaseException | None) -> Step:
+    """Send the last effect's outcome into `op` (or throw the error its handling raised): the
+    operation's next effect, or its result. What the operation raises goes to the caller."""
+    try:
+        effect = op.throw(error) if error is not None else op.send(value)
+    except StopIteration as stop:
+        return Step(True, stop.value)
+    return Step(False, effect)
 
 
 def blocking(function: Callable[[], T]) -> Op[T]:
@@ -790,30 +810,56 @@ class Pager:
         return items
 
 
-def create_options(
-    *,
-    description: DescriptionOptions | None,
-    name: str | None,
-    metadata: Mapping[str, str] | None,
-    webhook_url: str | None,
-    upload_method: str,
-    skip_duplicates: bool,
-) -> dict[str, Any]:
-    """The create request's fields besides `files` (only those given)."""
+class CreateArguments(TypedDict, total=False):
+    """A batch's options, as keyword arguments of `create_batch` and `submit` (all optional).
+
+    description: how files are described (provider, model, instructions).
+    name: unique among the API key's batches (409 `NameTakenError` otherwise).
+    metadata: up to 16 string pairs stored with the batch.
+    webhook_url: https URL called when the batch ends.
+    upload_method: "PUT" (presigned PUTs, the default) or "POST" (browser-style form uploads).
+    skip_duplicates: files whose SHA-256 this API key already had described are not uploaded
+        (their results are `skipped`, with the earlier result); default False for `create_batch`,
+        True for `submit`.
+    """
+
+    description: DescriptionOptions | None
+    name: str | None
+    metadata: Mapping[str, str] | None
+    webhook_url: str | None
+    upload_method: UploadMethod
+    skip_duplicates: bool
+
+
+class CreateBatchArguments(CreateArguments, total=False):
+    """`create_batch`'s keyword arguments: a batch's options and
+
+    idempotency_key: 1-255 printable ASCII characters; every create with the same key (and body)
+        is answered with the batch the first one created. A fresh one per call when not given.
+    """
+
+    idempotency_key: str | None
+
+
+def create_options(arguments: CreateArguments, *, skip_duplicates: bool = False) -> dict[str, Any]:
+    """The create request's fields besides `files` (only those given); `skip_duplicates` is the
+    default of the caller (`create_batch`: False, `submit`: True)."""
+    upload_method = arguments.get("upload_method", "PUT")
     if upload_method not in ("PUT", "POST"):
         raise ValueError('upload_method must be "PUT" or "POST"')
     options: dict[str, Any] = {}
+    description = arguments.get("description")
     if description:
         options["description"] = description.to_json()
-    if name is not None:
-        options["name"] = name
+    for key in ("name", "webhook_url"):
+        if arguments.get(key) is not None:
+            options[key] = arguments.get(key)
+    metadata = arguments.get("metadata")
     if metadata is not None:
         options["metadata"] = dict(metadata)
-    if webhook_url is not None:
-        options["webhook_url"] = webhook_url
     if upload_method != "PUT":
         options["upload_method"] = upload_method
-    if skip_duplicates:
+    if arguments.get("skip_duplicates", skip_duplicates):
         options["skip_duplicates"] = True
     return options
 
@@ -881,6 +927,3 @@ def error_of(response: Response) -> FilebatchApiError:
         )
     text = (response.text or response.reason).strip()
     return api_error(status, f"http_{status}", text[:500], request_id=request_id(response))
-
-
-UploadMethod = Literal["PUT", "POST"]

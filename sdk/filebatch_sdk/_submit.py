@@ -28,7 +28,7 @@ from typing import Any
 
 from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._inputs import FilesArgument, chunked, iter_file_inputs
-from filebatch_sdk._protocol import Join, Op, Protocol, Spawn, blocking, create_options
+from filebatch_sdk._protocol import CreateArguments, Join, Op, Protocol, Spawn, blocking, create_options
 from filebatch_sdk._state import ChunkFile, ChunkState, RunState
 from filebatch_sdk.errors import BatchNotOpenError, ConflictError
 from filebatch_sdk.models import (
@@ -36,7 +36,6 @@ from filebatch_sdk.models import (
     BatchStatus,
     CreatedBatch,
     CreatedFile,
-    DescriptionOptions,
     FileResult,
     FileSpec,
     SubmitRun,
@@ -73,47 +72,89 @@ class SubmitOptions:
 MAX_CHUNK_SIZE = 10_000
 
 
-def submit_options(
-    *,
-    chunk_size: int,
-    max_batches_in_flight: int,
-    description: DescriptionOptions | None,
-    name: str | None,
-    metadata: Mapping[str, str] | None,
-    webhook_url: str | None,
-    skip_duplicates: bool,
-    upload_method: str,
-    wait: bool,
-    timeout: float,
-    poll_interval: float,
-    concurrency: int,
-    part_concurrency: int,
-    page_size: int,
-) -> SubmitOptions:
-    """`submit`'s arguments, checked once for both clients."""
+class SubmitArguments(CreateArguments, total=False):
+    """`submit`'s keyword arguments (all optional; the defaults in brackets), besides a batch's
+    options (`CreateArguments`; `name` names the first batch, the next ones `name-2`, `name-3`...):
+
+    chunk_size: files per batch [100], at most 10,000 (the API's bound).
+    max_batches_in_flight: batches open at once [2]; the next batch uploads while the previous
+        ones are processed.
+    wait: follow each batch to its end and read its results [True].
+    timeout: seconds to wait for each batch [600] (`BatchTimeoutError`).
+    poll_interval: seconds between status polls [1.0].
+    concurrency: files uploaded at a time [8]; part_concurrency: parts of a large file [4].
+    page_size: results per request [100].
+    state_file: where the run is recorded, to be resumed by the same call [None].
+    raise_on_failure: raise `RunFailedError` when some file ended without a result [False].
+    on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed: callbacks,
+        run on the SDK's callback thread.
+    """
+
+    chunk_size: int
+    max_batches_in_flight: int
+    wait: bool
+    timeout: float
+    poll_interval: float
+    concurrency: int
+    part_concurrency: int
+    page_size: int
+    state_file: str | os.PathLike[str] | None
+    raise_on_failure: bool
+    on_created: Callable[[CreatedBatch], None] | None
+    on_upload_progress: Callable[[UploadProgress], None] | None
+    on_batch_status: Callable[[BatchStatus], None] | None
+    on_file_complete: Callable[[FileResult], None] | None
+    on_file_failed: Callable[[FileResult], None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSubmit:
+    options: SubmitOptions
+    callbacks: SubmitCallbacks
+    state_file: str | os.PathLike[str] | None
+    raise_on_failure: bool
+
+
+def prepare_submit(arguments: SubmitArguments) -> PreparedSubmit:
+    """`submit`'s arguments with their defaults, checked once for both clients."""
+    chunk_size = arguments.get("chunk_size", 100)
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK_SIZE} files (the API's bound per batch)")
+    max_batches_in_flight = arguments.get("max_batches_in_flight", 2)
     if max_batches_in_flight < 1:
         raise ValueError("max_batches_in_flight must be >= 1")
-    return SubmitOptions(
-        create_options=create_options(
-            description=description,
-            name=None,
-            metadata=metadata,
-            webhook_url=webhook_url,
-            upload_method=upload_method,
-            skip_duplicates=skip_duplicates,
-        ),
-        name=name,
+    batch_options = create_options(arguments, skip_duplicates=True)
+    # The name goes to each batch with its number (see `_batch_name`).
+    batch_options.pop("name", None)
+    options = SubmitOptions(
+        create_options=batch_options,
+        name=arguments.get("name"),
         chunk_size=chunk_size,
         max_batches_in_flight=max_batches_in_flight,
-        wait=wait,
-        timeout=timeout,
-        poll_interval=poll_interval,
-        concurrency=concurrency,
-        part_concurrency=part_concurrency,
-        page_size=page_size,
+        wait=arguments.get("wait", True),
+        timeout=arguments.get("timeout", 600),
+        poll_interval=arguments.get("poll_interval", 1.0),
+        concurrency=arguments.get("concurrency", 8),
+        part_concurrency=arguments.get("part_concurrency", 4),
+        page_size=arguments.get("page_size", 100),
     )
+    callbacks = SubmitCallbacks(
+        on_created=arguments.get("on_created"),
+        on_upload_progress=arguments.get("on_upload_progress"),
+        on_batch_status=arguments.get("on_batch_status"),
+        on_file_complete=arguments.get("on_file_complete"),
+        on_file_failed=arguments.get("on_file_failed"),
+    )
+    return PreparedSubmit(
+        options, callbacks, arguments.get("state_file"), arguments.get("raise_on_failure", False)
+    )
+
+
+@contextmanager
+def running(prepared: PreparedSubmit) -> Iterator[tuple[CallbackDispatcher, RunState | None]]:
+    """The callback thread and the state file of one `submit` call, closed when it ends."""
+    with CallbackDispatcher() as dispatcher, open_run_state(prepared.state_file, prepared.options) as state:
+        yield dispatcher, state
 
 
 @contextmanager
@@ -162,12 +203,12 @@ def retry_failed(protocol: Protocol, run: SubmitRun, options: SubmitOptions) -> 
 def submit(
     protocol: Protocol,
     files: FilesArgument,
-    options: SubmitOptions,
-    callbacks: SubmitCallbacks,
+    prepared: PreparedSubmit,
     dispatcher: CallbackDispatcher,
     state: RunState | None,
 ) -> Op[SubmitRun]:
     """Declare, create, upload and follow every batch of `files`; the run, in input order."""
+    options, callbacks = prepared.options, prepared.callbacks
     in_flight: deque[Any] = deque()
     batches: list[BatchRun] = []
 

@@ -21,15 +21,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, Unpack
 
 import httpx
 
-from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import AsyncDriver
 from filebatch_sdk._inputs import FilesArgument
-from filebatch_sdk._protocol import Op, Pager, UploadMethod, create_options, serialized
-from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
+from filebatch_sdk._protocol import CreateBatchArguments, Op, Pager, create_options, serialized
+from filebatch_sdk._submit import SubmitArguments, prepare_submit, retry_failed, running, submit
 from filebatch_sdk.client import (
     FileInput,
     PathLike,
@@ -45,7 +44,6 @@ from filebatch_sdk.models import (
     CreatedBatch,
     CreatedFile,
     DeletedBatch,
-    DescriptionOptions,
     ExportInfo,
     FileResult,
     HeldPart,
@@ -117,28 +115,11 @@ class AsyncFilebatchClient:
     # ---- the API (see FilebatchClient for each method's contract) -----------------------------
 
     async def create_batch(
-        self,
-        files: Sequence[FileInput],
-        *,
-        description: DescriptionOptions | None = None,
-        name: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        idempotency_key: str | None = None,
-        upload_method: UploadMethod = "PUT",
-        skip_duplicates: bool = False,
+        self, files: Sequence[FileInput], **arguments: Unpack[CreateBatchArguments]
     ) -> CreatedBatch:
         """Declare a batch of files (see `FilebatchClient.create_batch`)."""
-        options = create_options(
-            description=description,
-            name=name,
-            metadata=metadata,
-            webhook_url=webhook_url,
-            upload_method=upload_method,
-            skip_duplicates=skip_duplicates,
-        )
-        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
-        return await self._run(self._protocol.create_batch(files, options, key))
+        key = arguments.get("idempotency_key") or str(uuid.uuid4())
+        return await self._run(self._protocol.create_batch(files, create_options(arguments), key))
 
     async def refresh_uploads(self, batch_id: str) -> list[CreatedFile]:
         """Fresh upload instructions for every file still awaiting upload."""
@@ -274,61 +255,18 @@ class AsyncFilebatchClient:
 
     # ---- the whole flow -----------------------------------------------------------------------
 
-    async def submit(
-        self,
-        files: FilesArgument,
-        *,
-        chunk_size: int = 100,
-        max_batches_in_flight: int = 2,
-        description: DescriptionOptions | None = None,
-        name: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        skip_duplicates: bool = True,
-        upload_method: UploadMethod = "PUT",
-        wait: bool = True,
-        timeout: float = 600,
-        poll_interval: float = 1.0,
-        concurrency: int = 8,
-        part_concurrency: int = 4,
-        page_size: int = 100,
-        state_file: PathLike | None = None,
-        raise_on_failure: bool = False,
-        on_created: Callable[[CreatedBatch], None] | None = None,
-        on_upload_progress: UploadProgressCallback | None = None,
-        on_batch_status: StatusCallback | None = None,
-        on_file_complete: Callable[[FileResult], None] | None = None,
-        on_file_failed: Callable[[FileResult], None] | None = None,
-    ) -> SubmitRun:
+    async def submit(self, files: FilesArgument, **arguments: Unpack[SubmitArguments]) -> SubmitRun:
         """Submit any number of files in pipelined batches (see `FilebatchClient.submit`).
         Callbacks run on the SDK's callback thread, not on the event loop; retry with
         `await run.aretry_failed()`."""
-        options = submit_options(
-            chunk_size=chunk_size,
-            max_batches_in_flight=max_batches_in_flight,
-            description=description,
-            name=name,
-            metadata=metadata,
-            webhook_url=webhook_url,
-            skip_duplicates=skip_duplicates,
-            upload_method=upload_method,
-            wait=wait,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            concurrency=concurrency,
-            part_concurrency=part_concurrency,
-            page_size=page_size,
-        )
-        callbacks = SubmitCallbacks(
-            on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed
-        )
-        with CallbackDispatcher() as dispatcher, open_run_state(state_file, options) as state:
-            run = await self._run(submit(self._protocol, files, options, callbacks, dispatcher, state))
+        prepared = prepare_submit(arguments)
+        with running(prepared) as (dispatcher, state):
+            run = await self._run(submit(self._protocol, files, prepared, dispatcher, state))
 
         async def again(failed: SubmitRun) -> SubmitRun:
-            return await self._run(retry_failed(self._protocol, failed, options))
+            return await self._run(retry_failed(self._protocol, failed, prepared.options))
 
         run.bind_async_retry(again)
-        if raise_on_failure:
+        if prepared.raise_on_failure:
             run.raise_for_failures()
         return run

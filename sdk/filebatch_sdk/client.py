@@ -45,16 +45,16 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, Unpack
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import SyncDriver
 from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._protocol import (
     USER_AGENT,
+    CreateBatchArguments,
     Op,
     Pager,
     Protocol,
@@ -64,7 +64,7 @@ from filebatch_sdk._protocol import (
     serialized,
 )
 from filebatch_sdk._retry import Backoff
-from filebatch_sdk._submit import SubmitCallbacks, open_run_state, retry_failed, submit, submit_options
+from filebatch_sdk._submit import SubmitArguments, prepare_submit, retry_failed, running, submit
 from filebatch_sdk.errors import UploadError
 from filebatch_sdk.models import (
     BatchesPage,
@@ -73,7 +73,6 @@ from filebatch_sdk.models import (
     CreatedBatch,
     CreatedFile,
     DeletedBatch,
-    DescriptionOptions,
     ExportInfo,
     FileResult,
     FileSpec,
@@ -166,18 +165,11 @@ class FilebatchClient:
     # ---- the API ------------------------------------------------------------------------------
 
     def create_batch(
-        self,
-        files: Sequence[FileInput],
-        *,
-        description: DescriptionOptions | None = None,
-        name: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        idempotency_key: str | None = None,
-        upload_method: UploadMethod = "PUT",
-        skip_duplicates: bool = False,
+        self, files: Sequence[FileInput], **arguments: Unpack[CreateBatchArguments]
     ) -> CreatedBatch:
         """Declare a batch of files; returns its id and one upload instruction per file.
+
+        Keyword arguments: `CreateBatchArguments` (all optional).
 
         Paths are declared with their name, size on disk, a content type guessed from the
         extension (see `guess_content_type`) and their SHA-256 (S3 then refuses bytes that differ;
@@ -197,16 +189,8 @@ class FilebatchClient:
         already described get no upload instruction (`CreatedFile.upload` None, `duplicate_of` set);
         `upload` leaves them out and their results are `skipped` with the earlier result.
         """
-        options = create_options(
-            description=description,
-            name=name,
-            metadata=metadata,
-            webhook_url=webhook_url,
-            upload_method=upload_method,
-            skip_duplicates=skip_duplicates,
-        )
-        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
-        return self._run(self._protocol.create_batch(files, options, key))
+        key = arguments.get("idempotency_key") or str(uuid.uuid4())
+        return self._run(self._protocol.create_batch(files, create_options(arguments), key))
 
     def refresh_uploads(self, batch_id: str) -> list[CreatedFile]:
         """Fresh upload instructions for every file of the batch still awaiting upload (for URLs
@@ -390,33 +374,11 @@ class FilebatchClient:
 
     # ---- the whole flow -----------------------------------------------------------------------
 
-    def submit(
-        self,
-        files: FilesArgument,
-        *,
-        chunk_size: int = 100,
-        max_batches_in_flight: int = 2,
-        description: DescriptionOptions | None = None,
-        name: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        webhook_url: str | None = None,
-        skip_duplicates: bool = True,
-        upload_method: UploadMethod = "PUT",
-        wait: bool = True,
-        timeout: float = 600,
-        poll_interval: float = 1.0,
-        concurrency: int = 8,
-        part_concurrency: int = 4,
-        page_size: int = 100,
-        state_file: PathLike | None = None,
-        raise_on_failure: bool = False,
-        on_created: Callable[[CreatedBatch], None] | None = None,
-        on_upload_progress: UploadProgressCallback | None = None,
-        on_batch_status: StatusCallback | None = None,
-        on_file_complete: Callable[[FileResult], None] | None = None,
-        on_file_failed: Callable[[FileResult], None] | None = None,
-    ) -> SubmitRun:
+    def submit(self, files: FilesArgument, **arguments: Unpack[SubmitArguments]) -> SubmitRun:
         """Submit any number of files: split into batches, uploaded, processed, results in order.
+
+        The keyword arguments and their defaults are listed in `SubmitArguments` (a batch's
+        options in `CreateArguments`).
 
         `files`: paths (a list, or any iterable such as a generator, read lazily) or a directory,
         walked lazily (hidden files skipped; see `filebatch_sdk._inputs`). Each batch holds
@@ -451,29 +413,11 @@ class FilebatchClient:
         on) and its reason is in the batch's `upload_failures`. With `wait=False` the batches are
         created and uploaded, and not followed.
         """
-        options = submit_options(
-            chunk_size=chunk_size,
-            max_batches_in_flight=max_batches_in_flight,
-            description=description,
-            name=name,
-            metadata=metadata,
-            webhook_url=webhook_url,
-            skip_duplicates=skip_duplicates,
-            upload_method=upload_method,
-            wait=wait,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            concurrency=concurrency,
-            part_concurrency=part_concurrency,
-            page_size=page_size,
-        )
-        callbacks = SubmitCallbacks(
-            on_created, on_upload_progress, on_batch_status, on_file_complete, on_file_failed
-        )
-        with CallbackDispatcher() as dispatcher, open_run_state(state_file, options) as state:
-            run = self._run(submit(self._protocol, files, options, callbacks, dispatcher, state))
-        run.bind_retry(lambda failed: self._run(retry_failed(self._protocol, failed, options)))
-        if raise_on_failure:
+        prepared = prepare_submit(arguments)
+        with running(prepared) as (dispatcher, state):
+            run = self._run(submit(self._protocol, files, prepared, dispatcher, state))
+        run.bind_retry(lambda failed: self._run(retry_failed(self._protocol, failed, prepared.options)))
+        if prepared.raise_on_failure:
             run.raise_for_failures()
         return run
 
