@@ -36,7 +36,7 @@ $(STAMP313): requirements-dev.txt layers/filebatch/requirements.txt
 	python3.13 -m venv $(VENV313)
 	$(VENV313)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV313)/bin/python -m pip install --quiet -r layers/filebatch/requirements.txt \
-	  "moto[server,s3,dynamodb,sqs,events,stepfunctions,awslambda]>=5.2.5,<5.3" requests "rich>=13,<16" "setuptools>=61" pyyaml pytest "hypothesis>=6.100" cfn-lint aws-sam-translator
+	  "moto[server,s3,dynamodb,sqs,events,stepfunctions,awslambda]>=5.2.5,<5.3" requests "rich>=13,<16" "httpx>=0.27,<1" "setuptools>=61" pyyaml pytest "hypothesis>=6.100" cfn-lint aws-sam-translator
 	@site=$$($(VENV313)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  printf '%s\n' "$(CURDIR)/layers/filebatch" "$(CURDIR)/local" "$(CURDIR)/sdk" > "$$site/filebatch-src.pth"
 	touch $(STAMP313)
