@@ -601,37 +601,29 @@ class Protocol:
             cursor = page.next_cursor
         if instruction.part_checksum is not None:
             # Parts with checksums: the pages above said which parts the storage holds (no URL:
-            # each URL signs its part's digest). The others are read, hashed and sent `concurrency`
-            # at a time, each read once into memory: part_size * concurrency bytes at most (64 MiB
-            # with 16 MiB parts and the default 4).
+            # each URL signs its part's digest). The others go `concurrency` at a time: each is
+            # read twice, a block at a time, once to hash it (the digest is signed into its URL)
+            # and once to send it, so memory stays at a few blocks however large the parts (the
+            # second read mostly comes from the OS's page cache).
             held = {p.part_number for p in done}
             missing = [n for n in range(1, instruction.part_count + 1) if n not in held]
             step = max(1, min(concurrency, SIGNED_PARTS_PER_REQUEST))
             for start in range(0, len(missing), step):
                 numbers = missing[start : start + step]
-                bodies = yield from gather(
-                    [blocking(_part_reader(path, n, part_size, created.size)) for n in numbers], concurrency
+                hashed = yield from gather(
+                    [blocking(_part_digest(path, n, part_size, created.size)) for n in numbers], concurrency
                 )
-                digests = {n: sha256_base64(body) for n, body in zip(numbers, bodies, strict=True)}
-                by_number = dict(zip(numbers, bodies, strict=True))
-                del bodies
+                digests = dict(zip(numbers, hashed, strict=True))
                 urls = yield from self.sign_parts(batch_id, created.file_id, digests)
                 outcomes = yield from gather(
                     [
                         self._send_part(
-                            part,
-                            path,
-                            part_size,
-                            created.size,
-                            on_bytes,
-                            body=by_number[part.part_number],
-                            checksum=digests[part.part_number],
+                            part, path, part_size, created.size, on_bytes, checksum=digests[part.part_number]
                         )
                         for part in urls
                     ],
                     concurrency,
                 )
-                del by_number
                 if (refused := _first_refusal(created, outcomes, done)) is not None:
                     return refused
         yield from self.complete_upload(batch_id, created.file_id, done)
@@ -645,20 +637,17 @@ class Protocol:
         size: int,
         on_bytes: Callable[[int], None] | None,
         *,
-        body: bytes | None = None,
         checksum: str | None = None,
     ) -> Op[HeldPart | tuple[str, int | None, bool]]:
-        """PUT one part from its byte range of the file, or from `body` (its bytes already read, with
-        `checksum` their SHA-256 in base64), with retries: the part with the ETag the storage
-        answered, or (reason, status, retryable)."""
+        """PUT one part, streamed from its byte range of the file, with retries (`checksum`: its
+        SHA-256 in base64, signed into its URL): the part with the ETag the storage answered, or
+        (reason, status, retryable)."""
         start = (part.part_number - 1) * part_size
         length = min(part_size, size - start)
         headers: dict[str, str | None] = {**part.headers, "Authorization": None}
-        # A part read whole (to be hashed first) reports its bytes once it has been sent.
-        sent: Body = body if body is not None else FileBody(path, start, length, on_bytes)
         try:
             response = yield from self.send(
-                Request("PUT", part.url, headers, body=sent),
+                Request("PUT", part.url, headers, body=FileBody(path, start, length, on_bytes)),
                 f"upload of part {part.part_number} of {path.name}",
             )
         except FilebatchConnectionError as error:
@@ -667,8 +656,6 @@ class Protocol:
             return f"{type(error).__name__}: {error}", None, False
         if response.status >= 300:
             return storage_reason(response), response.status, response.status in RETRYABLE_STATUSES
-        if body is not None and on_bytes is not None:
-            on_bytes(length)
         return HeldPart(part.part_number, (response.header("ETag") or "").strip('"'), length, checksum)
 
     def download(self, url: str, path: Path) -> Op[Response]:
@@ -754,18 +741,17 @@ def _first_refusal(
     return refusal
 
 
-def _part_reader(path: Path, part_number: int, part_size: int, size: int) -> Callable[[], bytes]:
-    def read() -> bytes:
+def _part_digest(path: Path, part_number: int, part_size: int, size: int) -> Callable[[], str]:
+    """The SHA-256 (base64, as S3's checksum headers carry it) of part `part_number` of the file."""
+
+    def digest() -> str:
+        hasher = hashlib.sha256()
         start = (part_number - 1) * part_size
-        with path.open("rb") as file:
-            file.seek(start)
-            return file.read(min(part_size, size - start))
+        for block in iter_file_range(FileBody(path, start, min(part_size, size - start))):
+            hasher.update(block)
+        return base64.b64encode(hasher.digest()).decode("ascii")
 
-    return read
-
-
-def sha256_base64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    return digest
 
 
 def iter_file_range(body: FileBody) -> Iterator[bytes]:
