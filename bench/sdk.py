@@ -153,9 +153,7 @@ def wait_until_idle(*, window: float = 3.0, busy: float = 0.15, timeout: float =
     return time.monotonic() - started
 
 
-def settle(client: Any, batch_id: str) -> None:
-    """Cancel the run's batch (its processing would share the CPU with the next run) and wait until
-    the stack is idle."""
+def cancel(client: Any, batch_id: str) -> None:
     from filebatch_sdk import FilebatchApiError
 
     try:
@@ -163,7 +161,19 @@ def settle(client: Any, batch_id: str) -> None:
     except FilebatchApiError as error:  # it ended already (e.g. every file failed fast)
         if error.code != "batch_ended":
             raise
+
+
+def settle(client: Any, batch_ids: Sequence[str]) -> None:
+    """Cancel the run's batches (their processing would share the CPU with the next run) and wait
+    until the stack is idle."""
+    for batch_id in batch_ids:
+        cancel(client, batch_id)
     print(f"    (cancelled; the stack was idle again {wait_until_idle():.0f} s later)", flush=True)
+
+
+def open_batches(client: Any) -> list[str]:
+    """The key's batches that have not ended."""
+    return [batch.batch_id for batch in client.list_batches() if not batch.is_terminal]
 
 
 # ---- the plain loop ------------------------------------------------------------------------------
@@ -285,7 +295,7 @@ def throughput(stack: Any, key: str, label: str, paths: list[Path], repeat: int)
                     batch_id, elapsed = sdk_upload(client, paths)
                 seconds[name].append(elapsed)
                 print(f"  {label} run {round_number + 1} {name:<5} {elapsed:8.2f} s", flush=True)
-                settle(client, batch_id)
+                settle(client, [batch_id])
     figures: dict[str, Any] = {"files": len(paths), "bytes": total_bytes, "seconds": seconds}
     for name, runs in seconds.items():
         median = statistics.median(runs)
@@ -349,6 +359,8 @@ def rss_child(argv: list[str]) -> int:
 def peak_rss(
     stack: Any, key: str, label: str, paths: list[Path], wait: bool, scratch: Path
 ) -> dict[str, Any]:
+    from filebatch_sdk import FilebatchClient
+
     listing = scratch / f"{label}.txt"
     listing.write_text("\n".join(str(path) for path in paths))
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
@@ -370,7 +382,9 @@ def peak_rss(
     figures: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
     figures["case"] = label
     print(f"  {label:<32} peak {figures['peak_mb']:7.1f} MB ({figures['seconds']} s)", flush=True)
-    wait_until_idle()
+    # Without waiting, the child leaves its batches processing: stopped before the next case.
+    with FilebatchClient(stack.api_url, key, timeout=600) as client:
+        settle(client, open_batches(client))
     return figures
 
 
