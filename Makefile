@@ -114,8 +114,8 @@ test: lint typecheck check-template checkov build py313 contract ## everything C
 	$(PY) -m pytest -q tests/unit tests/integration tests/e2e
 
 # Not part of `test`: every figure of docs/performance.md in one run (about 10 minutes): cold start per
-# function, cost per 1,000 files, upload MB/s (multipart against one PUT), local end-to-end throughput
-# at N=1,000. Each prints its own table.
+# function, cost per 1,000 files, upload MB/s (multipart against one PUT), the SDK's upload MB/s against
+# a plain httpx loop and its peak RSS, local end-to-end throughput at N=1,000. Each prints its own table.
 bench: coldstart cost upload-bench sdk-bench ## all the benchmarks: cold start, cost per 1,000 files, uploads, the SDK, local throughput
 	$(PY) bench/e2e.py $(E2E_ARGS)
 

@@ -24,6 +24,11 @@ the large files upload in 16 MiB parts), then measures:
      (`chunk_size` set to the whole workload when the installed SDK has it, so that both clients
      make one batch).
 
+   Each timed run is a child process of its own (this script with `upload-child`): the local
+   stack's moto S3 runs in threads of the bench's process, and a client in that process would
+   share their GIL (which favours a client with more threads: the SDK's pool over the plain loop's
+   one event loop; in one such run the plain loop took 49 s on (a) against 17 s in a child).
+
    Timed: the upload phase only, from the first upload request to the last upload's answer. For
    the plain loop that is from the first PUT (or part request) to the last answer (complete for a
    multipart file). For the SDK it is from its `on_created` callback (the batch exists, no upload
@@ -280,22 +285,52 @@ def sdk_upload(client: Any, paths: Sequence[Path]) -> tuple[str, float]:
 # ---- 1. throughput -------------------------------------------------------------------------------
 
 
-def throughput(stack: Any, key: str, label: str, paths: list[Path], repeat: int) -> dict[str, Any]:
+def upload_child(argv: list[str]) -> int:
+    """In its own process (away from the stack's moto, whose threads share a GIL with whatever runs
+    in the bench's process): one timed upload by the plain loop or the SDK; prints the batch id and
+    the seconds."""
+    which, api_url, key, listing, declarations = argv[0], argv[1], argv[2], Path(argv[3]), Path(argv[4])
+    from filebatch_sdk import FilebatchClient
+
+    paths = [Path(line) for line in listing.read_text().splitlines()]
+    if which == "plain":
+        declared = json.loads(declarations.read_text())
+        batch_id, seconds = asyncio.run(plain_upload(api_url, key, paths, declared))
+    else:
+        with FilebatchClient(api_url, key, timeout=600) as client:
+            batch_id, seconds = sdk_upload(client, paths)
+    print(json.dumps({"batch_id": batch_id, "seconds": seconds}))
+    return 0
+
+
+def run_child(*args: str) -> dict[str, Any]:
+    """This script in a child process (`args` name what it does); the JSON it prints last."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
+    answer = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env
+    )
+    figures: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def throughput(
+    stack: Any, key: str, label: str, paths: list[Path], repeat: int, scratch: Path
+) -> dict[str, Any]:
     from filebatch_sdk import FilebatchClient, FileSpec
 
     total_bytes = sum(path.stat().st_size for path in paths)
+    listing, declarations = scratch / f"{label}.txt", scratch / f"{label}.json"
+    listing.write_text("\n".join(str(path) for path in paths))
     declared = [FileSpec.from_path(path, content_type=CONTENT_TYPE).to_json() for path in paths]
+    declarations.write_text(json.dumps(declared))
     seconds: dict[str, list[float]] = {"plain": [], "sdk": []}
     with FilebatchClient(stack.api_url, key, timeout=600) as client:
         for round_number in range(repeat):
             for name in ("plain", "sdk"):
-                if name == "plain":
-                    batch_id, elapsed = asyncio.run(plain_upload(stack.api_url, key, paths, declared))
-                else:
-                    batch_id, elapsed = sdk_upload(client, paths)
-                seconds[name].append(elapsed)
-                print(f"  {label} run {round_number + 1} {name:<5} {elapsed:8.2f} s", flush=True)
-                settle(client, [batch_id])
+                run = run_child("upload-child", name, stack.api_url, key, str(listing), str(declarations))
+                seconds[name].append(run["seconds"])
+                print(f"  {label} run {round_number + 1} {name:<5} {run['seconds']:8.2f} s", flush=True)
+                settle(client, [run["batch_id"]])
     figures: dict[str, Any] = {"files": len(paths), "bytes": total_bytes, "seconds": seconds}
     for name, runs in seconds.items():
         median = statistics.median(runs)
@@ -363,23 +398,7 @@ def peak_rss(
 
     listing = scratch / f"{label}.txt"
     listing.write_text("\n".join(str(path) for path in paths))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
-    answer = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "rss-child",
-            stack.api_url,
-            key,
-            str(listing),
-            "wait" if wait else "no-wait",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    figures: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
+    figures = run_child("rss-child", stack.api_url, key, str(listing), "wait" if wait else "no-wait")
     figures["case"] = label
     print(f"  {label:<32} peak {figures['peak_mb']:7.1f} MB ({figures['seconds']} s)", flush=True)
     # Without waiting, the child leaves its batches processing: stopped before the next case.
@@ -426,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["rss-child"]:
         return rss_child(argv[1:])
+    if argv[:1] == ["upload-child"]:
+        return upload_child(argv[1:])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -465,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 }
                 for label, make in workloads.items():
-                    figures["throughput"][label] = throughput(stack, key, label, make(), args.repeat)
+                    figures["throughput"][label] = throughput(stack, key, label, make(), args.repeat, scratch)
             if not args.skip_rss:
                 cases = []
                 for count in counts:
