@@ -26,8 +26,9 @@ the large files upload in 16 MiB parts), then measures:
 
    Each timed run is a child process of its own (this script with `upload-child`): the local
    stack's moto S3 runs in threads of the bench's process, and a client in that process would
-   share their GIL (which favours a client with more threads: the SDK's pool over the plain loop's
-   one event loop; in one such run the plain loop took 49 s on (a) against 17 s in a child).
+   share their GIL, which favours a client with more threads (the SDK's pool) over one with a
+   single event loop (the plain loop): run in the bench's process, the plain loop took 49 s on (a),
+   23-27 s in a child.
 
    Timed: the upload phase only, from the first upload request to the last upload's answer. For
    the plain loop that is from the first PUT (or part request) to the last answer (complete for a
