@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build for the python3.13 runtime needs a python3.13 on PATH; pyenv has one on this machine kind.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes coldstart bench cost upload-bench clean py313 smoke-aws
+.PHONY: venv up demo test lint typecheck unit integration e2e check-template checkov openapi contract build sizes coldstart bench cost upload-bench sdk-bench clean py313 smoke-aws
 
 venv: $(STAMP)
 
@@ -114,14 +114,19 @@ test: lint typecheck check-template checkov build py313 contract ## everything C
 	$(PY) -m pytest -q tests/unit tests/integration tests/e2e
 
 # Not part of `test`: every figure of docs/performance.md in one run (about 10 minutes): cold start per
-# function, cost per 1,000 files, upload MB/s (multipart against one PUT), local end-to-end throughput
-# at N=1,000. Each prints its own table.
-bench: coldstart cost upload-bench ## all the benchmarks: cold start, cost per 1,000 files, uploads, local throughput
+# function, cost per 1,000 files, upload MB/s (multipart against one PUT), the SDK's upload MB/s against
+# a plain httpx loop and its peak RSS, local end-to-end throughput at N=1,000. Each prints its own table.
+bench: coldstart cost upload-bench sdk-bench ## all the benchmarks: cold start, cost per 1,000 files, uploads, the SDK, local throughput
 	$(PY) bench/e2e.py $(E2E_ARGS)
 
 # Not part of `test`: figures only. UPLOAD_ARGS="--parts 1,4,8 --size-mib 1024" (the defaults).
 upload-bench: venv ## MB/s of one 1 GiB file in parts (N at a time) against one PUT, on the local stack
 	$(PY) bench/upload.py $(UPLOAD_ARGS)
+
+# Not part of `test`: figures only. SDK_ARGS="--small-files 2000 --large-mib 256 --rss-files 1000,10000
+# --rss-large-mib 2048" (the defaults); --rss-wait makes the RSS cases wait for every result too.
+sdk-bench: venv ## submit's upload MB/s against a plain httpx loop, and submit's peak RSS, on the local stack
+	$(PY) bench/sdk.py $(SDK_ARGS)
 
 cost: venv ## what N files (COST_ARGS, default --files 1000) would cost on AWS, per 1,000 files
 	$(PY) bench/cost.py $(COST_ARGS)
