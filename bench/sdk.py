@@ -20,9 +20,9 @@ the large files upload in 16 MiB parts), then measures:
      instruction, its parts one after another: each part read, hashed (the instruction asks for
      part checksums, since the file declares its SHA-256), signed through POST .../parts and PUT,
      then POST .../complete.
-   - SDK: `FilebatchClient.submit(paths, skip_duplicates=False, wait=False)` with its own defaults
-     (`chunk_size` set to the whole workload when the installed SDK has it, so that both clients
-     make one batch).
+   - SDK: `FilebatchClient.create_batch(paths, skip_duplicates=False)`, then `upload` of that batch
+     with the SDK's defaults (8 files at a time, 4 parts of a large file at a time): the code that
+     `submit` runs for each of its batches (one batch, as the plain loop makes).
 
    Each timed run is a child process of its own (this script with `upload-child`): the local
    stack's moto S3 runs in threads of the bench's process, and a client in that process would
@@ -32,10 +32,8 @@ the large files upload in 16 MiB parts), then measures:
 
    Timed: the upload phase only, from the first upload request to the last upload's answer. For
    the plain loop that is from the first PUT (or part request) to the last answer (complete for a
-   multipart file). For the SDK it is from its `on_created` callback (the batch exists, no upload
-   has started; `submit` calls it right before `upload`) to `submit` returning (with wait=False it
-   returns as soon as the last upload was answered). Creating the batch and hashing the files are
-   outside both. After each timed run the batch is cancelled and the bench waits until the stack's
+   multipart file). For the SDK it is the `upload` call. Creating the batch and declaring the files
+   (hashing them) are outside both. After each timed run the batch is cancelled and the bench waits until the stack's
    process tree is idle (the upload events of that run recorded, any processing stopped), so that
    no run shares the 2 cores with the previous run's work.
 
@@ -48,9 +46,8 @@ the large files upload in 16 MiB parts), then measures:
    value). Not `getrusage(RUSAGE_SELF).ru_maxrss`: Linux carries that over an exec from the
    process that forked the child, here the bench with a whole local stack in it (~1.2 GB).
    Cases: N files of --rss-kib KiB for each N of --rss-files, and one file of
-   --rss-large-mib MiB (multipart). With an SDK whose `submit` takes `chunk_size` and
-   `max_batches_in_flight`, the child calls `submit(paths, chunk_size=100, max_batches_in_flight=2)`
-   once; otherwise it calls `submit` once per chunk of 100 files itself. The output says which.
+   --rss-large-mib MiB (multipart). The child calls `submit(paths, chunk_size=100,
+   max_batches_in_flight=2)` once.
    By default the child does not wait for results (`wait=False`): the local stack processes a few
    files a second, so waiting for 10,000 results would take half an hour; the figure then covers
    declaring (hashing), creating and uploading. --rss-wait waits for every result too (and holds
@@ -67,7 +64,6 @@ import argparse
 import asyncio
 import base64
 import hashlib
-import inspect
 import json
 import os
 import statistics
@@ -262,25 +258,14 @@ async def plain_upload(
 # ---- the SDK -------------------------------------------------------------------------------------
 
 
-def _submit_parameters() -> set[str]:
-    from filebatch_sdk import FilebatchClient
-
-    return set(inspect.signature(FilebatchClient.submit).parameters)
-
-
 def sdk_upload(client: Any, paths: Sequence[Path]) -> tuple[str, float]:
-    """`submit` without waiting; the batch id and the seconds from `on_created` to its return."""
-    marks: dict[str, Any] = {}
-
-    def created(batch: Any) -> None:
-        marks.setdefault("batch_id", batch.batch_id)
-        marks.setdefault("started", time.perf_counter())
-
-    options: dict[str, Any] = {"skip_duplicates": False, "wait": False, "on_created": created}
-    if "chunk_size" in _submit_parameters():
-        options["chunk_size"] = len(paths)  # one batch, as the plain loop makes
-    client.submit(paths, **options)
-    return marks["batch_id"], time.perf_counter() - marks["started"]
+    """The SDK's upload of one batch of `paths` (what `submit` runs for each of its batches:
+    `FilebatchClient.upload`, the same code): the batch id and the seconds the upload took, from
+    after the create to the last file's answer, as the plain loop is timed."""
+    created = client.create_batch(paths, skip_duplicates=False)
+    started = time.perf_counter()
+    client.upload(created, paths)
+    return created.batch_id, time.perf_counter() - started
 
 
 # ---- 1. throughput -------------------------------------------------------------------------------
@@ -362,21 +347,17 @@ def rss_child(argv: list[str]) -> int:
 
     baseline = peak_rss_mb()
     paths = [Path(line) for line in listing.read_text().splitlines()]
-    accepts_chunks = {"chunk_size", "max_batches_in_flight"} <= _submit_parameters()
     started = time.perf_counter()
     with FilebatchClient(api_url, key, timeout=600) as client:
-        common: dict[str, Any] = {"skip_duplicates": False, "wait": wait, "timeout": 7200}
-        if accepts_chunks:
-            chunking: dict[str, Any] = {
-                "chunk_size": RSS_CHUNK_SIZE,
-                "max_batches_in_flight": RSS_BATCHES_IN_FLIGHT,
-            }
-            how = f"submit(chunk_size={RSS_CHUNK_SIZE}, max_batches_in_flight={RSS_BATCHES_IN_FLIGHT})"
-            client.submit(paths, **chunking, **common)
-        else:
-            how = f"submit per chunk of {RSS_CHUNK_SIZE} (the installed submit has no chunk_size)"
-            for start in range(0, len(paths), RSS_CHUNK_SIZE):
-                client.submit(paths[start : start + RSS_CHUNK_SIZE], **common)
+        client.submit(
+            paths,
+            chunk_size=RSS_CHUNK_SIZE,
+            max_batches_in_flight=RSS_BATCHES_IN_FLIGHT,
+            skip_duplicates=False,
+            wait=wait,
+            timeout=7200,
+        )
+    how = f"submit(chunk_size={RSS_CHUNK_SIZE}, max_batches_in_flight={RSS_BATCHES_IN_FLIGHT})"
     peak = peak_rss_mb()
     print(
         json.dumps(
@@ -470,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     state = ROOT / ".local" / "bench-sdk"
     state.mkdir(parents=True, exist_ok=True)
     overrides = {"MaxFileBytes": str(4 * 1024 * MIB), "UploadUrlTtlSeconds": "3600"}
-    figures: dict[str, Any] = {"submit_parameters": sorted(_submit_parameters())}
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sdk-", dir=state) as scratch_name:
         scratch = Path(scratch_name)
         with LocalStack(ROOT, api_port=0, parameter_overrides=overrides, state_dir=state) as stack:
