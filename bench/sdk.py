@@ -33,9 +33,9 @@ the large files upload in 16 MiB parts), then measures:
    Timed: the upload phase only, from the first upload request to the last upload's answer. For
    the plain loop that is from the first PUT (or part request) to the last answer (complete for a
    multipart file). For the SDK it is the `upload` call. Creating the batch and declaring the files
-   (hashing them) are outside both. After each timed run the batch is cancelled and the bench waits until the stack's
-   process tree is idle (the upload events of that run recorded, any processing stopped), so that
-   no run shares the 2 cores with the previous run's work.
+   (hashing them) are outside both. After each timed run the batch is cancelled and the bench waits
+   until the stack's process tree is idle (the upload events of that run recorded, any processing
+   stopped), so that no run shares the 2 cores with the previous run's work.
 
    Prints the median MB/s (10^6 bytes per second) and files/s of each client, the ratio SDK/plain
    and whether the issue's targets are met (>= 1.2x on (a), >= 2x on (b)).
