@@ -109,7 +109,7 @@ class SyncDriver:
         errors: list[BaseException] = []
         pool = ThreadPoolExecutor(max_workers=min(limit, len(ops)), thread_name_prefix="filebatch")
         try:
-            futures = [pool.submit(self.run, op) for op in ops]
+            futures = [pool.submit(self._run_interruptibly, op) for op in ops]
             for index, future in enumerate(futures):
                 try:
                     outcomes[index] = future.result()
@@ -124,6 +124,17 @@ class SyncDriver:
         if errors:
             raise errors[0]
         return outcomes
+
+    def _run_interruptibly(self, op: Op[Any]) -> Any:
+        try:
+            return self.run(op)
+        except Exception:
+            raise
+        except BaseException:
+            # An interruption inside a worker: the work queued beside it must not start sending
+            # before the caller's thread hears of it.
+            self._interrupted.set()
+            raise
 
     def _spawn(self, op: Op[Any]) -> Future[Any]:
         future: Future[Any] = Future()

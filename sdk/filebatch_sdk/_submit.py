@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,9 @@ def submit(
             # (a resumed run): nothing to do.
             with contextlib.suppress(BatchNotOpenError):
                 yield from protocol.close_batch(created.batch_id)
+        # The run keeps every batch's files, not their upload instructions (presigned URLs and
+        # headers, ~2 KB a file, expired soon anyway): a run of 100,000 files would hold 200 MB.
+        run.batch = replace(created, files=[replace(file, upload=None) for file in created.files])
         in_flight.append((yield Spawn(follow(index, run))))
     while in_flight:
         batches.append((yield Join(in_flight.popleft())))

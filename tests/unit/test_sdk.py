@@ -39,6 +39,7 @@ from filebatch_sdk import (
     BatchStatus,
     BatchTimeoutError,
     ConflictError,
+    CreatedBatch,
     DownloadError,
     ExportNotReadyError,
     FilebatchApiError,
@@ -1817,7 +1818,8 @@ def test_post_uploads_send_the_signed_fields_then_the_streamed_file_as_form_data
     # Given a service that finishes batches on the first poll
     fake_api.polls_until_done = 1
     # When files are submitted asking for browser-style POST uploads
-    (run,) = client.submit(sample_files, upload_method="POST").batches
+    announced: list[CreatedBatch] = []
+    (run,) = client.submit(sample_files, upload_method="POST", on_created=announced.append).batches
     # Then the create asked for POST uploads, and declared each file's SHA-256
     created = json.loads(fake_api.calls("POST", "/v1/batches")[0].body)
     assert created["upload_method"] == "POST"
@@ -1827,7 +1829,8 @@ def test_post_uploads_send_the_signed_fields_then_the_streamed_file_as_form_data
     # And each file was POSTed once as multipart/form-data: the instruction's fields in their
     # order, then the file's raw bytes, with a Content-Length (never chunked) and no API key
     batch = fake_api.batches[run.batch_id]
-    for created_file, path, fake_file in zip(run.batch.files, sample_files, batch.files, strict=True):
+    (with_instructions,) = announced
+    for created_file, path, fake_file in zip(with_instructions.files, sample_files, batch.files, strict=True):
         (post,) = fake_api.calls("POST", f"/form-upload/{run.batch_id}/{created_file.file_id}")
         assert post.headers["content-type"].startswith("multipart/form-data; boundary=")
         assert post.headers["content-length"] == str(len(post.body))

@@ -337,3 +337,20 @@ def test_a_file_whose_upload_keeps_failing_ends_upload_expired_and_the_rest_of_i
     assert [(f.file_id, f.reason, f.status) for f in run.upload_failures] == [
         ("f00002", "HTTP 403 AccessDenied", 403)
     ]
+
+
+def test_a_run_keeps_its_files_but_not_their_upload_instructions(
+    client: FilebatchClient, fake_api: FakeApi, tmp_path: Path
+) -> None:
+    # Given files submitted in two batches
+    paths = _files(tmp_path / "in", 4)
+    # When the run is over
+    run = client.submit(paths, chunk_size=2)
+    # Then each batch still lists its files (ids, names, sizes), without the presigned URLs that
+    # would make a run of many files heavy
+    files = [file for batch in run.batches for file in batch.batch.files]
+    assert [(f.file_id, f.filename, f.size) for f in files] == [
+        (f"f0000{n}", p.name, p.stat().st_size) for n, p in zip([1, 2, 1, 2], paths, strict=True)
+    ]
+    assert all(f.upload is None and f.duplicate_of is None for f in files)
+    assert [run.path_for(f) for f in files] == paths
