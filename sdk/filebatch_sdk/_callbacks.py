@@ -53,6 +53,14 @@ class CallbackDispatcher:
         """Queue `callback(argument)`; returns at once."""
         self._queue(callback, argument)
 
+    def progress_poster(
+        self, callback: Callable[[UploadProgress], object] | None
+    ) -> Callable[[UploadProgress], None] | None:
+        """`callback` as the uploads call it: each report posted here (None stays None)."""
+        if callback is None:
+            return None
+        return lambda progress: self.post_progress(callback, progress)
+
     def post_progress(self, callback: Callable[[UploadProgress], object], progress: UploadProgress) -> None:
         """Queue `callback(progress)`, replacing a report of the same file still waiting.
 

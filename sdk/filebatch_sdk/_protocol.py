@@ -850,19 +850,6 @@ def create_options(arguments: CreateArguments, *, skip_duplicates: bool = False)
     return options
 
 
-def serialized(callback: Callable[[T], None] | None) -> Callable[[T], None] | None:
-    """`callback` called by one thread at a time (bodies report progress from worker threads)."""
-    if callback is None:
-        return None
-    lock = threading.Lock()
-
-    def call(value: T) -> None:
-        with lock:
-            callback(value)
-
-    return call
-
-
 def _query(**values: str | int | None) -> dict[str, str | int]:
     """Query parameters, leaving out those not given."""
     return {name: value for name, value in values.items() if value is not None and value != ""}

@@ -265,7 +265,7 @@ def submit(
             paths,
             concurrency=options.concurrency,
             part_concurrency=options.part_concurrency,
-            on_progress=_progress_poster(dispatcher, callbacks.on_upload_progress),
+            on_progress=dispatcher.progress_poster(callbacks.on_upload_progress),
             skip_file_ids=uploaded,
             on_file_uploaded=_recorder(state, index),
         )
@@ -315,14 +315,6 @@ def _resumed(protocol: Protocol, recorded: ChunkState, specs: list[FileSpec]) ->
 
 def _declaring(paths: list[Path]) -> Callable[[], list[FileSpec]]:
     return lambda: [FileSpec.from_path(path) for path in paths]
-
-
-def _progress_poster(
-    dispatcher: CallbackDispatcher, callback: Callable[[UploadProgress], None] | None
-) -> Callable[[UploadProgress], None] | None:
-    if callback is None:
-        return None
-    return lambda progress: dispatcher.post_progress(callback, progress)
 
 
 def _recorder(state: RunState | None, index: int) -> Callable[[CreatedFile], None] | None:

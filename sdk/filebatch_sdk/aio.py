@@ -25,9 +25,10 @@ from typing import Self, TypeVar, Unpack
 
 import httpx
 
+from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import AsyncDriver
 from filebatch_sdk._inputs import FilesArgument
-from filebatch_sdk._protocol import CreateBatchArguments, Op, Pager, create_options, serialized
+from filebatch_sdk._protocol import CreateBatchArguments, Op, Pager, create_options
 from filebatch_sdk._submit import SubmitArguments, prepare_submit, retry_failed, running, submit
 from filebatch_sdk.client import (
     FileInput,
@@ -229,15 +230,18 @@ class AsyncFilebatchClient:
         part_concurrency: int = 4,
     ) -> None:
         """Upload each file to its presigned URL (see `FilebatchClient.upload`)."""
-        failures = await self._run(
-            self._protocol.upload_batch(
-                created_batch,
-                [Path(path) for path in paths],
-                concurrency=concurrency,
-                part_concurrency=part_concurrency,
-                on_progress=serialized(on_progress),
+        # Progress goes through the SDK's callback thread, as in `submit`: never concurrently,
+        # never holding an upload back.
+        with CallbackDispatcher() as dispatcher:
+            failures = await self._run(
+                self._protocol.upload_batch(
+                    created_batch,
+                    [Path(path) for path in paths],
+                    concurrency=concurrency,
+                    part_concurrency=part_concurrency,
+                    on_progress=dispatcher.progress_poster(on_progress),
+                )
             )
-        )
         if failures:
             raise UploadError(created_batch.batch_id, sorted(failures, key=lambda f: f.file_id))
 

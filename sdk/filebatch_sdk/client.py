@@ -50,6 +50,7 @@ from typing import Self, TypeVar, Unpack
 import requests
 from requests.adapters import HTTPAdapter
 
+from filebatch_sdk._callbacks import CallbackDispatcher
 from filebatch_sdk._drivers import SyncDriver
 from filebatch_sdk._inputs import FilesArgument
 from filebatch_sdk._protocol import (
@@ -61,7 +62,6 @@ from filebatch_sdk._protocol import (
     RetryPolicy,
     UploadMethod,
     create_options,
-    serialized,
 )
 from filebatch_sdk._retry import Backoff
 from filebatch_sdk._submit import SubmitArguments, prepare_submit, retry_failed, running, submit
@@ -342,15 +342,18 @@ class FilebatchClient:
         concurrently, so it needs no locking. Files that still fail after retries are reported
         together in one `UploadError` once the others are done.
         """
-        failures = self._run(
-            self._protocol.upload_batch(
-                created_batch,
-                [Path(path) for path in paths],
-                concurrency=concurrency,
-                part_concurrency=part_concurrency,
-                on_progress=serialized(on_progress),
+        # Progress goes through the SDK's callback thread, as in `submit`: never concurrently,
+        # never holding an upload back.
+        with CallbackDispatcher() as dispatcher:
+            failures = self._run(
+                self._protocol.upload_batch(
+                    created_batch,
+                    [Path(path) for path in paths],
+                    concurrency=concurrency,
+                    part_concurrency=part_concurrency,
+                    on_progress=dispatcher.progress_poster(on_progress),
+                )
             )
-        )
         if failures:
             raise UploadError(created_batch.batch_id, sorted(failures, key=lambda f: f.file_id))
 

@@ -803,7 +803,8 @@ def _summary(results: Iterable[FileResult]) -> dict[str, int]:
 
 @dataclass(slots=True)
 class BatchRun:
-    """What `FilebatchClient.submit` did: the batch, its final status, and every file's result.
+    """One batch of a `submit` (`SubmitRun.batches`): the batch, its files' paths, its final
+    status and every file's result.
 
     With `submit(..., wait=False)` only `batch` and `paths` are set; `status` is None and
     `results` empty.

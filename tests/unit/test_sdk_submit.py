@@ -190,7 +190,8 @@ def test_callbacks_run_on_one_thread_never_block_uploads_and_see_every_file(
     finished = {(u.batch_id, u.file_id) for u in progress if u.file_bytes_done == u.file_bytes_total}
     assert len(finished) == 5
     assert {s.batch_id for s in statuses} == set(run.batch_ids)
-    assert all(s.is_terminal for s in statuses if s is statuses[-1])
+    for batch_id in run.batch_ids:
+        assert [s for s in statuses if s.batch_id == batch_id][-1].is_terminal
 
 
 def test_raise_on_failure_raises_one_error_carrying_every_failed_file(
